@@ -1,0 +1,133 @@
+"""Transactional outbox kept inside the aggregate's own document.
+
+A service stores the events it must publish in the same document write that changes
+the state (field ``_outbox``), so state and events are saved or lost together without a
+multi-document transaction. The relay publishes pending events (at least once, in order
+per document) and then removes exactly the ones it published. Consumers de-duplicate on
+the event id, so a relay that crashes between publishing and marking does no harm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+
+from services.common.clock import sleep_until_or_stop
+from services.common.metrics import OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
+from services.common.mongo import Doc
+
+log = logging.getLogger(__name__)
+
+PENDING = "_outbox_pending"
+OUTBOX = "_outbox"
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: str
+    topic: str
+    key: str
+    value: bytes
+
+    def as_doc(self) -> Doc:
+        return {"id": self.id, "topic": self.topic, "key": self.key, "value": self.value}
+
+
+def outbox_fields(messages: list[OutboxMessage]) -> Doc:
+    """Fields to put into a new document."""
+    return {OUTBOX: [m.as_doc() for m in messages], PENDING: bool(messages)}
+
+
+def outbox_update(messages: list[OutboxMessage]) -> Doc:
+    """Update operators appending events to an existing document."""
+    return {
+        "$push": {OUTBOX: {"$each": [m.as_doc() for m in messages]}},
+        "$set": {PENDING: True},
+    }
+
+
+def merge_updates(*updates: Doc) -> Doc:
+    merged: dict[str, dict[str, Any]] = {}
+    for update in updates:
+        for op, fields in update.items():
+            merged.setdefault(op, {}).update(fields)
+    return merged
+
+
+class Publisher(Protocol):
+    async def publish_many(self, messages: list[OutboxMessage]) -> None: ...
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        collections: list[AsyncCollection[Doc]],
+        publisher: Publisher,
+        batch_size: int = 500,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self._collections = collections
+        self._publisher = publisher
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                published = await self.relay_once()
+            except Exception:
+                OUTBOX_RELAY_ERRORS.inc()
+                log.exception("outbox relay failed; retrying")
+                if await sleep_until_or_stop(stop, 1.0):
+                    return
+                continue
+            if published == 0:
+                self._wakeup.clear()
+                waiter = asyncio.ensure_future(self._wakeup.wait())
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait(
+                    {waiter, stopper},
+                    timeout=self._poll_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                waiter.cancel()
+                stopper.cancel()
+
+    async def relay_once(self) -> int:
+        total = 0
+        for collection in self._collections:
+            docs = await collection.find({PENDING: True}, {OUTBOX: 1}).to_list(self._batch_size)
+            if not docs:
+                continue
+            messages: list[OutboxMessage] = []
+            published_ids: dict[Any, list[str]] = {}
+            for doc in docs:
+                for entry in doc.get(OUTBOX, []):
+                    messages.append(
+                        OutboxMessage(entry["id"], entry["topic"], entry["key"], entry["value"])
+                    )
+                    published_ids.setdefault(doc["_id"], []).append(entry["id"])
+            await self._publisher.publish_many(messages)
+            for message in messages:
+                OUTBOX_PUBLISHED.labels(topic=message.topic).inc()
+            pulls = [
+                UpdateOne({"_id": doc_id}, {"$pull": {OUTBOX: {"id": {"$in": ids}}}})
+                for doc_id, ids in published_ids.items()
+            ]
+            if pulls:
+                await collection.bulk_write(pulls, ordered=False)
+            await collection.update_many(
+                {"_id": {"$in": [doc["_id"] for doc in docs]}, OUTBOX: {"$size": 0}},
+                {"$set": {PENDING: False}},
+            )
+            total += len(messages)
+        return total

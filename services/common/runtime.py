@@ -1,0 +1,189 @@
+"""The life of one service process: listen, connect with retries, serve, report health,
+and shut down cleanly on SIGTERM/SIGINT.
+
+The gRPC server and the metrics endpoint start at once and report NOT_SERVING; the
+dependencies (MongoDB, Kafka) are connected in the background with retries, workers
+(consumers, outbox relay, sweeps) start when they are, and a watchdog keeps probing both:
+a lost dependency flips health to NOT_SERVING and back when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.common.clock import sleep_until_or_stop
+from services.common.kafka import KafkaPublisher
+from services.common.logging import configure_logging
+from services.common.metrics import DEPENDENCY_UP, SERVING, start_metrics_server
+from services.common.mongo import Doc, ping
+from services.common.settings import CommonSettings, SettingsError
+
+log = logging.getLogger(__name__)
+
+Worker = Callable[[asyncio.Event], Awaitable[None]]
+Startup = Callable[[], Awaitable[None]]
+Registrar = Callable[[grpc.aio.Server], list[str]]
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class ServiceParts:
+    """What a service's bootstrap hands to the runtime."""
+
+    settings: CommonSettings
+    db: AsyncDatabase[Doc]
+    publisher: KafkaPublisher
+    register: Registrar  # adds servicers, returns service names
+    startup: list[Startup] = field(default_factory=list)  # e.g. ensure indexes (retried)
+    workers: list[Worker] = field(default_factory=list)  # consumers, relay, sweeps
+    close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    probe_interval: float = 1.0
+
+
+class ServiceRuntime:
+    def __init__(self, parts: ServiceParts) -> None:
+        self.parts = parts
+        self.stop = asyncio.Event()
+        self.health = health.aio.HealthServicer()
+        self._service_names: list[str] = []
+        self._ready = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        s = self.parts.settings
+        metrics_port = start_metrics_server(s.metrics_port)
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ]
+        )
+        self._service_names = self.parts.register(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        port = server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+        await self._set_serving(False)
+        await server.start()
+        log.info("listening", extra={"grpc_port": port, "metrics_port": metrics_port})
+        self._tasks.append(asyncio.create_task(self._bring_up()))
+        await self.stop.wait()
+        log.info("shutting down")
+        await self._set_serving(False)
+        await server.stop(grace=5)
+        await asyncio.wait(self._tasks, timeout=10)
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        await self.parts.publisher.stop()
+        for close in self.parts.close:
+            await close()
+        log.info("stopped")
+
+    async def _bring_up(self) -> None:
+        await self._retry("mongodb", self._startup_mongo)
+        await self._retry("kafka", self.parts.publisher.start)
+        if self.stop.is_set():
+            return
+        for worker in self.parts.workers:
+            self._tasks.append(asyncio.create_task(self._guard(worker)))
+        self._ready = True
+        await self._watch()
+
+    async def _startup_mongo(self) -> None:
+        await ping(self.parts.db)
+        for step in self.parts.startup:
+            await step()
+
+    async def _retry(self, dependency: str, step: Callable[[], Awaitable[None]]) -> None:
+        delay = 0.2
+        while not self.stop.is_set():
+            try:
+                await asyncio.wait_for(step(), timeout=15)
+                DEPENDENCY_UP.labels(dependency=dependency).set(1)
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure means: not yet
+                DEPENDENCY_UP.labels(dependency=dependency).set(0)
+                log.warning(
+                    "waiting for dependency",
+                    extra={"dependency": dependency, "error": repr(exc)[:200]},
+                )
+                if await sleep_until_or_stop(self.stop, delay):
+                    return
+                delay = min(delay * 2, 3.0)
+
+    async def _guard(self, worker: Worker) -> None:
+        """Restart a worker that crashed; a worker returns only when stop is set."""
+        while not self.stop.is_set():
+            try:
+                await worker(self.stop)
+            except Exception:
+                log.exception(
+                    "worker crashed; restarting",
+                    extra={"worker": getattr(worker, "__qualname__", "?")},
+                )
+                if await sleep_until_or_stop(self.stop, 1.0):
+                    return
+
+    async def _watch(self) -> None:
+        while not self.stop.is_set():
+            ok = await self._probe("mongodb", lambda: ping(self.parts.db))
+            ok = await self._probe("kafka", self.parts.publisher.probe) and ok
+            await self._set_serving(ok and self._ready)
+            if await sleep_until_or_stop(self.stop, self.parts.probe_interval):
+                return
+
+    async def _probe(self, dependency: str, probe: Callable[[], Awaitable[None]]) -> bool:
+        try:
+            await asyncio.wait_for(probe(), timeout=3)
+        except Exception:  # noqa: BLE001
+            DEPENDENCY_UP.labels(dependency=dependency).set(0)
+            return False
+        DEPENDENCY_UP.labels(dependency=dependency).set(1)
+        return True
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        SERVING.set(1 if serving else 0)
+        await self.health.set("", status)
+        for name in self._service_names:
+            await self.health.set(name, status)
+
+
+def run(service: str, parts_factory: Callable[[], ServiceParts]) -> None:
+    """Entry point for `python -m services.<name>`: a bad setting stops the service at
+    start with one line naming it (exit status 2)."""
+    configure_logging(service, os.environ.get("LAPOR_LOG_LEVEL", "INFO"))
+
+    async def main() -> None:
+        try:
+            parts = parts_factory()
+        except SettingsError as exc:
+            print(f"{service}: configuration error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        await ServiceRuntime(parts).run()
+
+    asyncio.run(main())
+    # Shutting down already: a repeated SIGTERM must not cut the interpreter's exit short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,165 @@
+"""Typed settings read from the environment, failing fast with the setting's name."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+class Secret:
+    """A value that never shows itself in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+class Env:
+    """Reads settings from a mapping (os.environ by default)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._env = os.environ if environ is None else environ
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self._env.get(name)
+        if value is None or value.strip() == "":
+            if default is None:
+                raise SettingsError(f"{name} is required but not set")
+            return default
+        return value.strip()
+
+    def secret(self, name: str, default: str | None = None) -> Secret:
+        return Secret(self.text(name, default))
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name)
+        return value.strip() if value and value.strip() else None
+
+    def integer(
+        self, name: str, default: int | None = None, *, low: int = 0, high: int = 2**31
+    ) -> int:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            if default is None:
+                raise SettingsError(f"{name} is required but not set")
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not an integer") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name}={value} is outside {low}..{high}")
+        return value
+
+    def number(self, name: str, default: float, *, low: float = 0.0, high: float = 1e9) -> float:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name}={value} is outside {low}..{high}")
+        return value
+
+    def port(self, name: str, default: int | None = None) -> int:
+        return self.integer(name, default, low=0, high=65535)
+
+    def hostports(self, name: str, default: str | None = None) -> str:
+        value = self.text(name, default)
+        parts = [p.strip() for p in value.split(",")]
+        for part in parts:
+            if not _HOSTPORT.match(part):
+                raise SettingsError(f"{name}={value!r}: {part!r} is not host:port")
+        return ",".join(parts)
+
+    def mongodb_uri(self, name: str) -> Secret:
+        value = self.text(name)
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise SettingsError(f"{name} must start with mongodb:// or mongodb+srv://")
+        return Secret(value)
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.text(name, default)
+        if value not in choices:
+            raise SettingsError(f"{name}={value!r} must be one of {', '.join(choices)}")
+        return value
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    security_protocol: str
+    sasl_mechanism: str | None
+    sasl_username: str | None
+    sasl_password: Secret | None
+    ssl_cafile: str | None
+
+    @classmethod
+    def from_env(cls, env: Env) -> KafkaSettings:
+        password = env.optional("LAPOR_KAFKA_SASL_PASSWORD")
+        return cls(
+            bootstrap_servers=env.hostports("LAPOR_KAFKA_BOOTSTRAP_SERVERS"),
+            security_protocol=env.choice(
+                "LAPOR_KAFKA_SECURITY_PROTOCOL",
+                ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+                "PLAINTEXT",
+            ),
+            sasl_mechanism=env.optional("LAPOR_KAFKA_SASL_MECHANISM"),
+            sasl_username=env.optional("LAPOR_KAFKA_SASL_USERNAME"),
+            sasl_password=Secret(password) if password else None,
+            ssl_cafile=env.optional("LAPOR_KAFKA_SSL_CAFILE"),
+        )
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    """What every service needs: where Kafka and MongoDB are, where to listen."""
+
+    service: str
+    kafka: KafkaSettings
+    mongodb_uri: Secret
+    mongodb_database: str
+    grpc_host: str
+    grpc_port: int
+    metrics_port: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, service: str, env: Env | None = None) -> CommonSettings:
+        env = env or Env()
+        return cls(
+            service=service,
+            kafka=KafkaSettings.from_env(env),
+            mongodb_uri=env.mongodb_uri("LAPOR_MONGODB_URI"),
+            mongodb_database=env.text("LAPOR_MONGODB_DATABASE", f"lapor_{service}"),
+            grpc_host=env.text("LAPOR_GRPC_HOST", "127.0.0.1"),
+            grpc_port=env.port("LAPOR_GRPC_PORT"),
+            metrics_port=env.port("LAPOR_METRICS_PORT"),
+            log_level=env.choice("LAPOR_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        )

@@ -1,0 +1,98 @@
+"""Composition root of the intake service: settings, clients, wiring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from lapor.v1 import events_pb2, intake_pb2, intake_pb2_grpc
+
+from services.common import topics
+from services.common.clock import SystemClock
+from services.common.deadletter import DeadLetters
+from services.common.ids import new_tracking_id
+from services.common.kafka import EventConsumer, KafkaPublisher
+from services.common.mongo import create_client
+from services.common.outbox import OutboxRelay
+from services.common.regions import default_regions
+from services.common.runtime import ServiceParts
+from services.common.settings import CommonSettings, Env, Secret
+from services.intake import projection
+from services.intake.grpc_api import IntakeServicer
+from services.intake.handlers import IntakeHandlers
+from services.intake.identity import IdentityCipher
+from services.intake.store import MongoComplaintStore
+
+GROUP = "lapor-intake-tracking"
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    common: CommonSettings
+    identity_keys: Secret
+    identity_active_key: str
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> IntakeSettings:
+        env = env or Env()
+        keys = env.secret("LAPOR_IDENTITY_KEYS")
+        first = keys.reveal().split(",")[0].partition(":")[0].strip()
+        return cls(
+            common=CommonSettings.from_env("intake", env),
+            identity_keys=keys,
+            identity_active_key=env.text("LAPOR_IDENTITY_ACTIVE_KEY", first),
+        )
+
+
+def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
+    settings = settings or IntakeSettings.from_env()
+    s = settings.common
+    cipher = IdentityCipher.from_config(settings.identity_keys, settings.identity_active_key)
+    client = create_client(s.mongodb_uri, "lapor-intake")
+    db = client[s.mongodb_database]
+    complaints = db["complaints"]
+    publisher = KafkaPublisher(s.kafka, "lapor-intake")
+    relay = OutboxRelay([complaints], publisher)
+    store = MongoComplaintStore(complaints, cipher, on_stored=relay.wake)
+    regions = default_regions()
+    handlers = IntakeHandlers(
+        store=store,
+        clock=SystemClock(),
+        new_tracking_id=new_tracking_id,
+        known_region=regions.__contains__,
+    )
+    tracking = projection.TrackingProjection(complaints)
+    dead = DeadLetters(db["dead_letters"])
+
+    def consumer(topic: str, message_type: type, build: object) -> EventConsumer:  # type: ignore[type-arg]
+        async def handle(deliveries: list) -> None:  # type: ignore[type-arg]
+            await tracking.apply(topic, deliveries, build)
+
+        return EventConsumer(s.kafka, topic, GROUP, message_type, handle, dead.park)
+
+    consumers = [
+        consumer(topics.COMPLAINTS_ROUTED, events_pb2.ComplaintRouted, projection.routed_update),
+        consumer(topics.SLA_EVENTS, events_pb2.SlaEvent, projection.sla_update),
+        consumer(
+            topics.NOTIFICATIONS, events_pb2.NotificationRecorded, projection.notification_update
+        ),
+        consumer(topics.ESCALATIONS, events_pb2.OmbudsmanEscalation, projection.escalation_update),
+    ]
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        intake_pb2_grpc.add_IntakeServiceServicer_to_server(IntakeServicer(handlers), server)
+        return [intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name]
+
+    async def close() -> None:
+        await store.close()
+        await client.close()
+
+    return ServiceParts(
+        settings=s,
+        db=db,
+        publisher=publisher,
+        register=register,
+        startup=[store.ensure_indexes, dead.ensure_indexes],
+        workers=[relay.run, *(c.run for c in consumers)],
+        close=[close],
+    )

@@ -1,0 +1,121 @@
+"""lapor.v1.IntakeService: translates protobuf to commands and back, nothing else."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import grpc
+from lapor.v1 import common_pb2, intake_pb2, intake_pb2_grpc
+
+from services.common.grpc_errors import rpc
+from services.intake.codec import (
+    CHANNEL_PB,
+    CHANNELS,
+    CLASSIFICATION_PB,
+    CLASSIFICATIONS,
+    PRIVACIES,
+    PRIVACY_PB,
+    timestamp,
+)
+from services.intake.domain import (
+    Channel,
+    Classification,
+    Contact,
+    Privacy,
+    Status,
+    SubmitComplaint,
+)
+from services.intake.handlers import IntakeHandlers
+from services.intake.metrics import SUBMITTED
+
+STATUS_PB = {
+    Status.RECEIVED: common_pb2.COMPLAINT_STATUS_RECEIVED,
+    Status.ROUTED: common_pb2.COMPLAINT_STATUS_ROUTED,
+    Status.IN_VERIFICATION: common_pb2.COMPLAINT_STATUS_IN_VERIFICATION,
+    Status.IN_PROGRESS: common_pb2.COMPLAINT_STATUS_IN_PROGRESS,
+    Status.FOLLOWED_UP: common_pb2.COMPLAINT_STATUS_FOLLOWED_UP,
+    Status.CLOSED: common_pb2.COMPLAINT_STATUS_CLOSED,
+    Status.ESCALATED: common_pb2.COMPLAINT_STATUS_ESCALATED,
+}
+COLOUR_PB = {
+    "red": common_pb2.STATUS_COLOUR_RED,
+    "yellow": common_pb2.STATUS_COLOUR_YELLOW,
+    "green": common_pb2.STATUS_COLOUR_GREEN,
+}
+
+
+def to_command(req: intake_pb2.SubmitComplaintRequest) -> SubmitComplaint:
+    return SubmitComplaint(
+        channel=CHANNELS.get(req.channel),
+        privacy=PRIVACIES.get(req.privacy),
+        classification=CLASSIFICATIONS.get(req.classification),
+        title=req.title,
+        body=req.body,
+        region_code=req.region_code,
+        reporter=Contact(req.reporter.name, req.reporter.phone, req.reporter.email),
+        idempotency_key=req.idempotency_key,
+    )
+
+
+def to_view(doc: dict[str, Any]) -> intake_pb2.Complaint:
+    privacy = Privacy(doc["privacy"])
+    view = intake_pb2.Complaint(
+        tracking_id=doc["_id"],
+        channel=CHANNEL_PB[Channel(doc["channel"])],
+        privacy=PRIVACY_PB[privacy],
+        classification=CLASSIFICATION_PB[Classification(doc["classification"])],
+        region_code=doc["region_code"],
+        status=STATUS_PB[Status(doc["status"])],
+        status_colour=COLOUR_PB.get(doc.get("colour", "red"), common_pb2.STATUS_COLOUR_RED),
+        received_at=timestamp(doc["received_at"]),
+        overdue=bool(doc.get("overdue")),
+        escalated=bool(doc.get("escalated")),
+    )
+    if privacy is Privacy.PUBLIC:
+        view.title = doc["title"]
+        view.body = doc["body"]
+    if doc.get("institution"):
+        view.institution.id = doc["institution"]["id"]
+        view.institution.name = doc["institution"]["name"]
+    for d in doc.get("deadlines", []):
+        view.deadlines.add(clock=d["clock"], due_at=timestamp(d["due_at"]), state=d["state"])
+    for h in sorted(doc.get("history", []), key=lambda h: _sort_key(h["at"])):
+        view.history.add(
+            at=timestamp(h["at"]), action=h["action"], actor=h["actor"], detail=h["detail"]
+        )
+    for n in doc.get("notifications", []):
+        view.notifications.add(template=n["template"], channel=n["channel"], at=timestamp(n["at"]))
+    return view
+
+
+def _sort_key(at: datetime) -> float:
+    return at.timestamp()
+
+
+class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
+    def __init__(self, handlers: IntakeHandlers) -> None:
+        self._handlers = handlers
+
+    @rpc("SubmitComplaint")
+    async def SubmitComplaint(
+        self, request: intake_pb2.SubmitComplaintRequest, context: grpc.aio.ServicerContext
+    ) -> intake_pb2.SubmitComplaintResponse:
+        cmd = to_command(request)
+        stored = await self._handlers.submit(cmd)
+        SUBMITTED.labels(
+            channel=str(cmd.channel),
+            privacy=str(cmd.privacy),
+            duplicate=str(stored.duplicate).lower(),
+        ).inc()
+        return intake_pb2.SubmitComplaintResponse(
+            tracking_id=stored.tracking_id,
+            received_at=timestamp(stored.received_at),
+            duplicate=stored.duplicate,
+        )
+
+    @rpc("GetComplaint")
+    async def GetComplaint(
+        self, request: intake_pb2.GetComplaintRequest, context: grpc.aio.ServicerContext
+    ) -> intake_pb2.Complaint:
+        return to_view(await self._handlers.get(request.tracking_id))

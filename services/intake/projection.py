@@ -1,0 +1,116 @@
+"""Keeps each complaint's tracking view current from the other services' events.
+
+Every update is applied at most once per event id (the id is remembered in the document
+in the same atomic write), so redelivered events change nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from lapor.v1 import events_pb2
+from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+
+from services.common.kafka import Delivery
+from services.common.metrics import EVENTS_CONSUMED
+from services.common.mongo import APPLIED_KEEP, Doc
+from services.intake.domain import Colour, Status
+
+
+def _at(ts: Any) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else datetime.now(UTC)
+
+
+def _history(at: datetime, action: str, actor: str, detail: str) -> Doc:
+    return {"at": at, "action": action, "actor": actor, "detail": detail}
+
+
+def routed_update(e: events_pb2.ComplaintRouted) -> Doc:
+    at = _at(e.meta.occurred_at)
+    return {
+        "$set": {
+            "status": Status.ROUTED.value,
+            "colour": Colour.RED.value,
+            "institution": {"id": e.institution.id, "name": e.institution.name},
+        },
+        "$push": {
+            "history": _history(at, "routed", "routing", f"to {e.institution.name} ({e.rule})")
+        },
+    }
+
+
+def sla_update(e: events_pb2.SlaEvent) -> Doc:
+    at = _at(e.meta.occurred_at)
+    kind = e.WhichOneof("kind")
+    if kind == "deadlines_set":
+        deadlines = [
+            {
+                "clock": d.clock,
+                "due_at": d.due_at.ToDatetime(tzinfo=UTC),
+                "state": d.state or "running",
+            }
+            for d in e.deadlines_set.deadlines
+        ]
+        detail = ", ".join(f"{d['clock']} by {d['due_at']:%Y-%m-%d %H:%M} UTC" for d in deadlines)
+        return {
+            "$set": {"deadlines": deadlines},
+            "$push": {"history": _history(at, "deadlines_set", "sla", detail)},
+        }
+    if kind == "warning":
+        return {"$push": {"history": _history(at, "deadline_warning", "sla", e.warning.clock)}}
+    if kind == "breached":
+        return {
+            "$set": {"overdue": True},
+            "$push": {"history": _history(at, "deadline_breached", "sla", e.breached.clock)},
+        }
+    return {}
+
+
+def notification_update(e: events_pb2.NotificationRecorded) -> Doc:
+    at = _at(e.meta.occurred_at)
+    return {
+        "$push": {
+            "notifications": {"template": e.template, "channel": e.channel, "at": at},
+            "history": _history(at, "notified", "notify", e.template),
+        }
+    }
+
+
+def escalation_update(e: events_pb2.OmbudsmanEscalation) -> Doc:
+    at = _at(e.meta.occurred_at)
+    return {
+        "$set": {"status": Status.ESCALATED.value, "escalated": True},
+        "$push": {"history": _history(at, "escalated", "sla", "handed to Ombudsman RI")},
+    }
+
+
+class TrackingProjection:
+    def __init__(self, collection: AsyncCollection[Doc]) -> None:
+        self._collection = collection
+
+    async def apply(self, topic: str, deliveries: list[Delivery[Any]], build: Any) -> None:
+        ops = []
+        for d in deliveries:
+            update = build(d.message)
+            if not update:
+                EVENTS_CONSUMED.labels(topic=topic, outcome="ignored").inc()
+                continue
+            event_id = d.message.meta.event_id
+            update.setdefault("$push", {})["_applied"] = {
+                "$each": [event_id],
+                "$slice": -APPLIED_KEEP,
+            }
+            ops.append(
+                UpdateOne(
+                    {"_id": d.message.meta.tracking_id, "_applied": {"$ne": event_id}}, update
+                )
+            )
+        if not ops:
+            return
+        result = await self._collection.bulk_write(ops, ordered=True)
+        EVENTS_CONSUMED.labels(topic=topic, outcome="applied").inc(result.modified_count)
+        EVENTS_CONSUMED.labels(topic=topic, outcome="duplicate").inc(
+            len(ops) - result.modified_count
+        )

@@ -1,0 +1,193 @@
+"""MongoDB adapter for complaints, with group commit.
+
+Concurrent submissions are gathered while the previous write is in flight and stored
+with one unordered ``insert_many``: one round trip, one journal write, many complaints.
+Each document carries its own ComplaintReceived event (outbox), so a complaint is never
+stored without its event. A duplicate idempotency scope fails only its own document; that
+submission gets the stored original back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Histogram
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
+
+from services.common.metrics import LATENCY_BUCKETS
+from services.common.mongo import Doc
+from services.common.outbox import PENDING, outbox_fields
+from services.intake.codec import received_event
+from services.intake.domain import Complaint, Status, colour_for
+from services.intake.handlers import Stored
+from services.intake.identity import IdentityCipher
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = Histogram(
+    "lapor_intake_group_commit_size",
+    "Complaints stored per group-commit write",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+WRITE_LATENCY = Histogram(
+    "lapor_intake_group_commit_seconds",
+    "Duration of one group-commit write",
+    buckets=LATENCY_BUCKETS,
+)
+
+
+@dataclass
+class _Pending:
+    complaint: Complaint
+    doc: Doc
+    future: asyncio.Future[Stored]
+
+
+class MongoComplaintStore:
+    def __init__(
+        self,
+        collection: AsyncCollection[Doc],
+        cipher: IdentityCipher,
+        max_batch: int = 512,
+        writers: int = 2,
+        on_stored: Any = None,
+    ) -> None:
+        self._collection = collection
+        self._cipher = cipher
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writers = writers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._on_stored = on_stored
+
+    async def ensure_indexes(self) -> None:
+        await self._collection.create_index("idem", unique=True)
+        await self._collection.create_index(PENDING)
+        await self._collection.create_index([("region_code", 1), ("received_at", -1)])
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._writer()) for _ in range(self._writers)]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+
+    async def add(self, complaint: Complaint) -> Stored:
+        self.start()
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(complaint, self._document(complaint), future))
+        return await future
+
+    async def get(self, tracking_id: str) -> Doc | None:
+        return await self._collection.find_one({"_id": tracking_id}, {"_outbox": 0, "_applied": 0})
+
+    def _document(self, c: Complaint) -> Doc:
+        doc: Doc = {
+            "_id": c.tracking_id,
+            "channel": c.channel.value,
+            "privacy": c.privacy.value,
+            "classification": c.classification.value,
+            "title": c.title,
+            "body": c.body,
+            "region_code": c.region_code,
+            "reachable": c.reachable,
+            "idem": c.idempotency_scope,
+            "fingerprint": c.fingerprint,
+            "received_at": c.received_at,
+            "status": Status.RECEIVED.value,
+            "colour": colour_for(Status.RECEIVED).value,
+            "institution": None,
+            "deadlines": [],
+            "history": [
+                {
+                    "at": c.received_at,
+                    "action": "received",
+                    "actor": "intake",
+                    "detail": f"via {c.channel.value}",
+                }
+            ],
+            "notifications": [],
+            "overdue": False,
+            "escalated": False,
+            "_applied": [],
+            **outbox_fields([received_event(c)]),
+        }
+        if c.reporter is not None:
+            sealed = self._cipher.seal(c.reporter, c.tracking_id)
+            doc["reporter"] = {"kid": sealed.key_id, "nonce": sealed.nonce, "ct": sealed.ciphertext}
+        return doc
+
+    async def _writer(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write(batch)
+            except Exception as exc:  # noqa: BLE001 - every waiter gets the error
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        # Submissions racing with the same idempotency scope inside one batch: store the
+        # first, hand the others the same answer.
+        by_scope: dict[str, _Pending] = {}
+        unique: list[_Pending] = []
+        followers: list[tuple[_Pending, _Pending]] = []
+        for item in batch:
+            leader = by_scope.get(item.complaint.idempotency_scope)
+            if leader is None:
+                by_scope[item.complaint.idempotency_scope] = item
+                unique.append(item)
+            else:
+                followers.append((item, leader))
+        failed: dict[int, dict[str, Any]] = {}
+        BATCH_SIZE.observe(len(unique))
+        with WRITE_LATENCY.time():
+            try:
+                await self._collection.insert_many([i.doc for i in unique], ordered=False)
+            except BulkWriteError as exc:
+                failed = {e["index"]: e for e in exc.details.get("writeErrors", [])}
+        for index, item in enumerate(unique):
+            error = failed.get(index)
+            if error is None:
+                item.future.set_result(
+                    Stored(
+                        item.complaint.tracking_id,
+                        item.complaint.received_at,
+                        False,
+                        item.complaint.fingerprint,
+                    )
+                )
+            elif error.get("code") == 11000 and "idem" in (error.get("keyPattern") or {"idem": 1}):
+                existing = await self._collection.find_one(
+                    {"idem": item.complaint.idempotency_scope}, {"received_at": 1, "fingerprint": 1}
+                )
+                if existing is None:  # pragma: no cover - the key existed a moment ago
+                    item.future.set_exception(RuntimeError("idempotency record vanished"))
+                else:
+                    item.future.set_result(
+                        Stored(
+                            existing["_id"], existing["received_at"], True, existing["fingerprint"]
+                        )
+                    )
+            else:
+                item.future.set_exception(RuntimeError(f"write failed: code {error.get('code')}"))
+        for item, leader in followers:
+            if leader.future.exception() is not None:
+                item.future.set_exception(leader.future.exception())  # type: ignore[arg-type]
+            else:
+                first = leader.future.result()
+                item.future.set_result(
+                    Stored(first.tracking_id, first.received_at, True, first.fingerprint)
+                )
+        if self._on_stored is not None and len(failed) < len(unique):
+            self._on_stored()

@@ -1,0 +1,69 @@
+"""Notification providers: small plugins behind one interface (SMS, e-mail, push and
+webhook providers plug in here). A provider must accept the same notification id twice
+without sending twice, or the outside system must de-duplicate on it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from services.common.mongo import Doc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: str
+    tracking_id: str
+    template: str
+    text: str
+    created_at: datetime
+
+
+class NotificationProvider(Protocol):
+    name: str
+
+    async def send(self, notification: Notification) -> None: ...
+
+
+class LogProvider:
+    """Writes the notification to the service log (tracking id and template only)."""
+
+    name = "log"
+
+    async def send(self, notification: Notification) -> None:
+        log.info(
+            "notification",
+            extra={"notification_id": notification.id, "template": notification.template},
+        )
+
+
+class CollectionProvider:
+    """Delivers into a MongoDB collection: an inbox the reporter's app or a gateway reads."""
+
+    name = "collection"
+
+    def __init__(self, collection: AsyncCollection[Doc]) -> None:
+        self._collection = collection
+
+    async def send(self, notification: Notification) -> None:
+        await self._collection.update_one(
+            {"_id": notification.id},
+            {
+                "$setOnInsert": {
+                    "tracking_id": notification.tracking_id,
+                    "template": notification.template,
+                    "text": notification.text,
+                    "delivered_at": notification.created_at,
+                }
+            },
+            upsert=True,
+        )
+
+
+PROVIDERS = ("log", "collection")

@@ -1,0 +1,280 @@
+"""Starts and stops the embedded stack: the mock Kafka broker, the SecantusDB daemon and
+the four services, each as its own process. Used by `make run` and by the e2e tests.
+
+Children run in their own sessions (Ctrl-C reaches only the supervisor, which stops them
+in order: services first, so they flush, then the database, then the broker) and are
+told to die with the supervisor (PR_SET_PDEATHSIG), so nothing is orphaned even if the
+supervisor itself is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.topics import ALL_TOPICS
+
+SERVICES = ("intake", "routing", "sla", "notify")
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def health_status(address: str, service: str = "", timeout: float = 1.0) -> str:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            return f"UNREACHABLE ({exc.code().name})"  # type: ignore[attr-defined]
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path | None
+    ports: dict[str, int] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.ports['grpc']}"
+
+
+class Stack:
+    def __init__(
+        self, workdir: Path, *, persistent_db: Path | None = None, partitions: int = 4
+    ) -> None:
+        self.workdir = workdir
+        self.logdir = workdir / "logs"
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.persistent_db = persistent_db
+        self.partitions = partitions
+        self.kafka: Proc | None = None
+        self.mongo: Proc | None = None
+        self.services: dict[str, Proc] = {}
+        self.bootstrap_servers = ""
+        self.mongodb_uri = ""
+        self._files: list[IO[bytes]] = []
+
+    # -- infrastructure ------------------------------------------------------------
+    def start_kafka(self, brokers: int = 1) -> str:
+        args = [
+            sys.executable,
+            "-m",
+            "services.stack.kafka_mock",
+            "--brokers",
+            str(brokers),
+            "--partitions",
+            str(self.partitions),
+        ]
+        for topic in ALL_TOPICS:
+            args += ["--topic", topic]
+        popen = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stderr=self._log("kafka"),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        assert popen.stdout is not None
+        line = popen.stdout.readline()
+        if not line:
+            raise RuntimeError(
+                f"mock Kafka broker failed to start; see {self.logdir / 'kafka.log'}"
+            )
+        self.bootstrap_servers = json.loads(line)["bootstrap_servers"]
+        port = int(self.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+        self.kafka = Proc("kafka", popen, self.logdir / "kafka.log", {"kafka": port})
+        return self.bootstrap_servers
+
+    def kafka_control(self, command: str) -> None:
+        """Fault injection: 'down 1' / 'up 1' takes broker 1 down or up."""
+        assert self.kafka and self.kafka.popen.stdin and self.kafka.popen.stdout
+        self.kafka.popen.stdin.write((command + "\n").encode())
+        self.kafka.popen.stdin.flush()
+        self.kafka.popen.stdout.readline()
+
+    def start_mongo(self, port: int | None = None) -> str:
+        port = port or free_port()
+        storage = str(self.persistent_db) if self.persistent_db else ":memory:"
+        if self.persistent_db:
+            self.persistent_db.mkdir(parents=True, exist_ok=True)
+        exe = Path(sys.executable).with_name("secantusd-py")
+        popen = subprocess.Popen(
+            [
+                str(exe),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                storage,
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=self._log("mongodb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            cwd=self.workdir,
+        )
+        wait_for_port(port, 60, popen)
+        self.mongodb_uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        self.mongo = Proc("mongodb", popen, self.logdir / "mongodb.log", {"mongodb": port})
+        return self.mongodb_uri
+
+    # -- services --------------------------------------------------------------------
+    def service_env(
+        self, name: str, grpc_port: int, metrics_port: int, extra: dict[str, str]
+    ) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LAPOR_")}
+        env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "LAPOR_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                "LAPOR_MONGODB_URI": self.mongodb_uri,
+                "LAPOR_GRPC_PORT": str(grpc_port),
+                "LAPOR_METRICS_PORT": str(metrics_port),
+            }
+        )
+        env.update(extra)
+        return env
+
+    def start_service(
+        self,
+        name: str,
+        extra_env: dict[str, str] | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+    ) -> Proc:
+        previous = self.services.get(name)
+        grpc_port = grpc_port or (previous.ports["grpc"] if previous else free_port())
+        metrics_port = metrics_port or (previous.ports["metrics"] if previous else free_port())
+        env = self.service_env(
+            name,
+            grpc_port,
+            metrics_port,
+            extra_env if extra_env is not None else (previous.env if previous else {}),
+        )
+        popen = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=env,
+            stdout=self._log(name),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        proc = Proc(
+            name,
+            popen,
+            self.logdir / f"{name}.log",
+            {"grpc": grpc_port, "metrics": metrics_port},
+            {
+                k: v
+                for k, v in env.items()
+                if k.startswith("LAPOR_")
+                and k
+                not in (
+                    "LAPOR_KAFKA_BOOTSTRAP_SERVERS",
+                    "LAPOR_MONGODB_URI",
+                    "LAPOR_GRPC_PORT",
+                    "LAPOR_METRICS_PORT",
+                )
+            },
+        )
+        self.services[name] = proc
+        return proc
+
+    def wait_serving(self, names: tuple[str, ...] = SERVICES, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(names)
+        while pending:
+            name = pending[0]
+            proc = self.services[name]
+            if proc.popen.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {proc.popen.returncode}; see {proc.log_path}"
+                )
+            if health_status(proc.grpc_address) == "SERVING":
+                pending.pop(0)
+                continue
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} not SERVING after {timeout}s; see {proc.log_path}")
+            time.sleep(0.2)
+
+    def stop_service(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        proc = self.services[name]
+        return self._stop(proc, sig, timeout)
+
+    def stop(self) -> None:
+        for proc in self.services.values():
+            if proc.popen.poll() is None:
+                proc.popen.send_signal(signal.SIGTERM)
+        for proc in self.services.values():
+            self._stop(proc, signal.SIGTERM, 15)
+        for infra in (self.mongo, self.kafka):
+            if infra is not None:
+                self._stop(infra, signal.SIGTERM, 30)
+        for f in self._files:
+            f.close()
+        self._files.clear()
+
+    def _stop(self, proc: Proc, sig: int, timeout: float) -> int:
+        if proc.popen.poll() is None:
+            proc.popen.send_signal(sig)
+            try:
+                proc.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+        return proc.popen.returncode
+
+    def _log(self, name: str) -> IO[bytes]:
+        f = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._files.append(f)
+        return f
+
+    def read_log(self, name: str) -> str:
+        return (self.logdir / f"{name}.log").read_text(errors="replace")

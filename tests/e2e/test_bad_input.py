@@ -1,0 +1,84 @@
+"""Bad input gets INVALID_ARGUMENT naming the field and the rule; nothing is stored or published."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from pymongo import MongoClient
+
+from services.common.topics import COMPLAINTS_RECEIVED
+from services.stack.supervisor import Stack
+from tests.support import intake_stub, marker, read_topic, submit_request
+
+CASES = [
+    ({"title": ""}, "title", "must not be empty"),
+    ({"title": "   "}, "title", "must not be empty"),
+    ({"body": ""}, "body", "must not be empty"),
+    ({"title": "x" * 201}, "title", "at most 200"),
+    ({"channel": 0}, "channel", "must be one of"),
+    ({"channel": 42}, "channel", "must be one of"),
+    ({"privacy": 0}, "privacy", "must be one of"),
+    ({"privacy": 9}, "privacy", "must be one of"),
+    ({"classification": 0}, "classification", "must be one of"),
+    ({"region_code": ""}, "region_code", "must not be empty"),
+    ({"region_code": "Bali"}, "region_code", "Kemendagri code"),
+    ({"region_code": "51.99"}, "region_code", "not a province or regency/city"),
+    ({"idempotency_key": "spaces are bad"}, "idempotency_key", "characters"),
+]
+
+
+@pytest.mark.parametrize(("override", "field", "rule"), CASES)
+def test_refused_with_field_violation(
+    stack: Stack, mongo: MongoClient, override: dict, field: str, rule: str
+) -> None:  # type: ignore[type-arg]
+    tag = marker()
+    fields = {"body": f"laporan {tag}", **override}
+    channel, stub = intake_stub(stack.services["intake"].grpc_address)
+    with channel, pytest.raises(grpc.RpcError) as info:
+        stub.SubmitComplaint(submit_request(**fields), timeout=5)
+    err = info.value
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert field in err.details() and rule in err.details()  # type: ignore[attr-defined]
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad)
+    assert any(v.field == field and rule in v.description for v in bad.field_violations)
+    assert mongo["lapor_intake"]["complaints"].count_documents({"body": {"$regex": tag}}) == 0
+
+
+def test_refused_requests_publish_nothing(stack: Stack) -> None:
+    tag = marker()
+    channel, stub = intake_stub(stack.services["intake"].grpc_address)
+    with channel:
+        for override, _field, _rule in CASES:
+            with pytest.raises(grpc.RpcError):
+                stub.SubmitComplaint(
+                    submit_request(**{"body": f"laporan {tag}", **override}), timeout=5
+                )
+        ok = stub.SubmitComplaint(submit_request(body=f"diterima {tag}"), timeout=5)
+    from tests.support import eventually
+
+    messages = eventually(
+        lambda: [
+            v
+            for k, v in read_topic(stack.bootstrap_servers, COMPLAINTS_RECEIVED)
+            if k == ok.tracking_id.encode()
+        ],
+        what="the accepted report's event",
+    )
+    assert len(messages) == 1
+    everything = read_topic(stack.bootstrap_servers, COMPLAINTS_RECEIVED)
+    assert sum(1 for _k, v in everything if v and tag.encode() in v) == 1
+
+
+def test_oversized_message_is_refused_by_the_server_limit(stack: Stack) -> None:
+    channel, stub = intake_stub(stack.services["intake"].grpc_address)
+    with channel, pytest.raises(grpc.RpcError) as info:
+        stub.SubmitComplaint(submit_request(body="x" * (5 * 1024 * 1024)), timeout=10)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+    from services.stack.supervisor import health_status
+
+    assert health_status(stack.services["intake"].grpc_address) == "SERVING"

@@ -1,0 +1,116 @@
+"""Nothing lost, nothing doubled: services restarted or killed mid-stream, the database
+or the broker gone for a while."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+from pymongo import MongoClient
+
+from services.stack.supervisor import SERVICES, Stack, health_status
+from tests.support import eventually, intake_stub, marker, submit_request
+
+
+def _submit_many(stack: Stack, count: int, tag: str) -> list[str]:
+    channel, stub = intake_stub(stack.services["intake"].grpc_address)
+    with channel:
+        return [
+            stub.SubmitComplaint(
+                submit_request(title=f"Lampu jalan mati {tag} {i}"), timeout=10
+            ).tracking_id
+            for i in range(count)
+        ]
+
+
+def _assert_each_processed_once(stack: Stack, ids: list[str]) -> None:
+    db = MongoClient(stack.mongodb_uri, tz_aware=True)
+    try:
+        complaints = db["lapor_intake"]["complaints"]
+
+        def all_done() -> bool:
+            docs = list(
+                complaints.find(
+                    {"_id": {"$in": ids}}, {"history": 1, "notifications": 1, "deadlines": 1}
+                )
+            )
+            return len(docs) == len(ids) and all(
+                d["deadlines"]
+                and d["notifications"]
+                and any(h["action"] == "routed" for h in d["history"])
+                for d in docs
+            )
+
+        eventually(all_done, timeout=60, what="every complaint routed, with deadlines and notified")
+        for doc in complaints.find({"_id": {"$in": ids}}):
+            actions = [h["action"] for h in doc["history"]]
+            assert actions.count("received") == 1, doc["_id"]
+            assert actions.count("routed") == 1, doc["_id"]
+            assert actions.count("deadlines_set") == 1, doc["_id"]
+            assert len(doc["notifications"]) == 1, doc["_id"]
+        assert db["lapor_routing"]["cases"].count_documents({"_id": {"$in": ids}}) == len(ids)
+        assert db["lapor_sla"]["clocks"].count_documents({"_id": {"$in": ids}}) == len(ids)
+        assert db["lapor_notify"]["notifications"].count_documents(
+            {"tracking_id": {"$in": ids}}
+        ) == len(ids)
+    finally:
+        db.close()
+
+
+def test_services_restarted_between_submit_and_track(fresh_stack: Callable[..., Stack]) -> None:
+    stack = fresh_stack()
+    ids = _submit_many(stack, 20, marker())
+    for name in SERVICES:  # stop everything but the database and broker, at once
+        stack.services[name].popen.send_signal(signal.SIGTERM)
+    for name in SERVICES:
+        assert stack.stop_service(name) == 0
+        stack.start_service(name)
+    stack.wait_serving()
+    _assert_each_processed_once(stack, ids)
+
+
+def test_services_killed_mid_stream(fresh_stack: Callable[..., Stack]) -> None:
+    stack = fresh_stack()
+    tag = marker()
+    ids = _submit_many(stack, 30, tag)
+    for name in ("routing", "sla", "notify"):
+        stack.stop_service(name, signal.SIGKILL)
+    ids += _submit_many(stack, 10, tag)
+    stack.stop_service("intake", signal.SIGKILL)
+    for name in SERVICES:
+        stack.start_service(name)
+    stack.wait_serving()
+    _assert_each_processed_once(stack, ids)
+
+
+def test_health_follows_the_database_and_recovers(fresh_stack: Callable[..., Stack]) -> None:
+    stack = fresh_stack(persistent=True)
+    assert stack.mongo is not None
+    port = stack.mongo.ports["mongodb"]
+    stack.mongo.popen.send_signal(signal.SIGTERM)
+    stack.mongo.popen.wait(30)
+    for name in SERVICES:
+        address = stack.services[name].grpc_address
+        eventually(
+            lambda a=address: health_status(a) == "NOT_SERVING",
+            timeout=20,
+            what=f"{name} NOT_SERVING",
+        )
+    stack.start_mongo(port)
+    stack.wait_serving(timeout=60)
+    _assert_each_processed_once(stack, _submit_many(stack, 3, marker()))
+
+
+def test_health_follows_the_broker_and_recovers(fresh_stack: Callable[..., Stack]) -> None:
+    stack = fresh_stack()
+    stack.kafka_control("down 1")
+    for name in SERVICES:
+        address = stack.services[name].grpc_address
+        eventually(
+            lambda a=address: health_status(a) == "NOT_SERVING",
+            timeout=30,
+            what=f"{name} NOT_SERVING",
+        )
+    stack.kafka_control("up 1")
+    stack.wait_serving(timeout=60)
+    _assert_each_processed_once(stack, _submit_many(stack, 3, marker()))

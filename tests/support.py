@@ -1,0 +1,86 @@
+"""Helpers shared by the integration and end-to-end tiers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+from confluent_kafka import Consumer, TopicPartition
+from lapor.v1 import common_pb2, intake_pb2, intake_pb2_grpc
+
+T = TypeVar("T")
+
+
+def eventually(
+    check: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2, what: str = ""
+) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last={last!r}")
+
+
+def marker() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def submit_request(**overrides: object) -> intake_pb2.SubmitComplaintRequest:
+    fields: dict[str, object] = {
+        "channel": common_pb2.CHANNEL_WEB,
+        "privacy": common_pb2.PRIVACY_PUBLIC,
+        "classification": common_pb2.CLASSIFICATION_COMPLAINT,
+        "title": "Jalan berlubang di Jalan Cipto",
+        "body": "Sudah 3 bulan jalan rusak dan berlubang, membahayakan pengendara motor.",
+        "region_code": "51.08",
+        "idempotency_key": uuid.uuid4().hex,
+    }
+    fields.update(overrides)
+    return intake_pb2.SubmitComplaintRequest(**fields)  # type: ignore[arg-type]
+
+
+def intake_stub(address: str) -> tuple[grpc.Channel, intake_pb2_grpc.IntakeServiceStub]:
+    channel = grpc.insecure_channel(address)
+    return channel, intake_pb2_grpc.IntakeServiceStub(channel)
+
+
+def read_topic(
+    bootstrap: str, topic: str, timeout: float = 5.0
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Every message on a topic, read by an independent client (librdkafka) without a group."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        partitions = list(metadata.topics[topic].partitions)
+        ends = {}
+        for p in partitions:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        out: list[tuple[bytes | None, bytes | None]] = []
+        remaining = {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + timeout
+        while remaining and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append((msg.key(), msg.value()))
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                remaining.discard(msg.partition())
+        return out
+    finally:
+        consumer.close()
