@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 PENDING = "_outbox_pending"
 OUTBOX = "_outbox"
+PUBLISHED = "_published"
+PUBLISHED_KEEP = 50  # published events kept per document, for replay
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,15 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._wakeup = asyncio.Event()
+        self.replay_on_start = False
 
     def wake(self) -> None:
         self._wakeup.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self.replay_on_start:
+            self.replay_on_start = False
+            await self.replay()
         while not stop.is_set():
             try:
                 published = await self.relay_once()
@@ -102,6 +108,30 @@ class OutboxRelay:
                 waiter.cancel()
                 stopper.cancel()
 
+    async def replay(self) -> int:
+        """Publish again every event these collections ever published (and kept).
+
+        For a broker that lost its data: the embedded in-memory broker on each start, or a
+        production topic rebuilt after a disaster. Consumers are idempotent, so events they
+        already handled change nothing; events lost with the old broker are handled now.
+        """
+        total = 0
+        for collection in self._collections:
+            cursor = collection.find({PUBLISHED: {"$exists": True}}, {PUBLISHED: 1}).sort("_id", 1)
+            batch: list[OutboxMessage] = []
+            async for doc in cursor:
+                for e in doc.get(PUBLISHED, []):
+                    batch.append(OutboxMessage(e["id"], e["topic"], e["key"], e["value"]))
+                if len(batch) >= self._batch_size:
+                    await self._publisher.publish_many(batch)
+                    total += len(batch)
+                    batch = []
+            if batch:
+                await self._publisher.publish_many(batch)
+                total += len(batch)
+        log.info("outbox replayed", extra={"events": total})
+        return total
+
     async def relay_once(self) -> int:
         total = 0
         for collection in self._collections:
@@ -119,8 +149,20 @@ class OutboxRelay:
             await self._publisher.publish_many(messages)
             for message in messages:
                 OUTBOX_PUBLISHED.labels(topic=message.topic).inc()
+            by_id = {m.id: m for m in messages}
             pulls = [
-                UpdateOne({"_id": doc_id}, {"$pull": {OUTBOX: {"id": {"$in": ids}}}})
+                UpdateOne(
+                    {"_id": doc_id},
+                    {
+                        "$pull": {OUTBOX: {"id": {"$in": ids}}},
+                        "$push": {
+                            PUBLISHED: {
+                                "$each": [by_id[i].as_doc() for i in ids],
+                                "$slice": -PUBLISHED_KEEP,
+                            }
+                        },
+                    },
+                )
                 for doc_id, ids in published_ids.items()
             ]
             if pulls:

@@ -149,6 +149,7 @@ class CommonSettings:
     grpc_port: int
     metrics_port: int
     log_level: str
+    outbox_replay: bool = False
 
     @classmethod
     def from_env(cls, service: str, env: Env | None = None) -> CommonSettings:
@@ -162,4 +163,5 @@ class CommonSettings:
             grpc_port=env.port("LAPOR_GRPC_PORT"),
             metrics_port=env.port("LAPOR_METRICS_PORT"),
             log_level=env.choice("LAPOR_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            outbox_replay=env.choice("LAPOR_OUTBOX_REPLAY", ("0", "1"), "0") == "1",
         )

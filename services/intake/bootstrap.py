@@ -53,6 +53,7 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
     complaints = db["complaints"]
     publisher = KafkaPublisher(s.kafka, "lapor-intake")
     relay = OutboxRelay([complaints], publisher)
+    relay.replay_on_start = s.outbox_replay
     store = MongoComplaintStore(complaints, cipher, on_stored=relay.wake)
     regions = default_regions()
     handlers = IntakeHandlers(

@@ -38,6 +38,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     )
     publisher = KafkaPublisher(s.kafka, "lapor-notify")
     relay = OutboxRelay([notifications], publisher)
+    relay.replay_on_start = s.outbox_replay
     handlers = NotifyHandlers(notifications, provider, SystemClock(), relay.wake)
     dead = DeadLetters(db["dead_letters"])
     consumers: list[EventConsumer[Any]] = [

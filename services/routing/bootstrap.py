@@ -25,6 +25,7 @@ def bootstrap(settings: CommonSettings | None = None) -> ServiceParts:
     cases = db["cases"]
     publisher = KafkaPublisher(s.kafka, "lapor-routing")
     relay = OutboxRelay([cases], publisher)
+    relay.replay_on_start = s.outbox_replay
     regions = default_regions()
     handlers = RoutingHandlers(cases, Directory.seed(regions), regions, SystemClock(), relay.wake)
     dead = DeadLetters(db["dead_letters"])

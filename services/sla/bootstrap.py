@@ -50,6 +50,7 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
     cases = db["clocks"]
     publisher = KafkaPublisher(s.kafka, "lapor-sla")
     relay = OutboxRelay([cases], publisher)
+    relay.replay_on_start = s.outbox_replay
     handlers = SlaHandlers(
         cases,
         settings.policy,

@@ -28,6 +28,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common.topics import ALL_TOPICS
 
 SERVICES = ("intake", "routing", "sla", "notify")
+_STACK_SETTINGS = (
+    "LAPOR_KAFKA_BOOTSTRAP_SERVERS",
+    "LAPOR_MONGODB_URI",
+    "LAPOR_GRPC_PORT",
+    "LAPOR_METRICS_PORT",
+    "LAPOR_OUTBOX_REPLAY",
+)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -94,6 +101,7 @@ class Stack:
         self.bootstrap_servers = ""
         self.mongodb_uri = ""
         self._files: list[IO[bytes]] = []
+        self._replayed: set[str] = set()
 
     # -- infrastructure ------------------------------------------------------------
     def start_kafka(self, brokers: int = 1) -> str:
@@ -176,8 +184,12 @@ class Stack:
                 "LAPOR_MONGODB_URI": self.mongodb_uri,
                 "LAPOR_GRPC_PORT": str(grpc_port),
                 "LAPOR_METRICS_PORT": str(metrics_port),
+                # The embedded broker keeps nothing across its restarts: a service's
+                # first start on a broker republishes what its outbox published before.
+                "LAPOR_OUTBOX_REPLAY": "0" if name in self._replayed else "1",
             }
         )
+        self._replayed.add(name)
         env.update(extra)
         return env
 

@@ -1,0 +1,38 @@
+"""Integration fixtures: the real database and broker processes, no services."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from services.common.settings import KafkaSettings
+from services.stack.supervisor import Stack
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(Path(tmp_path_factory.mktemp("infra")))
+    try:
+        stack.start_kafka()
+        stack.start_mongo()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def db(infra: Stack) -> AsyncIterator[object]:
+    client: AsyncMongoClient = AsyncMongoClient(infra.mongodb_uri, tz_aware=True)  # type: ignore[type-arg]
+    name = f"it_{uuid.uuid4().hex[:10]}"
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()
+
+
+@pytest.fixture
+def kafka_settings(infra: Stack) -> KafkaSettings:
+    return KafkaSettings(infra.bootstrap_servers, "PLAINTEXT", None, None, None, None)
