@@ -14,20 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from services.intake.identity import generate_key
+from services.stack.devsecrets import load_or_create, service_env
 from services.stack.supervisor import SERVICES, Stack, health_status
 
 DEFAULT_PORTS = {"intake": 50051, "routing": 50052, "sla": 50053, "notify": 50054}
 DEFAULT_METRICS = {"intake": 9101, "routing": 9102, "sla": 9103, "notify": 9104}
-
-
-def _secrets(data: Path) -> dict[str, str]:
-    path = data / "secrets.env"
-    if not path.exists():
-        path.write_text(f"LAPOR_IDENTITY_KEYS=local1:{generate_key()}\n")
-        path.chmod(0o600)
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k: v for k, v in pairs}
 
 
 def main() -> int:
@@ -46,11 +37,11 @@ def main() -> int:
         print("Starting the embedded stack ...", flush=True)
         stack.start_kafka()
         stack.start_mongo(int(os.environ.get("LAPOR_EMBEDDED_MONGODB_PORT", "27117")))
-        secrets = _secrets(data)
+        secrets = load_or_create(data / "secrets.json")
         for name in SERVICES:
             stack.start_service(
                 name,
-                secrets if name == "intake" else {},
+                service_env(name, secrets),
                 grpc_port=int(os.environ.get(f"LAPOR_{name.upper()}_PORT", DEFAULT_PORTS[name])),
                 metrics_port=int(
                     os.environ.get(f"LAPOR_{name.upper()}_METRICS_PORT", DEFAULT_METRICS[name])

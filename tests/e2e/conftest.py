@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
-from services.intake.identity import generate_key
+from services.stack.devsecrets import generate, service_env
 from services.stack.supervisor import SERVICES, Stack
 
-IDENTITY_KEY = f"test1:{generate_key()}"
+SECRETS = generate()  # one set per test session, like one data folder of `make run`
 
 
 def start_stack(
@@ -24,10 +24,7 @@ def start_stack(
         stack.start_mongo()
         env = env or {}
         for name in SERVICES:
-            extra = dict(env.get(name, {}))
-            if name == "intake":
-                extra.setdefault("LAPOR_IDENTITY_KEYS", IDENTITY_KEY)
-            stack.start_service(name, extra)
+            stack.start_service(name, {**service_env(name, SECRETS), **env.get(name, {})})
         stack.wait_serving(timeout=90)
     except BaseException:
         stack.stop()

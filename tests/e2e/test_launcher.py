@@ -13,7 +13,6 @@ from pathlib import Path
 import psutil
 
 from services.stack.supervisor import SERVICES, free_port
-from tests.e2e.conftest import IDENTITY_KEY  # noqa: F401 - same key format the launcher makes
 from tests.support import eventually, intake_stub, submit_request
 
 

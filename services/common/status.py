@@ -1,0 +1,49 @@
+"""The case states every service agrees on, and the colours LAPOR! shows for them.
+
+routing owns the state machine (services/routing); the others read states from
+CaseAction events. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CaseState(StrEnum):
+    IN_VERIFICATION = "in_verification"  # national verification queue (admins)
+    DEFERRED = "deferred"  # tunda: admins wait for something
+    ASSIGNED = "assigned"  # at an institution or unit, not yet accepted
+    IN_PROGRESS = "in_progress"  # accepted; being handled
+    AWAITING_REPORTER = "awaiting_reporter"  # more information requested from the reporter
+    RESOLVED = "resolved"  # follow-up given; the reporter may confirm or reject
+    CLOSED = "closed"  # confirmed, or the reporter stayed silent
+    ARCHIVED = "archived"  # spam, duplicate, not any institution's authority
+
+
+class Colour(StrEnum):
+    RED = "red"  # not followed up
+    YELLOW = "yellow"  # in process
+    GREEN = "green"  # followed up
+
+
+ACTIONS = (
+    # admins (verification queue)
+    "verified", "deferred", "not_authority", "archived",
+    # institutions
+    "accepted", "forwarded", "declined", "responded", "info_requested", "handling_class_set",
+    "followed_up", "resolved", "extended",
+    # reporter (through intake) and system
+    "info_provided", "confirmed", "rejected", "auto_closed", "privacy_raised",
+)  # fmt: skip
+
+HANDLING_CLASSES = ("information_request", "complaint", "dispute", "field_inspection")
+
+
+def colour_of(state: str, responded: bool = False) -> Colour:
+    """Red until the institution follows up (a first response turns it yellow), yellow while
+    handled, green once followed up."""
+    if state in (CaseState.RESOLVED, CaseState.CLOSED):
+        return Colour.GREEN
+    if state in (CaseState.IN_PROGRESS, CaseState.AWAITING_REPORTER) or responded:
+        return Colour.YELLOW
+    return Colour.RED
