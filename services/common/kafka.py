@@ -36,9 +36,10 @@ def _client_options(settings: KafkaSettings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.sasl_username
         if settings.sasl_password:
             options["sasl_plain_password"] = settings.sasl_password.reveal()
-    if settings.ssl_cafile:
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
         from aiokafka.helpers import create_ssl_context
 
+        # Without a CA file, the system's trust store verifies the brokers.
         options["ssl_context"] = create_ssl_context(cafile=settings.ssl_cafile)
     return options
 
@@ -131,6 +132,8 @@ class EventConsumer(Generic[M]):
         self._max_attempts = max_attempts
         self._max_records = max_records
         self.running = False
+        for outcome in ("applied", "duplicate", "dead_lettered", "ignored"):
+            EVENTS_CONSUMED.labels(topic=topic, outcome=outcome)  # series exist from the start
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

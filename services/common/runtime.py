@@ -36,6 +36,7 @@ Startup = Callable[[], Awaitable[None]]
 Registrar = Callable[[grpc.aio.Server], list[str]]
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+LIVENESS = "liveness"
 
 
 @dataclass
@@ -80,6 +81,9 @@ class ServiceRuntime:
         )
         port = server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
         await self._set_serving(False)
+        # Liveness ("is the process itself alive?") must not follow the dependencies, or an
+        # orchestrator would restart healthy processes during a database outage.
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         await server.start()
         log.info("listening", extra={"grpc_port": port, "metrics_port": metrics_port})
         self._tasks.append(asyncio.create_task(self._bring_up()))

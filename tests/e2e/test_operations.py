@@ -87,3 +87,19 @@ def test_a_missing_or_malformed_setting_stops_the_service_naming_it(
     assert result.returncode == 2
     assert missing in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_liveness_does_not_follow_the_dependencies(fresh_stack) -> None:  # type: ignore[no-untyped-def]
+    import signal as _signal
+
+    stack = fresh_stack()
+    assert stack.mongo is not None
+    stack.mongo.popen.send_signal(_signal.SIGTERM)
+    stack.mongo.popen.wait(30)
+    address = stack.services["routing"].grpc_address
+    eventually(
+        lambda: health_status(address) == "NOT_SERVING",
+        timeout=20,
+        what="readiness follows MongoDB",
+    )
+    assert health_status(address, "liveness") == "SERVING"

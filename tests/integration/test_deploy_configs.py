@@ -1,0 +1,506 @@
+"""The deployment configuration under deploy/ stays consistent with the code.
+
+* every YAML file parses (needs PyYAML: skipped when it is not installed);
+* the Grafana dashboard and the alert rules use only metrics, labels and label values the
+  services really export (read from the code: prometheus_client calls in services/);
+* the Kubernetes manifests agree with the settings the services read;
+* with `promtool` on PATH (Debian package `prometheus`): the rules pass `promtool check
+  rules`, their unit tests pass `promtool test rules`, the Prometheus config passes
+  `promtool check config` and every dashboard query is valid PromQL.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from services.common.topics import ALL_TOPICS
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+SERVICES = ROOT / "services"
+PROMETHEUS = DEPLOY / "prometheus"
+ALERTS = PROMETHEUS / "alerts.yml"
+ALERT_TESTS = PROMETHEUS / "alerts_test.yml"
+DASHBOARD = DEPLOY / "grafana" / "lapor-overview.json"
+KUBERNETES = DEPLOY / "kubernetes"
+README = DEPLOY / "README.md"
+SERVICE_NAMES = ("intake", "routing", "sla", "notify")
+
+# What prometheus_client exposes for each kind of metric, as suffixes of the defined name
+# (a Counter's defined name loses its "_total" first, as prometheus_client does).
+SUFFIXES = {
+    "Counter": ("_total", "_created"),
+    "Gauge": ("",),
+    "Histogram": ("_bucket", "_count", "_sum", "_created"),
+    "Summary": ("", "_count", "_sum", "_created"),
+}
+BUILTIN_SERIES = {"up"}  # added by Prometheus itself to every target
+TARGET_LABELS = {"job", "instance"}  # added by Prometheus to every series
+# Labels whose exact-match values must appear as string literals in services/.
+CHECKED_VALUES = {"method", "outcome", "topic", "dependency"}
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # as defined, without a Counter's "_total"
+    kind: str
+    labels: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Code:
+    metrics: dict[str, Metric]
+    strings: frozenset[str]
+
+
+@cache
+def code() -> Code:
+    metrics: dict[str, Metric] = {}
+    strings: set[str] = set()
+    for path in sorted(SERVICES.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                strings.add(node.value)
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            kind = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
+            if kind not in SUFFIXES or not node.args:
+                continue
+            first = node.args[0]
+            if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+                continue
+            label_node = node.args[2] if len(node.args) > 2 else None
+            for keyword in node.keywords:
+                if keyword.arg == "labelnames":
+                    label_node = keyword.value
+            labels: tuple[str, ...] = ()
+            if isinstance(label_node, ast.List | ast.Tuple):
+                labels = tuple(
+                    e.value
+                    for e in label_node.elts
+                    if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                )
+            name = first.value.removesuffix("_total") if kind == "Counter" else first.value
+            metrics[name] = Metric(name, kind, frozenset(labels))
+    return Code(metrics, frozenset(strings))
+
+
+def resolve(series: str) -> Metric | None:
+    """The metric of the code that exposes `series`, or None."""
+    for metric in code().metrics.values():
+        for suffix in SUFFIXES[metric.kind]:
+            if series == metric.name + suffix:
+                return metric
+    return None
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_NAME = re.compile(r"(?<![\w:$.])([a-zA-Z_:][a-zA-Z0-9_:]*)")
+_SELECTOR = re.compile(r"(?<![\w:])(lapor_[a-zA-Z0-9_:]*)\s*\{([^}]*)\}")
+_MATCHER = re.compile(r'([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+_GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+
+
+def problems_in(expr: str) -> list[str]:
+    """What in a PromQL expression does not match the metrics the code exports."""
+    problems: list[str] = []
+    bare = _STRING.sub('""', expr)
+    for variable in GRAFANA_VARIABLES:
+        bare = bare.replace(variable, "")
+    names = {n for n in _NAME.findall(bare) if n.startswith("lapor_")}
+    if not names and not any(re.search(rf"\b{b}\b", bare) for b in BUILTIN_SERIES):
+        problems.append("uses no lapor_ metric")
+    used: list[Metric] = []
+    for name in sorted(names):
+        metric = resolve(name)
+        if metric is None:
+            problems.append(f"{name} is not exported by services/")
+        else:
+            used.append(metric)
+    for series, body in _SELECTOR.findall(expr):
+        metric = resolve(series)
+        if metric is None:
+            continue
+        allowed = metric.labels | TARGET_LABELS | ({"le"} if series.endswith("_bucket") else set())
+        for label, op, value in _MATCHER.findall(body):
+            if label not in allowed:
+                problems.append(f"{series} has no label {label!r}")
+            elif op == "=" and label in CHECKED_VALUES and value not in code().strings:
+                problems.append(f"{series}{{{label}={value!r}}}: no such value in services/")
+            elif label == "code" and op in ("=", "!=", "=~", "!~"):
+                for part in value.split("|"):
+                    if part and part not in grpc.StatusCode.__members__:
+                        problems.append(f"{series}: {part!r} is not a gRPC status code")
+    known = set().union(*(m.labels for m in used)) | TARGET_LABELS | {"le"}
+    for group in _GROUPING.findall(bare):
+        for label in (g.strip() for g in group.split(",")):
+            if label and label not in known:
+                problems.append(f"grouping by {label!r}, which none of its metrics has")
+    return problems
+
+
+# --- reading the files ---------------------------------------------------------------------
+
+
+def yaml_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yml", ".yaml"))
+
+
+def load_yaml_all(path: Path) -> list[Any]:
+    yaml = pytest.importorskip("yaml")
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+
+
+def _alert_exprs_without_yaml(text: str) -> dict[str, str]:
+    """alert name -> expr, read from alerts.yml without a YAML library (the file keeps to
+    `- alert: Name` followed by `expr: <one line>` or `expr: |` with an indented block)."""
+    lines = text.splitlines()
+    found: dict[str, str] = {}
+    alert = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if m := re.match(r"^\s*-\s+alert:\s*(\S+)\s*$", line):
+            alert = m.group(1)
+        elif (m := re.match(r"^(\s*)expr:\s*(.*)$", line)) and alert is not None:
+            indent, rest = len(m.group(1)), m.group(2).strip()
+            if rest in ("|", "|-", "|+", ">", ">-", ">+"):
+                block: list[str] = []
+                while i + 1 < len(lines) and (
+                    not lines[i + 1].strip()
+                    or len(lines[i + 1]) - len(lines[i + 1].lstrip()) > indent
+                ):
+                    i += 1
+                    block.append(lines[i])
+                width = min(len(b) - len(b.lstrip()) for b in block if b.strip())
+                sep = "\n" if rest.startswith("|") else " "
+                rest = sep.join(b[width:] for b in block).strip()
+            elif rest[:1] in ("'", '"'):
+                rest = rest[1:-1]
+            found[alert] = rest
+            alert = None
+        i += 1
+    return found
+
+
+def alert_exprs() -> dict[str, str]:
+    text = ALERTS.read_text(encoding="utf-8")
+    try:
+        import yaml
+    except ImportError:
+        return _alert_exprs_without_yaml(text)
+    doc = yaml.safe_load(text)
+    return {
+        r["alert"]: str(r["expr"]).strip()
+        for g in doc["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+
+
+def dashboard_panels() -> list[dict[str, Any]]:
+    def walk(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for panel in panels:
+            out.append(panel)
+            out.extend(walk(panel.get("panels", [])))
+        return out
+
+    return walk(json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"])
+
+
+def dashboard_exprs() -> list[tuple[str, str]]:
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard_panels()
+        for target in panel.get("targets", [])
+        if target.get("expr")
+    ]
+
+
+# --- (a) YAML parses ---------------------------------------------------------------------
+
+
+def test_deploy_has_the_expected_files() -> None:
+    expected = [
+        "README.md",
+        "Dockerfile",
+        "kubernetes/namespace.yaml",
+        "kubernetes/configmap.yaml",
+        "kubernetes/secret.example.yaml",
+        *(f"kubernetes/{name}.yaml" for name in SERVICE_NAMES),
+        "prometheus/prometheus.yml",
+        "prometheus/alerts.yml",
+        "prometheus/alerts_test.yml",
+        "grafana/lapor-overview.json",
+    ]
+    assert [f for f in expected if not (DEPLOY / f).is_file()] == []
+
+
+@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_yaml_parses(path: Path) -> None:
+    assert load_yaml_all(path), f"{path} holds no document"
+
+
+# --- (b) the Grafana dashboard --------------------------------------------------------------
+
+
+def test_the_code_exports_the_metrics_the_checks_rely_on() -> None:
+    for series in (
+        "lapor_serving",
+        "lapor_dependency_up",
+        "lapor_grpc_requests_total",
+        "lapor_grpc_request_duration_seconds_bucket",
+        "lapor_events_consumed_total",
+        "lapor_intake_group_commit_size_bucket",
+        "lapor_sla_detection_lag_seconds_bucket",
+    ):
+        assert resolve(series) is not None, series
+    assert resolve("lapor_serving_total") is None  # a Gauge has no _total
+    assert resolve("lapor_grpc_requests_bucket") is None  # a Counter has no buckets
+    assert problems_in("sum by (chanel) (rate(lapor_intake_complaints_submitted_total[5m]))")
+    assert problems_in('lapor_events_consumed_total{outcome="dead_letered"}')
+    assert problems_in('lapor_grpc_requests_total{code!~"OK|INVALID"}')
+    assert not problems_in("sum by (le) (rate(lapor_sla_detection_lag_seconds_bucket[5m]))")
+
+
+def test_dashboard_is_an_importable_grafana_dashboard() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    assert 36 <= dashboard["schemaVersion"] <= 41
+    assert dashboard["uid"] and dashboard["title"]
+    assert [i["name"] for i in dashboard["__inputs"]] == ["DS_PROMETHEUS"]
+    panels = dashboard_panels()
+    assert len({p["id"] for p in panels}) == len(panels), "panel ids repeat"
+    for panel in panels:
+        if panel.get("type") == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel.get("targets"), f"{panel['title']} has no query"
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+
+
+def test_dashboard_covers_the_overview() -> None:
+    exprs = " ".join(e for _title, e in dashboard_exprs())
+    for series in (
+        "lapor_intake_complaints_submitted_total",
+        'lapor_grpc_request_duration_seconds_bucket{method="SubmitComplaint"}',
+        "lapor_grpc_requests_total",
+        "lapor_intake_group_commit_size_bucket",
+        "lapor_events_consumed_total",
+        "lapor_outbox_published_total",
+        "lapor_dependency_up",
+        "lapor_serving",
+        "lapor_sla_warnings_total",
+        "lapor_sla_breaches_total",
+        "lapor_sla_escalations_total",
+        "lapor_sla_detection_lag_seconds_bucket",
+    ):
+        assert series in exprs, f"no panel shows {series}"
+
+
+@pytest.mark.parametrize("title,expr", dashboard_exprs(), ids=[t for t, _e in dashboard_exprs()])
+def test_dashboard_queries_use_exported_metrics(title: str, expr: str) -> None:
+    assert problems_in(expr) == [], f"panel {title!r}: {expr}"
+
+
+# --- (c) the alert rules --------------------------------------------------------------------
+
+
+def test_alerts_cover_the_failure_modes() -> None:
+    exprs = alert_exprs()
+    joined = " ".join(exprs.values())
+    assert len(exprs) >= 8
+    for fragment in (
+        "lapor_serving == 0",
+        "lapor_dependency_up == 0",
+        'code!~"OK|INVALID_ARGUMENT|NOT_FOUND"',
+        'lapor_grpc_request_duration_seconds_bucket{method="SubmitComplaint"}',
+        'lapor_events_consumed_total{outcome="dead_lettered"}',
+        "lapor_outbox_relay_errors_total",
+        "increase(lapor_sla_escalations_total[1h])",
+        "lapor_sla_detection_lag_seconds_bucket",
+    ):
+        assert fragment in joined, f"no alert on {fragment}"
+
+
+@pytest.mark.parametrize("alert", sorted(alert_exprs()))
+def test_alert_exprs_use_exported_metrics(alert: str) -> None:
+    expr = alert_exprs()[alert]
+    assert problems_in(expr) == [], f"{alert}: {expr}"
+
+
+def test_alert_reader_without_yaml_agrees_with_yaml() -> None:
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    with_yaml = {
+        r["alert"]: " ".join(str(r["expr"]).split()) for g in doc["groups"] for r in g["rules"]
+    }
+    without = _alert_exprs_without_yaml(ALERTS.read_text(encoding="utf-8"))
+    assert {k: " ".join(v.split()) for k, v in without.items()} == with_yaml
+
+
+def test_every_alert_has_severity_and_guidance() -> None:
+    (doc,) = load_yaml_all(ALERTS)
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+            annotations = rule["annotations"]
+            assert annotations["summary"].strip(), rule["alert"]
+            assert "First:" in annotations["description"], f"{rule['alert']}: what to do first?"
+
+
+def test_alert_unit_tests_cover_at_least_four_alerts() -> None:
+    tested = set(re.findall(r"alertname:\s*(\w+)", ALERT_TESTS.read_text(encoding="utf-8")))
+    assert tested <= set(alert_exprs()), tested - set(alert_exprs())
+    assert len(tested) >= 4
+
+
+# --- Kubernetes manifests agree with the code -----------------------------------------------
+
+
+def code_settings() -> set[str]:
+    """LAPOR_* settings the services read (the embedded stack and the CLI aside)."""
+    names: set[str] = set()
+    for path in SERVICES.rglob("*.py"):
+        if path.relative_to(SERVICES).parts[0] in ("stack", "cli"):
+            continue
+        names.update(re.findall(r"\bLAPOR_[A-Z0-9_]+\b", path.read_text(encoding="utf-8")))
+    return names
+
+
+def manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    docs: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        for doc in load_yaml_all(path):
+            if "kind" in doc and "metadata" in doc:
+                docs[(doc["kind"], doc["metadata"]["name"])] = doc
+    return docs
+
+
+def test_readme_documents_every_setting_and_topic() -> None:
+    readme = README.read_text(encoding="utf-8")
+    assert sorted(n for n in code_settings() if n not in readme) == []
+    for topic in ALL_TOPICS:
+        command = rf"kafka-topics\.sh[^`]*?--create[^`]*?--topic {re.escape(topic)}\s"
+        assert re.search(command, readme), f"no topic creation command for {topic}"
+
+
+def test_configmaps_hold_only_settings_the_code_reads() -> None:
+    settings = code_settings()
+    for (kind, name), doc in manifests().items():
+        if kind == "ConfigMap" and name.startswith("lapor-") and name != "lapor-kafka-ca":
+            unknown = sorted(k for k in doc["data"] if k not in settings)
+            assert unknown == [], f"ConfigMap {name}: {unknown}"
+
+
+def test_example_secrets_hold_placeholders_only() -> None:
+    for doc in load_yaml_all(KUBERNETES / "secret.example.yaml"):
+        assert doc["kind"] == "Secret"
+        for key, value in {**doc.get("stringData", {}), **doc.get("data", {})}.items():
+            assert "CHANGE_ME" in value, f"{doc['metadata']['name']}.{key} looks like a real value"
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_deployment_runs_the_service_safely(service: str) -> None:
+    docs = manifests()
+    deployment = docs[("Deployment", service)]
+    config = docs[("ConfigMap", f"lapor-{service}")]["data"]
+    grpc_port = int(config["LAPOR_GRPC_PORT"])
+    metrics_port = int(config["LAPOR_METRICS_PORT"])
+    pod = deployment["spec"]["template"]
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    assert container["image"].startswith("lapor/backend:")
+    assert container["command"] == ["python", "-m", f"services.{service}"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": grpc_port, "metrics": metrics_port}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == grpc_port, probe
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(metrics_port)
+    assert spec["terminationGracePeriodSeconds"] == 30
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert set(container["resources"]) == {"requests", "limits"}
+    refs = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
+    assert refs == ["lapor-common", f"lapor-{service}"]
+    assert ("lapor-intake-identity" in str(container["envFrom"])) == (service == "intake")
+    assert {e["name"] for e in container["env"]} >= {"LAPOR_MONGODB_URI"}
+    if service == "intake":
+        assert deployment["spec"]["replicas"] >= 2
+    svc = docs[("Service", service)]
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {
+        "grpc": grpc_port,
+        "metrics": metrics_port,
+    }
+    assert docs[("ConfigMap", "lapor-common")]["data"]["LAPOR_GRPC_HOST"] == "0.0.0.0"
+
+
+def test_dockerfile_builds_the_image_the_manifests_run() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    assert "python:3.11-slim" in dockerfile
+    assert "pip install -r requirements.txt" in dockerfile
+    assert "grpc_tools.protoc" in dockerfile
+    assert "PYTHONPATH=/app:/app/gen" in dockerfile
+    assert re.search(r"^USER (?!root|0\b)", dockerfile, re.M), "the image must not run as root"
+
+
+# --- (d) promtool ---------------------------------------------------------------------------
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.skip("promtool is not on PATH (Debian: apt-get install prometheus)")
+    return subprocess.run(
+        [binary, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_promtool_check_rules() -> None:
+    result = promtool("check", "rules", str(ALERTS.relative_to(ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_test_rules() -> None:
+    result = promtool("test", "rules", str(ALERT_TESTS.relative_to(ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_check_config() -> None:
+    result = promtool("check", "config", str((PROMETHEUS / "prometheus.yml").relative_to(ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    rules = []
+    for i, (_title, expr) in enumerate(dashboard_exprs()):
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        rules.append({"record": f"dashboard:query_{i}", "expr": expr})
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))  # JSON is YAML
+    result = promtool("check", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
