@@ -61,6 +61,14 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
             handlers.handle_escalation,
             dead.park,
         ),
+        EventConsumer(
+            s.kafka,
+            topics.CASE_ACTIONS,
+            GROUP,
+            events_pb2.CaseAction,
+            handlers.handle_case_actions,
+            dead.park,
+        ),
     ]
 
     def register(server: grpc.aio.Server) -> list[str]:

@@ -123,3 +123,11 @@ class NotifyHandlers:
                 e.meta.event_id,
                 domain.escalated(e.meta.tracking_id),
             )
+
+    async def handle_case_actions(self, deliveries: list[Delivery[events_pb2.CaseAction]]) -> None:
+        for d in deliveries:
+            e = d.message
+            message = domain.for_case_action(
+                e.meta.tracking_id, e.action, e.institution.name, e.public_note
+            )
+            await self.notify("case_action", e.meta.tracking_id, e.meta.event_id, message)
