@@ -62,6 +62,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+from services.routing.domain.topics import TOPICS
+
 __all__ = [
     "CONFIDENCE_THRESHOLD",
     "TOPICS",
@@ -73,22 +75,6 @@ __all__ = [
     "TopicClassifier",
 ]
 
-TOPICS: tuple[str, ...] = (
-    "bpjs_kesehatan",
-    "adminduk",
-    "listrik",
-    "bansos",
-    "jalan",
-    "sampah",
-    "pencemaran",
-    "ketertiban",
-    "rokok",
-    "bbm_lpg",
-    "transportasi",
-    "pungli",
-    "layanan_kesehatan",
-    "pendidikan",
-)
 
 #: Below this confidence a report goes to the human verification queue (chosen on the dev set).
 CONFIDENCE_THRESHOLD = 0.5

@@ -20,29 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.regions import Region, RegionTable, normalise_region_code
+from services.routing.domain.topics import TOPICS as ALL_TOPICS
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_NATIONAL_CSV = DATA_DIR / "institutions_national.csv"
 DEFAULT_UNITS_CSV = DATA_DIR / "opd_units.csv"
 
-TOPICS = frozenset(
-    {
-        "bpjs_kesehatan",
-        "adminduk",
-        "listrik",
-        "bansos",
-        "jalan",
-        "sampah",
-        "pencemaran",
-        "ketertiban",
-        "rokok",
-        "bbm_lpg",
-        "transportasi",
-        "pungli",
-        "layanan_kesehatan",
-        "pendidikan",
-    }
-)
+TOPICS = frozenset(ALL_TOPICS)
 NATIONAL_KINDS = frozenset({"ministry", "agency", "soe"})
 GOVERNMENT_KINDS = frozenset({"province", "regency", "city"})
 KINDS = NATIONAL_KINDS | GOVERNMENT_KINDS | {"unit"}
