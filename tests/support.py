@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from confluent_kafka import Consumer, TopicPartition
@@ -46,9 +46,55 @@ def submit_request(**overrides: object) -> intake_pb2.SubmitComplaintRequest:
     return intake_pb2.SubmitComplaintRequest(**fields)  # type: ignore[arg-type]
 
 
-def intake_stub(address: str) -> tuple[grpc.Channel, intake_pb2_grpc.IntakeServiceStub]:
+def dev_api_key(secrets: dict[str, str] | None = None, client_id: str = "dev-console") -> str:
+    """A development channel client's API key (services/intake/devenv.py); by default the
+    e2e session's, for the client that may use every channel."""
+    from services.intake.devenv import dev_api_key as derive
+
+    if secrets is None:
+        from tests.e2e.conftest import SECRETS
+
+        secrets = SECRETS
+    return derive(secrets, client_id)
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: Any
+    compression: Any
+
+
+class ApiKey(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds `x-api-key` to every call, as a channel client does."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def _with_key(self, d: Any) -> Any:
+        metadata = [*(d.metadata or ()), ("x-api-key", self._key)]
+        return _CallDetails(
+            d.method, d.timeout, metadata, d.credentials, d.wait_for_ready, d.compression
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_key(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._with_key(details), requests)
+
+
+def intake_stub(
+    address: str, api_key: str | None = None
+) -> tuple[grpc.Channel, intake_pb2_grpc.IntakeServiceStub]:
+    """A channel and an IntakeService stub that sends a channel client's API key (by default
+    the e2e session's `dev-console` key; "" sends none)."""
     channel = grpc.insecure_channel(address)
-    return channel, intake_pb2_grpc.IntakeServiceStub(channel)
+    key = dev_api_key() if api_key is None else api_key
+    keyed = grpc.intercept_channel(channel, ApiKey(key)) if key else channel
+    return channel, intake_pb2_grpc.IntakeServiceStub(keyed)
 
 
 def read_topic(

@@ -18,12 +18,15 @@ from services.common.regions import default_regions
 from services.common.runtime import ServiceParts
 from services.common.settings import CommonSettings, Env, Secret
 from services.intake import projection
+from services.intake.channel_wiring import ChannelSettings, wire_channels
 from services.intake.grpc_api import IntakeServicer
 from services.intake.handlers import IntakeHandlers
 from services.intake.identity import IdentityCipher
+from services.intake.reporter_wiring import wire_reporter
 from services.intake.store import MongoComplaintStore
 
 GROUP = "lapor-intake-tracking"
+RELAY_BATCH = 100  # events per relay round: bounds how long one round holds the database
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class IntakeSettings:
     common: CommonSettings
     identity_keys: Secret
     identity_active_key: str
+    channels: ChannelSettings
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> IntakeSettings:
@@ -41,6 +45,7 @@ class IntakeSettings:
             common=CommonSettings.from_env("intake", env),
             identity_keys=keys,
             identity_active_key=env.text("LAPOR_IDENTITY_ACTIVE_KEY", first),
+            channels=ChannelSettings.from_env(env),
         )
 
 
@@ -52,18 +57,32 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
     db = client[s.mongodb_database]
     complaints = db["complaints"]
     publisher = KafkaPublisher(s.kafka, "lapor-intake")
-    relay = OutboxRelay([complaints], publisher)
+    relay = OutboxRelay([complaints], publisher, batch_size=RELAY_BATCH)
     relay.replay_on_start = s.outbox_replay
     store = MongoComplaintStore(complaints, cipher, on_stored=relay.wake)
     regions = default_regions()
+    channel_parts = wire_channels(settings.channels, db, store, SystemClock())
     handlers = IntakeHandlers(
         store=store,
         clock=SystemClock(),
         new_tracking_id=new_tracking_id,
         known_region=regions.__contains__,
+        limiter=channel_parts.limiter,
+        limits=channel_parts.limits,
+        hasher=channel_parts.hasher,
     )
     tracking = projection.TrackingProjection(complaints)
     dead = DeadLetters(db["dead_letters"])
+    reporter = wire_reporter(
+        db=db,
+        complaints=complaints,
+        cipher=cipher,
+        clock=SystemClock(),
+        on_stored=relay.wake,
+        kafka=s.kafka,
+        group=GROUP,
+        dead_letter=dead.park,
+    )
 
     def consumer(topic: str, message_type: type, build: object) -> EventConsumer:  # type: ignore[type-arg]
         async def handle(deliveries: list) -> None:  # type: ignore[type-arg]
@@ -78,14 +97,19 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
             topics.NOTIFICATIONS, events_pb2.NotificationRecorded, projection.notification_update
         ),
         consumer(topics.ESCALATIONS, events_pb2.OmbudsmanEscalation, projection.escalation_update),
+        reporter.consumer,
     ]
 
     def register(server: grpc.aio.Server) -> list[str]:
-        intake_pb2_grpc.add_IntakeServiceServicer_to_server(IntakeServicer(handlers), server)
-        return [intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name]
+        intake_pb2_grpc.add_IntakeServiceServicer_to_server(
+            IntakeServicer(handlers, channel_parts.clients), server
+        )
+        names = [intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name]
+        return names + reporter.register(server)
 
     async def close() -> None:
         await store.close()
+        await channel_parts.limiter.close()
         await client.close()
 
     return ServiceParts(
@@ -93,7 +117,12 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         db=db,
         publisher=publisher,
         register=register,
-        startup=[store.ensure_indexes, dead.ensure_indexes],
-        workers=[relay.run, *(c.run for c in consumers)],
+        startup=[
+            store.ensure_indexes,
+            dead.ensure_indexes,
+            *channel_parts.startup,
+            *reporter.startup,
+        ],
+        workers=[relay.run, *(c.run for c in consumers), *channel_parts.workers],
         close=[close],
     )

@@ -9,7 +9,7 @@ from lapor.v1 import common_pb2, events_pb2
 
 from services.common.ids import new_event_id
 from services.common.outbox import OutboxMessage
-from services.common.topics import COMPLAINTS_RECEIVED
+from services.common.topics import COMPLAINTS_RECEIVED, REPORTER_ACTIONS
 from services.intake.domain import Channel, Classification, Complaint, Privacy
 
 CHANNELS = {
@@ -59,4 +59,21 @@ def received_event(c: Complaint) -> OutboxMessage:
     )
     return OutboxMessage(
         event.meta.event_id, COMPLAINTS_RECEIVED, c.tracking_id, event.SerializeToString()
+    )
+
+
+def privacy_raised_event(tracking_id: str, privacy: Privacy, at: datetime) -> OutboxMessage:
+    """ReporterAction{action: privacy_raised}: the new privacy, nothing about the reporter."""
+    event = events_pb2.ReporterAction(
+        meta=common_pb2.EventMeta(
+            event_id=new_event_id(),
+            tracking_id=tracking_id,
+            occurred_at=timestamp(at),
+            producer="intake",
+        ),
+        action="privacy_raised",
+        privacy=privacy.value,
+    )
+    return OutboxMessage(
+        event.meta.event_id, REPORTER_ACTIONS, tracking_id, event.SerializeToString()
     )

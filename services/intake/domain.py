@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from services.common.errors import Violation
+from services.intake.phone import NotAPhoneNumber, to_e164
 
 
 class Channel(StrEnum):
@@ -55,7 +56,6 @@ BODY_MAX = 10_000
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 REGION_CODE = re.compile(r"^\d{2}(\.\d{2})?$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-PHONE = re.compile(r"^\+?[0-9][0-9 \-]{6,18}$")
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,32 @@ class Contact:
     name: str = ""
     phone: str = ""
     email: str = ""
+    handle: str = ""  # social media account, "platform:@handle"
 
     @property
     def empty(self) -> bool:
-        return not (self.name.strip() or self.phone.strip() or self.email.strip())
+        return not (
+            self.name.strip() or self.phone.strip() or self.email.strip() or self.handle.strip()
+        )
+
+
+@dataclass(frozen=True)
+class SmsOrigin:
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SocialOrigin:
+    platform: str
+    handle: str
+    post_id: str
+
+
+@dataclass(frozen=True)
+class InstitutionOrigin:
+    source_system: str
+    reference: str
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,9 @@ class SubmitComplaint:
     region_code: str
     reporter: Contact = field(default_factory=Contact)
     idempotency_key: str = ""
+    sms: SmsOrigin | None = None
+    social: SocialOrigin | None = None
+    institution: InstitutionOrigin | None = None
 
 
 def validate(cmd: SubmitComplaint, known_region: Callable[[str], bool]) -> list[Violation]:
@@ -106,8 +131,11 @@ def validate(cmd: SubmitComplaint, known_region: Callable[[str], bool]) -> list[
         r = cmd.reporter
         if r.email and not EMAIL.match(r.email.strip()):
             v.append(Violation("reporter.email", "is not an e-mail address"))
-        if r.phone and not PHONE.match(r.phone.strip()):
-            v.append(Violation("reporter.phone", "is not a phone number"))
+        if r.phone:
+            try:
+                to_e164(r.phone)
+            except NotAPhoneNumber as exc:
+                v.append(Violation("reporter.phone", str(exc)))
         if len(r.name) > 200:
             v.append(Violation("reporter.name", "must be at most 200 characters"))
     return v
@@ -154,19 +182,30 @@ class Complaint:
     received_at: datetime
     idempotency_scope: str
     fingerprint: str
+    follow_up_hash: str = ""
+    dedupe_keys: tuple[str, ...] = ()
 
     @property
     def reachable(self) -> bool:
         return self.reporter is not None and bool(self.reporter.phone or self.reporter.email)
 
 
-def receive(cmd: SubmitComplaint, tracking_id: str, now: datetime) -> Complaint:
+def receive(
+    cmd: SubmitComplaint,
+    tracking_id: str,
+    now: datetime,
+    *,
+    idempotency_scope: str = "",
+    follow_up_hash: str = "",
+    dedupe_keys: tuple[str, ...] = (),
+) -> Complaint:
+    """The complaint a valid (and normalised) command becomes. Anonymous: no contact kept."""
     assert cmd.channel and cmd.privacy and cmd.classification, "validate() first"
     reporter = None
     if cmd.privacy is not Privacy.ANONYMOUS and not cmd.reporter.empty:
-        reporter = Contact(
-            cmd.reporter.name.strip(), cmd.reporter.phone.strip(), cmd.reporter.email.strip()
-        )
+        r = cmd.reporter
+        phone = to_e164(r.phone) if r.phone.strip() else ""
+        reporter = Contact(r.name.strip(), phone, r.email.strip(), r.handle.strip())
     key = cmd.idempotency_key or f"none:{tracking_id}"
     return Complaint(
         tracking_id=tracking_id,
@@ -178,8 +217,10 @@ def receive(cmd: SubmitComplaint, tracking_id: str, now: datetime) -> Complaint:
         region_code=cmd.region_code.strip(),
         reporter=reporter,
         received_at=now,
-        idempotency_scope=f"{cmd.channel}:{key}",
+        idempotency_scope=idempotency_scope or f"{cmd.channel}:{key}",
         fingerprint=fingerprint(cmd),
+        follow_up_hash=follow_up_hash,
+        dedupe_keys=dedupe_keys,
     )
 
 

@@ -9,6 +9,7 @@ import grpc
 from lapor.v1 import common_pb2, intake_pb2, intake_pb2_grpc
 
 from services.common.grpc_errors import rpc
+from services.intake.channel_auth import ChannelClients
 from services.intake.codec import (
     CHANNEL_PB,
     CHANNELS,
@@ -22,7 +23,10 @@ from services.intake.domain import (
     Channel,
     Classification,
     Contact,
+    InstitutionOrigin,
     Privacy,
+    SmsOrigin,
+    SocialOrigin,
     Status,
     SubmitComplaint,
 )
@@ -55,7 +59,32 @@ def to_command(req: intake_pb2.SubmitComplaintRequest) -> SubmitComplaint:
         region_code=req.region_code,
         reporter=Contact(req.reporter.name, req.reporter.phone, req.reporter.email),
         idempotency_key=req.idempotency_key,
+        sms=SmsOrigin(req.sms.sender, req.sms.text) if req.HasField("sms") else None,
+        social=(
+            SocialOrigin(
+                req.social_media.platform, req.social_media.handle, req.social_media.post_id
+            )
+            if req.HasField("social_media")
+            else None
+        ),
+        institution=(
+            InstitutionOrigin(
+                req.institution_reference.source_system, req.institution_reference.reference
+            )
+            if req.HasField("institution_reference")
+            else None
+        ),
     )
+
+
+def api_key(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == API_KEY_HEADER:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return None
+
+
+API_KEY_HEADER = "x-api-key"
 
 
 def to_view(doc: dict[str, Any]) -> intake_pb2.Complaint:
@@ -94,15 +123,18 @@ def _sort_key(at: datetime) -> float:
 
 
 class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
-    def __init__(self, handlers: IntakeHandlers) -> None:
+    def __init__(self, handlers: IntakeHandlers, clients: ChannelClients) -> None:
         self._handlers = handlers
+        self._clients = clients
 
     @rpc("SubmitComplaint")
     async def SubmitComplaint(
         self, request: intake_pb2.SubmitComplaintRequest, context: grpc.aio.ServicerContext
     ) -> intake_pb2.SubmitComplaintResponse:
+        client = self._clients.authenticate(api_key(context))
         cmd = to_command(request)
-        stored = await self._handlers.submit(cmd)
+        submitted = await self._handlers.submit_from(cmd, client)
+        stored = submitted.stored
         SUBMITTED.labels(
             channel=str(cmd.channel),
             privacy=str(cmd.privacy),
@@ -112,6 +144,8 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
             tracking_id=stored.tracking_id,
             received_at=timestamp(stored.received_at),
             duplicate=stored.duplicate,
+            follow_up_code=submitted.follow_up_code,
+            acknowledgement=submitted.acknowledgement,
         )
 
     @rpc("GetComplaint")
@@ -119,3 +153,15 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         self, request: intake_pb2.GetComplaintRequest, context: grpc.aio.ServicerContext
     ) -> intake_pb2.Complaint:
         return to_view(await self._handlers.get(request.tracking_id))
+
+    @rpc("RaisePrivacy")
+    async def RaisePrivacy(
+        self, request: intake_pb2.RaisePrivacyRequest, context: grpc.aio.ServicerContext
+    ) -> intake_pb2.RaisePrivacyResponse:
+        wanted = PRIVACIES.get(request.privacy)
+        changed = await self._handlers.raise_privacy(
+            request.tracking_id, request.follow_up_code, wanted
+        )
+        return intake_pb2.RaisePrivacyResponse(
+            tracking_id=request.tracking_id, privacy=request.privacy, changed=changed
+        )

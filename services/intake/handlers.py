@@ -3,14 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.common.clock import Clock
-from services.common.errors import NotFound, ValidationError, Violation, require
+from services.common.errors import (
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    Violation,
+    require,
+)
 from services.common.ids import MalformedTrackingId, parse_tracking_id
-from services.intake.domain import Complaint, SubmitComplaint, receive, validate
+from services.intake import channels
+from services.intake.abuse import AbuseHasher
+from services.intake.acknowledgement import acknowledgement
+from services.intake.channel_auth import ChannelClient, authorize
+from services.intake.domain import (
+    Channel,
+    Complaint,
+    Privacy,
+    SubmitComplaint,
+    fingerprint,
+    receive,
+    validate,
+)
+from services.intake.followup import (
+    FIELD,
+    hash_follow_up_code,
+    new_follow_up_code,
+    verify_follow_up_code,
+)
+from services.intake.limits import Hit, NoRateLimiter, RateLimiter, RateLimits
+from services.intake.privacy import check_raise
+
+NO_MATCH = "tracking_id, follow_up_code: no report matches this tracking id and follow-up code"
 
 
 @dataclass(frozen=True)
@@ -21,13 +49,29 @@ class Stored:
     fingerprint: str
 
 
+@dataclass(frozen=True)
+class Submitted:
+    stored: Stored
+    follow_up_code: str
+    acknowledgement: str
+
+
 class ComplaintStore(Protocol):
     async def add(self, complaint: Complaint) -> Stored:
         """Store the complaint with its ComplaintReceived event, or return the complaint
-        already stored under the same idempotency scope (duplicate=True)."""
+        already stored under the same idempotency scope or dedupe key (duplicate=True)."""
         ...
 
-    async def get(self, tracking_id: str) -> dict[str, object] | None: ...
+    async def get(self, tracking_id: str) -> dict[str, Any] | None: ...
+
+    async def add_follow_up_code(self, tracking_id: str, code_hash: str) -> None: ...
+
+    async def raise_privacy(
+        self, tracking_id: str, current: Privacy, wanted: Privacy, at: datetime
+    ) -> bool:
+        """Set the new privacy (dropping the identity for anonymous) with its
+        ReporterAction event, if the report still has `current`. False otherwise."""
+        ...
 
 
 @dataclass
@@ -36,27 +80,96 @@ class IntakeHandlers:
     clock: Clock
     new_tracking_id: Callable[[], str]
     known_region: Callable[[str], bool]
+    limiter: RateLimiter = field(default_factory=NoRateLimiter)
+    limits: RateLimits = field(default_factory=RateLimits.unlimited)
+    hasher: AbuseHasher = field(default_factory=lambda: AbuseHasher(b"unit-tests-only"))
 
-    async def submit(self, cmd: SubmitComplaint) -> Stored:
-        require(validate(cmd, self.known_region))
-        complaint = receive(cmd, self.new_tracking_id(), self.clock.now())
+    async def submit(self, cmd: SubmitComplaint, client: ChannelClient | None = None) -> Stored:
+        return (await self.submit_from(cmd, client)).stored
+
+    async def submit_from(self, cmd: SubmitComplaint, client: ChannelClient | None) -> Submitted:
+        """`client` is the authenticated channel client (None: a trusted in-process caller)."""
+        if client is not None:
+            authorize(client, cmd.channel)
+        cmd, channel_violations = channels.prepare(cmd)
+        require(validate(cmd, self.known_region) + channel_violations)
+        await self.limiter.hit(self._hits(cmd, client))
+        now = self.clock.now()
+        code = new_follow_up_code()
+        dedupe = self.hasher.dedupe_keys(cmd, fingerprint(cmd), now, self.limits.dedupe_window)
+        complaint = receive(
+            cmd,
+            self.new_tracking_id(),
+            now,
+            idempotency_scope=channels.idempotency_scope(cmd, self._post_key(cmd)),
+            follow_up_hash=hash_follow_up_code(code),
+            dedupe_keys=tuple(dedupe),
+        )
         stored = await self.store.add(complaint)
         if stored.duplicate and stored.fingerprint != complaint.fingerprint:
-            raise ValidationError(
-                [
-                    Violation(
-                        "idempotency_key", "was already used for a different report on this channel"
-                    )
-                ]
-            )
-        return stored
+            raise ValidationError([Violation(_reused_field(cmd), _REUSED)])
+        if stored.duplicate:
+            await self.store.add_follow_up_code(stored.tracking_id, hash_follow_up_code(code))
+        ack = acknowledgement(complaint.channel, stored.tracking_id, stored.duplicate)
+        return Submitted(stored, code, ack)
 
-    async def get(self, raw_tracking_id: str) -> dict[str, object]:
-        try:
-            tracking_id = parse_tracking_id(raw_tracking_id)
-        except MalformedTrackingId as exc:
-            raise ValidationError([Violation("tracking_id", str(exc))]) from None
+    def _hits(self, cmd: SubmitComplaint, client: ChannelClient | None) -> list[Hit]:
+        hits = [Hit(self.limits.per_contact, k) for k in self.hasher.contact_keys(cmd.reporter)]
+        if client is not None:
+            hits.append(Hit(self.limits.per_client, client.client_id))
+        return hits
+
+    def _post_key(self, cmd: SubmitComplaint) -> str:
+        post = cmd.social
+        if post is None:
+            return ""
+        return self.hasher.digest("post", f"{post.platform.lower()}:{post.post_id.strip()}")
+
+    async def get(self, raw_tracking_id: str) -> dict[str, Any]:
+        tracking_id = _parse(raw_tracking_id)
         doc = await self.store.get(tracking_id)
         if doc is None:
             raise NotFound(f"tracking_id: no report {tracking_id}")
         return doc
+
+    async def raise_privacy(self, raw_tracking_id: str, code: str, wanted: Privacy | None) -> bool:
+        """Raise the report's privacy; True when it changed, False when it already was."""
+        violations = []
+        if wanted is None:
+            violations.append(Violation("privacy", f"must be one of {', '.join(Privacy)}"))
+        if not code.strip() or len(code) > 64:
+            violations.append(Violation("follow_up_code", "must be 1-64 characters"))
+        tracking_id = _parse(raw_tracking_id, violations)
+        assert wanted is not None
+        for _attempt in range(3):
+            doc = await self.store.get(tracking_id)
+            if doc is None or not verify_follow_up_code(doc.get(FIELD, []), code):
+                raise PermissionDenied(NO_MATCH)
+            current = Privacy(doc["privacy"])
+            if not check_raise(current, wanted):
+                return False
+            if await self.store.raise_privacy(tracking_id, current, wanted, self.clock.now()):
+                return True
+        raise PermissionDenied(NO_MATCH)  # pragma: no cover - the report vanished meanwhile
+
+
+_REUSED = "was already used for a different report on this channel"
+
+
+def _reused_field(cmd: SubmitComplaint) -> str:
+    if cmd.channel is Channel.INSTITUTION_SYSTEM:
+        return "institution_reference.reference"
+    if cmd.channel is Channel.SOCIAL_MEDIA and not cmd.idempotency_key:
+        return "social_media.post_id"
+    return "idempotency_key"
+
+
+def _parse(raw: str, violations: list[Violation] | None = None) -> str:
+    violations = violations or []
+    try:
+        tracking_id = parse_tracking_id(raw)
+    except MalformedTrackingId as exc:
+        violations.append(Violation("tracking_id", str(exc)))
+        tracking_id = ""
+    require(violations)
+    return tracking_id

@@ -54,7 +54,8 @@ class IdentityCipher:
 
     def seal(self, contact: Contact, tracking_id: str) -> SealedIdentity:
         nonce = os.urandom(12)
-        plain = json.dumps({"n": contact.name, "p": contact.phone, "e": contact.email}).encode()
+        fields = {"n": contact.name, "p": contact.phone, "e": contact.email, "h": contact.handle}
+        plain = json.dumps(fields).encode()
         ciphertext = self._keys[self._active].encrypt(nonce, plain, tracking_id.encode())
         return SealedIdentity(self._active, nonce, ciphertext)
 
@@ -63,7 +64,7 @@ class IdentityCipher:
             sealed.nonce, sealed.ciphertext, tracking_id.encode()
         )
         data = json.loads(plain)
-        return Contact(data["n"], data["p"], data["e"])
+        return Contact(data["n"], data["p"], data["e"], data.get("h", ""))
 
 
 def generate_key() -> str:

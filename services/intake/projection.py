@@ -27,14 +27,21 @@ def _history(at: datetime, action: str, actor: str, detail: str) -> Doc:
     return {"at": at, "action": action, "actor": actor, "detail": detail}
 
 
+# Fields an event sets only while the case has no state from routing's CaseActions yet:
+# ComplaintRouted and CaseAction travel on different topics, so a late ComplaintRouted must
+# not put a case that was accepted, forwarded or resolved meanwhile back to "routed".
+UNLESS_CASE_STATE = "$setUnlessCaseState"
+
+
 def routed_update(e: events_pb2.ComplaintRouted) -> Doc:
     at = _at(e.meta.occurred_at)
     return {
-        "$set": {
+        UNLESS_CASE_STATE: {
             "status": Status.ROUTED.value,
             "colour": Colour.RED.value,
             "institution": {"id": e.institution.id, "name": e.institution.name},
         },
+        "$set": {**({"topic": e.topic} if e.topic else {})},  # a public-listing filter
         "$push": {
             "history": _history(at, "routed", "routing", f"to {e.institution.name} ({e.rule})")
         },
@@ -92,24 +99,33 @@ class TrackingProjection:
 
     async def apply(self, topic: str, deliveries: list[Delivery[Any]], build: Any) -> None:
         ops = []
+        guarded = []
         for d in deliveries:
             update = build(d.message)
             if not update:
                 EVENTS_CONSUMED.labels(topic=topic, outcome="ignored").inc()
                 continue
             event_id = d.message.meta.event_id
+            tracking_id = d.message.meta.tracking_id
+            unless_state = update.pop(UNLESS_CASE_STATE, None)
+            if not update.get("$set"):
+                update.pop("$set", None)
             update.setdefault("$push", {})["_applied"] = {
                 "$each": [event_id],
                 "$slice": -APPLIED_KEEP,
             }
-            ops.append(
-                UpdateOne(
-                    {"_id": d.message.meta.tracking_id, "_applied": {"$ne": event_id}}, update
+            ops.append(UpdateOne({"_id": tracking_id, "_applied": {"$ne": event_id}}, update))
+            if unless_state:  # idempotent by itself: the same values, only without a state
+                guarded.append(
+                    UpdateOne(
+                        {"_id": tracking_id, "state": {"$exists": False}}, {"$set": unless_state}
+                    )
                 )
-            )
         if not ops:
             return
         result = await self._collection.bulk_write(ops, ordered=True)
+        if guarded:
+            await self._collection.bulk_write(guarded, ordered=True)
         EVENTS_CONSUMED.labels(topic=topic, outcome="applied").inc(result.modified_count)
         EVENTS_CONSUMED.labels(topic=topic, outcome="duplicate").inc(
             len(ops) - result.modified_count

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import Histogram
@@ -20,9 +21,11 @@ from pymongo.errors import BulkWriteError
 
 from services.common.metrics import LATENCY_BUCKETS
 from services.common.mongo import Doc
-from services.common.outbox import PENDING, outbox_fields
-from services.intake.codec import received_event
-from services.intake.domain import Complaint, Status, colour_for
+from services.common.outbox import PENDING, merge_updates, outbox_fields, outbox_update
+from services.intake.abuse import DEDUPE_PREFIX, dedupe_key
+from services.intake.codec import privacy_raised_event, received_event
+from services.intake.domain import Complaint, Privacy, Status, colour_for
+from services.intake.followup import FIELD as FOLLOW_UP_CODES
 from services.intake.handlers import Stored
 from services.intake.identity import IdentityCipher
 
@@ -38,6 +41,9 @@ WRITE_LATENCY = Histogram(
     "Duration of one group-commit write",
     buckets=LATENCY_BUCKETS,
 )
+
+
+FOLLOW_UP_KEEP = 20  # follow-up code hashes kept per report (a retry adds one)
 
 
 @dataclass
@@ -87,6 +93,37 @@ class MongoComplaintStore:
     async def get(self, tracking_id: str) -> Doc | None:
         return await self._collection.find_one({"_id": tracking_id}, {"_outbox": 0, "_applied": 0})
 
+    async def add_follow_up_code(self, tracking_id: str, code_hash: str) -> None:
+        await self._collection.update_one(
+            {"_id": tracking_id},
+            {"$push": {FOLLOW_UP_CODES: {"$each": [code_hash], "$slice": -FOLLOW_UP_KEEP}}},
+        )
+
+    async def raise_privacy(
+        self, tracking_id: str, current: Privacy, wanted: Privacy, at: datetime
+    ) -> bool:
+        change: Doc = {"$set": {"privacy": wanted.value}}
+        if wanted is Privacy.ANONYMOUS:  # anonymous keeps no identity, from now on
+            change = {
+                "$set": {"privacy": wanted.value, "reachable": False},
+                "$unset": {"reporter": ""},
+            }
+        update = merge_updates(
+            change, outbox_update([privacy_raised_event(tracking_id, wanted, at)])
+        )
+        result = await self._collection.update_one(
+            {"_id": tracking_id, "privacy": current.value}, update
+        )
+        if result.modified_count and self._on_stored is not None:
+            self._on_stored()
+        return result.modified_count == 1
+
+    async def forget_dedupe_keys(self, before_bucket: int) -> int:
+        """Drop the keyed contact hashes of dedupe windows before `before_bucket`."""
+        expired = {"$gte": DEDUPE_PREFIX, "$lt": dedupe_key(before_bucket, "")}
+        result = await self._collection.update_many({"idem": expired}, {"$pull": {"idem": expired}})
+        return result.modified_count
+
     def _document(self, c: Complaint) -> Doc:
         doc: Doc = {
             "_id": c.tracking_id,
@@ -118,10 +155,24 @@ class MongoComplaintStore:
             "_applied": [],
             **outbox_fields([received_event(c)]),
         }
+        if c.follow_up_hash:
+            doc[FOLLOW_UP_CODES] = [c.follow_up_hash]
+        if c.dedupe_keys:  # one unique index serves idempotency and duplicate detection
+            doc["idem"] = [c.idempotency_scope, *c.dedupe_keys]
         if c.reporter is not None:
             sealed = self._cipher.seal(c.reporter, c.tracking_id)
             doc["reporter"] = {"kid": sealed.key_id, "nonce": sealed.nonce, "ct": sealed.ciphertext}
         return doc
+
+    async def _earlier(self, c: Complaint) -> Doc | None:
+        """The stored report a refused insert collided with: same scope, else same dedupe key."""
+        fields = {"received_at": 1, "fingerprint": 1}
+        existing = await self._collection.find_one({"idem": c.idempotency_scope}, fields)
+        if existing is None and c.dedupe_keys:
+            existing = await self._collection.find_one(
+                {"idem": {"$in": list(c.dedupe_keys)}}, fields
+            )
+        return existing
 
     async def _writer(self) -> None:
         while True:
@@ -168,9 +219,7 @@ class MongoComplaintStore:
                     )
                 )
             elif error.get("code") == 11000 and "idem" in (error.get("keyPattern") or {"idem": 1}):
-                existing = await self._collection.find_one(
-                    {"idem": item.complaint.idempotency_scope}, {"received_at": 1, "fingerprint": 1}
-                )
+                existing = await self._earlier(item.complaint)
                 if existing is None:  # pragma: no cover - the key existed a moment ago
                     item.future.set_exception(RuntimeError("idempotency record vanished"))
                 else:

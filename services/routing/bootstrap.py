@@ -2,44 +2,82 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import grpc
 from lapor.v1 import events_pb2
 
 from services.common import topics
-from services.common.clock import SystemClock
+from services.common.auth import TokenVerifier
+from services.common.clock import SystemClock, sleep_until_or_stop
 from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.outbox import OutboxRelay
 from services.common.regions import default_regions
 from services.common.runtime import ServiceParts
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, Env, SettingsError
+from services.routing.actions import CaseActions
+from services.routing.case_events import CaseEventHandlers
+from services.routing.case_store import CaseStore
+from services.routing.domain.classifier import TopicClassifier
 from services.routing.domain.directory import Directory
+from services.routing.domain.rules import DEFAULT_RULES_FILE, RulesError
+from services.routing.grpc_api import Api
+from services.routing.grpc_api import register as register_api
 from services.routing.handlers import RoutingHandlers
+from services.routing.institutions import InstitutionRegistry
+from services.routing.queries import CaseQueries
+from services.routing.rules_source import RulesSource
+
+DIRECTORY_REFRESH_SECONDS = 10.0
 
 
-def bootstrap(settings: CommonSettings | None = None) -> ServiceParts:
-    s = settings or CommonSettings.from_env("routing")
+def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) -> ServiceParts:
+    env = env or Env()
+    s = settings or CommonSettings.from_env("routing", env)
+    verifier = TokenVerifier.from_env(env)
+    rules_path = Path(env.text("LAPOR_ROUTING_RULES_FILE", str(DEFAULT_RULES_FILE)))
+    poll = env.number("LAPOR_ROUTING_RULES_POLL_SECONDS", 1.0, low=0.05, high=3600)
+    regions = default_regions()
     client = create_client(s.mongodb_uri, "lapor-routing")
     db = client[s.mongodb_database]
-    cases = db["cases"]
+    registry = InstitutionRegistry(db["institutions"], Directory.seed(regions))
+    try:
+        rules = RulesSource(rules_path, registry, poll)
+    except RulesError as exc:
+        raise SettingsError(f"LAPOR_ROUTING_RULES_FILE: {exc}") from None
+    store = CaseStore(db["cases"])
     publisher = KafkaPublisher(s.kafka, "lapor-routing")
-    relay = OutboxRelay([cases], publisher)
+    relay = OutboxRelay([store.cases], publisher)
     relay.replay_on_start = s.outbox_replay
-    regions = default_regions()
-    handlers = RoutingHandlers(cases, Directory.seed(regions), regions, SystemClock(), relay.wake)
-    dead = DeadLetters(db["dead_letters"])
-    consumer = EventConsumer(
-        s.kafka,
-        topics.COMPLAINTS_RECEIVED,
-        "lapor-routing",
-        events_pb2.ComplaintReceived,
-        handlers.handle_received,
-        dead.park,
+    clock = SystemClock()
+    handlers = RoutingHandlers(
+        store, registry, rules, TopicClassifier.default(), regions, clock, relay.wake
     )
+    actions = CaseActions(store, registry, clock, relay.wake)
+    case_events = CaseEventHandlers(actions, store)
+    api = Api(verifier, actions, CaseQueries(store, registry), registry, rules)
+    dead = DeadLetters(db["dead_letters"])
+
+    def consumer(topic: str, message: type, handle: object) -> EventConsumer:  # type: ignore[type-arg]
+        return EventConsumer(s.kafka, topic, "lapor-routing", message, handle, dead.park)  # type: ignore[arg-type]
+
+    consumers = [
+        consumer(
+            topics.COMPLAINTS_RECEIVED, events_pb2.ComplaintReceived, handlers.handle_received
+        ),
+        consumer(topics.SLA_EVENTS, events_pb2.SlaEvent, case_events.handle_sla),
+        consumer(topics.REPORTER_ACTIONS, events_pb2.ReporterAction, case_events.handle_reporter),
+    ]
+
+    async def refresh_directory(stop: asyncio.Event) -> None:
+        while not await sleep_until_or_stop(stop, DIRECTORY_REFRESH_SECONDS):
+            await registry.load()
 
     def register(server: grpc.aio.Server) -> list[str]:
-        return []
+        return register_api(api, server)
 
     async def close() -> None:
         await client.close()
@@ -49,7 +87,7 @@ def bootstrap(settings: CommonSettings | None = None) -> ServiceParts:
         db=db,
         publisher=publisher,
         register=register,
-        startup=[handlers.ensure_indexes, dead.ensure_indexes],
-        workers=[relay.run, consumer.run],
+        startup=[handlers.ensure_indexes, dead.ensure_indexes, registry.load],
+        workers=[relay.run, rules.watch, refresh_directory, *(c.run for c in consumers)],
         close=[close],
     )

@@ -1,4 +1,6 @@
-"""Routing's use case: a received complaint becomes a routed case, once."""
+"""Routing's use case: a received complaint is classified, routed by the rules and stored as a
+case with its ComplaintRouted event, once. A new case lists the earlier near-duplicates it
+resembles (``similar``); the earlier ones find it by that field when read (no rewrite)."""
 
 from __future__ import annotations
 
@@ -8,62 +10,50 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lapor.v1 import common_pb2, events_pb2
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from services.common.clock import Clock
-from services.common.ids import new_event_id
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.mongo import Doc
-from services.common.outbox import PENDING, OutboxMessage, outbox_fields
+from services.common.outbox import outbox_fields
 from services.common.regions import RegionTable
-from services.common.topics import COMPLAINTS_RECEIVED, COMPLAINTS_ROUTED
+from services.common.topics import COMPLAINTS_RECEIVED
+from services.routing.case_store import FAR_FUTURE, CaseStore
+from services.routing.codec import routed_event
+from services.routing.domain import similarity
+from services.routing.domain.case import initial_state
+from services.routing.domain.classifier import TopicClassifier
 from services.routing.domain.directory import Directory
-from services.routing.domain.rules import VERIFICATION_QUEUE, Decision, route_by_region
+from services.routing.domain.rules import Decision, RuleSet
+from services.routing.metrics import ROUTING_DECISIONS
 
 log = logging.getLogger(__name__)
 
 
-def routed_event(
-    received: events_pb2.ComplaintReceived, decision: Decision, timezone: str, now: datetime
-) -> OutboxMessage:
-    institution = decision.institution
-    event = events_pb2.ComplaintRouted(
-        meta=common_pb2.EventMeta(
-            event_id=new_event_id(), tracking_id=received.meta.tracking_id, producer="routing"
-        ),
-        institution=common_pb2.Institution(
-            id=institution.id if institution else VERIFICATION_QUEUE,
-            name=institution.name if institution else "Antrean verifikasi nasional",
-        ),
-        rule=decision.rule,
-        topic=decision.topic or "",
-        confidence=decision.confidence,
-        classification=received.classification,
-        region_code=received.region_code,
-        timezone=timezone,
-    )
-    event.meta.occurred_at.FromDatetime(now)
-    return OutboxMessage(
-        event.meta.event_id, COMPLAINTS_ROUTED, received.meta.tracking_id, event.SerializeToString()
-    )
+@dataclass
+class Routed:
+    doc: Doc
+    fingerprint: list[int]
 
 
 @dataclass
 class RoutingHandlers:
-    cases: AsyncCollection[Doc]
-    directory: Directory
+    store: CaseStore
+    directory: Callable[[], Directory]
+    rules: Callable[[], RuleSet]
+    classifier: TopicClassifier
     regions: RegionTable
     clock: Clock
     on_stored: Callable[[], None] = lambda: None
 
     async def ensure_indexes(self) -> None:
-        await self.cases.create_index(PENDING)
-        await self.cases.create_index([("institution_id", 1), ("routed_at", -1)])
+        await self.store.ensure_indexes()
 
     def decide(self, received: events_pb2.ComplaintReceived) -> Decision:
-        return route_by_region(received.region_code, self.directory)
+        classification = self.classifier.classify(received.title, received.body)
+        region = self.regions.get(received.region_code)
+        return self.rules().route(region, classification, self.directory())
 
     async def handle_received(
         self, deliveries: list[Delivery[events_pb2.ComplaintReceived]]
@@ -71,27 +61,62 @@ class RoutingHandlers:
         """Store one case per complaint with its ComplaintRouted event. A redelivered
         complaint hits the unique _id and is skipped: routed once, published once."""
         now = self.clock.now()
-        docs = []
+        routed: list[Routed] = []
         for delivery in deliveries:
             received = delivery.message
             decision = self.decide(received)
+            ROUTING_DECISIONS.labels(
+                outcome="verification" if decision.to_verification else "routed"
+            ).inc()
             region = self.regions.get(received.region_code)
             timezone = region.timezone if region else "Asia/Jakarta"
-            docs.append(self._case(received, decision, timezone, now))
+            words = self.classifier.normaliser.words(f"{received.title} {received.body}")
+            fingerprint = similarity.shingles(words)
+            doc = self._case(received, decision, timezone, now)
+            doc["fingerprint"] = fingerprint
+            routed.append(Routed(doc, fingerprint))
+        await self._link_similar(routed)
         duplicates = 0
         try:
-            await self.cases.insert_many(docs, ordered=False)
+            await self.store.cases.insert_many([r.doc for r in routed], ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
-            other = [e for e in errors if e.get("code") != 11000]
-            if other:
+            if any(e.get("code") != 11000 for e in errors):
                 raise
             duplicates = len(errors)
         EVENTS_CONSUMED.labels(topic=COMPLAINTS_RECEIVED, outcome="applied").inc(
-            len(docs) - duplicates
+            len(routed) - duplicates
         )
         EVENTS_CONSUMED.labels(topic=COMPLAINTS_RECEIVED, outcome="duplicate").inc(duplicates)
         self.on_stored()
+
+    async def _link_similar(self, routed: list[Routed]) -> None:
+        """Link each new case to earlier cases of its topic and region within the window
+        (one query per topic and region of the batch)."""
+        groups: dict[tuple[str, str], list[Routed]] = {}
+        for item in routed:
+            if item.doc["topic"] is not None and item.fingerprint:
+                groups.setdefault((item.doc["region_code"], item.doc["topic"]), []).append(item)
+        for (region_code, topic), items in groups.items():
+            since = min(i.doc["received_at"] for i in items) - similarity.WINDOW
+            stored = (
+                await self.store.cases.find(
+                    {"region_code": region_code, "topic": topic, "received_at": {"$gte": since}},
+                    {"fingerprint": 1, "received_at": 1},
+                )
+                .sort("received_at", -1)
+                .to_list(similarity.MAX_CANDIDATES)
+            )
+            earlier = [(c["_id"], c["received_at"], c.get("fingerprint", [])) for c in stored]
+            for n, item in enumerate(items):
+                doc = item.doc
+                window_start = doc["received_at"] - similarity.WINDOW
+                candidates = [
+                    (cid, fp) for cid, at, fp in earlier if cid != doc["_id"] and at >= window_start
+                ]
+                candidates += [(i.doc["_id"], i.fingerprint) for i in items[:n]]
+                hits = similarity.similar(item.fingerprint, candidates)
+                doc["similar"] = [cid for cid, _ in hits]
 
     def _case(
         self,
@@ -100,7 +125,7 @@ class RoutingHandlers:
         timezone: str,
         now: datetime,
     ) -> Doc:
-        institution = decision.institution
+        state = initial_state(decision.institution_id)
         return {
             "_id": received.meta.tracking_id,
             "received_event_id": received.meta.event_id,
@@ -111,15 +136,44 @@ class RoutingHandlers:
             "body": received.body,
             "region_code": received.region_code,
             "timezone": timezone,
-            "institution_id": institution.id if institution else VERIFICATION_QUEUE,
+            "institution_id": decision.institution_id,
+            "state": state.value,
+            "version": 1,
+            "responded": False,
+            "reopen_count": 0,
+            "handling_class": "",
+            "colour": "red",
+            "overdue": False,
+            "deadlines": [],
+            "next_due_at": None,
+            "due_sort": FAR_FUTURE,
+            "topic": decision.topic,
             "decision": {
                 "rule": decision.rule,
+                "rules_version": decision.rules_version,
                 "topic": decision.topic,
                 "confidence": decision.confidence,
+                "scores": [list(s) for s in decision.scores],
+                "matched_terms": list(decision.matched_terms),
+                "hint": decision.hint,
             },
+            "similar": [],
             "routed_at": now,
             "history": [
-                {"at": now, "action": "routed", "actor": "routing", "detail": decision.rule}
+                {
+                    "at": now,
+                    "action": "routed",
+                    "actor": "routing",
+                    "actor_id": "",
+                    "from_state": "",
+                    "to_state": state.value,
+                    "institution_id": decision.institution_id,
+                    "text": "",
+                    "reason": decision.rule,
+                    "evidence": [],
+                    "handling_class": "",
+                    "detail": decision.rule,
+                }
             ],
             "_applied": [received.meta.event_id],
             **outbox_fields([routed_event(received, decision, timezone, now)]),

@@ -3,6 +3,7 @@ Ctrl-C leaving no process behind, and a second run finds the first run's complai
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import psutil
 
 from services.stack.supervisor import SERVICES, free_port
-from tests.support import eventually, intake_stub, submit_request
+from tests.support import dev_api_key, eventually, intake_stub, submit_request
 
 
 def _launch(data: Path, ports: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
@@ -61,7 +62,8 @@ def test_run_prints_addresses_stops_cleanly_and_keeps_data(tmp_path: Path) -> No
     assert "Every service reports SERVING" in output
     for name in SERVICES:
         assert f"127.0.0.1:{ports[f'LAPOR_{name.upper()}_PORT']}" in output
-    channel, stub = intake_stub(intake)
+    key = dev_api_key(json.loads((tmp_path / "secrets.json").read_text()))
+    channel, stub = intake_stub(intake, key)
     with channel:
         tracking_id = stub.SubmitComplaint(submit_request(), timeout=10).tracking_id
     children = _stop(proc)
@@ -76,7 +78,7 @@ def test_run_prints_addresses_stops_cleanly_and_keeps_data(tmp_path: Path) -> No
     try:
         from lapor.v1 import intake_pb2
 
-        channel, stub = intake_stub(intake)
+        channel, stub = intake_stub(intake, key)
         with channel:
 
             def routed() -> intake_pb2.Complaint | None:
@@ -89,6 +91,6 @@ def test_run_prints_addresses_stops_cleanly_and_keeps_data(tmp_path: Path) -> No
             # second run's broker is new, and the outbox replay carries the event over.
             found = eventually(routed, what="the first run's complaint, routed and notified")
         assert found.tracking_id == tracking_id
-        assert found.institution.id == "pemda-51.08"
+        assert found.institution.id == "pemda-51.08/dpupr"
     finally:
         _stop(proc)

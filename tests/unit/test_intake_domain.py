@@ -158,7 +158,7 @@ def test_receive_strips_and_keeps_the_reporter() -> None:
         NOW,
     )
     assert (c.title, c.body, c.region_code) == ("Jalan", "isi", "51.08")
-    assert c.reporter == Contact("Made", "0812345678", "m@x.id")
+    assert c.reporter == Contact("Made", "+62812345678", "m@x.id")  # phone in E.164
     assert c.reachable
     assert c.tracking_id == "7K3M-9QX2-DAC"
     assert c.received_at == NOW

@@ -22,6 +22,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.by_id: dict[str, Complaint] = {}
         self.by_scope: dict[str, Complaint] = {}
+        self.codes: dict[str, list[str]] = {}
 
     async def add(self, complaint: Complaint) -> Stored:
         existing = self.by_scope.get(complaint.idempotency_scope)
@@ -34,6 +35,9 @@ class FakeStore:
     async def get(self, tracking_id: str) -> dict[str, object] | None:
         c = self.by_id.get(tracking_id)
         return None if c is None else {"_id": c.tracking_id, "title": c.title}
+
+    async def add_follow_up_code(self, tracking_id: str, code_hash: str) -> None:
+        self.codes.setdefault(tracking_id, []).append(code_hash)
 
 
 def sequential_ids() -> Callable[[], str]:
@@ -109,10 +113,13 @@ async def test_same_key_on_another_channel_is_a_new_report(
     handlers: IntakeHandlers, store: FakeStore
 ) -> None:
     web = await handlers.submit(CMD)
-    sms = await handlers.submit(replace(CMD, channel=Channel.SMS))
+    sms = await handlers.submit(replace(CMD, channel=Channel.MOBILE_APP))
     assert sms.duplicate is False
     assert sms.tracking_id != web.tracking_id
-    assert sorted(c.idempotency_scope for c in store.by_id.values()) == ["sms:req-1", "web:req-1"]
+    assert sorted(c.idempotency_scope for c in store.by_id.values()) == [
+        "mobile_app:req-1",
+        "web:req-1",
+    ]
 
 
 async def test_without_a_key_every_submission_is_new(handlers: IntakeHandlers) -> None:

@@ -17,6 +17,7 @@ from services.common.outbox import (
     outbox_update,
 )
 from services.intake.projection import (
+    UNLESS_CASE_STATE,
     escalation_update,
     notification_update,
     routed_update,
@@ -93,11 +94,13 @@ def test_routed_update() -> None:
     )
     update = routed_update(e)
     assert update == {
-        "$set": {
+        # only while routing has not moved the case yet (a late event must not roll it back)
+        UNLESS_CASE_STATE: {
             "status": "routed",
             "colour": "red",
             "institution": {"id": "pemda-51.08", "name": "Pemkab Badung"},
         },
+        "$set": {},
         "$push": {
             "history": {
                 "at": AT,

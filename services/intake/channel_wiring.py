@@ -1,0 +1,70 @@
+"""Wiring of the channel side of intake: client credentials, abuse hashing, rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.common.clock import Clock, sleep_until_or_stop
+from services.common.mongo import Doc
+from services.common.runtime import Startup, Worker
+from services.common.settings import Env, Secret, SettingsError
+from services.intake.abuse import AbuseHasher, dedupe_bucket
+from services.intake.channel_auth import SETTING, ChannelClients
+from services.intake.limits import RateLimits
+from services.intake.ratelimit_store import MongoRateLimiter
+from services.intake.store import MongoComplaintStore
+
+log = logging.getLogger(__name__)
+FORGET_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    clients: ChannelClients
+    abuse_key: Secret
+    limits: RateLimits
+
+    @classmethod
+    def from_env(cls, env: Env) -> ChannelSettings:
+        key = env.secret("LAPOR_ABUSE_HASH_KEY")
+        if len(key.reveal()) < 32:
+            raise SettingsError("LAPOR_ABUSE_HASH_KEY must have at least 32 characters")
+        return cls(ChannelClients.parse(env.text(SETTING)), key, RateLimits.from_env(env))
+
+
+@dataclass
+class ChannelParts:
+    clients: ChannelClients
+    hasher: AbuseHasher
+    limits: RateLimits
+    limiter: MongoRateLimiter
+    startup: list[Startup]
+    workers: list[Worker]
+
+
+def wire_channels(
+    settings: ChannelSettings, db: AsyncDatabase[Doc], store: MongoComplaintStore, clock: Clock
+) -> ChannelParts:
+    limiter = MongoRateLimiter(db["rate_limits"], clock)
+
+    async def forget_dedupe_keys(stop: asyncio.Event) -> None:
+        while not await sleep_until_or_stop(stop, FORGET_INTERVAL_SECONDS):
+            try:
+                if settings.limits.dedupe_window.total_seconds() > 0:
+                    bucket = dedupe_bucket(clock.now(), settings.limits.dedupe_window)
+                    await store.forget_dedupe_keys(bucket)
+            except Exception:  # noqa: BLE001 - next round
+                log.warning("could not forget expired dedupe keys; retrying")
+
+    return ChannelParts(
+        clients=settings.clients,
+        hasher=AbuseHasher(settings.abuse_key.reveal().encode()),
+        limits=settings.limits,
+        limiter=limiter,
+        startup=[limiter.ensure_indexes],
+        workers=[forget_dedupe_keys],
+    )

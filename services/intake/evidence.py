@@ -1,0 +1,212 @@
+"""Evidence uploads: who may attach, what may be attached, how much.
+
+The type is sniffed from the first bytes (`filetype`), never trusted from the name or the
+declared type: both must agree with the content. Files are streamed into the store while a
+SHA-256 digest and the size are computed; whatever fails on the way (a rule, the client
+hanging up, the server stopping) deletes the partial file, so nothing is half-stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import filetype  # type: ignore[import-untyped]
+
+from services.common.clock import Clock
+from services.common.errors import FailedPrecondition, ValidationError, Violation, require
+from services.intake.reporter import ReporterHandlers, snapshot
+from services.intake.reporter_rules import ReporterCommand, check_allowed
+
+MiB = 1024 * 1024
+SNIFF_BYTES = 8192
+FILE_NAME_MAX = 200
+
+# Allowed content types and the file-name extensions that may carry them.
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "image/jpeg": ("jpg", "jpeg"),
+    "image/png": ("png",),
+    "image/webp": ("webp",),
+    "image/heic": ("heic", "heif"),
+    "application/pdf": ("pdf",),
+    "video/mp4": ("mp4",),
+    "video/3gpp": ("3gp",),
+}
+ALIASES = {"image/jpg": "image/jpeg", "image/heif": "image/heic", "video/3gp": "video/3gpp"}
+VIDEO = frozenset({"video/mp4", "video/3gpp"})
+KNOWN_EXTENSIONS = {ext for exts in ALLOWED.values() for ext in exts}
+
+
+@dataclass(frozen=True)
+class EvidenceLimits:
+    max_file_bytes: int = 10 * MiB
+    max_video_bytes: int = 25 * MiB
+    max_report_bytes: int = 50 * MiB
+
+
+@dataclass(frozen=True)
+class EvidenceHeader:
+    tracking_id: str
+    follow_up_code: str
+    file_name: str
+    content_type: str
+
+
+@dataclass(frozen=True)
+class StoredEvidence:
+    evidence_id: str
+    file_name: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    uploaded_at: datetime
+    report_bytes: int  # all evidence of the report, this file included
+
+
+class EvidenceFile(Protocol):
+    """A file being written to the evidence store."""
+
+    async def write(self, data: bytes) -> None: ...
+    async def close(self) -> str:
+        """Finish the file; returns its id."""
+        ...
+
+    async def abort(self) -> None:
+        """Delete everything written so far."""
+        ...
+
+
+class EvidenceStore(Protocol):
+    def create(self, tracking_id: str, file_name: str, content_type: str) -> EvidenceFile: ...
+    async def attach(self, tracking_id: str, item: StoredEvidence, max_report_bytes: int) -> int:
+        """List the file on the report if the report's evidence stays within
+        `max_report_bytes` and the report is still open. Returns the new total, -1 when
+        the limit would be passed, -2 when the report is closed."""
+        ...
+
+    async def delete(self, evidence_id: str) -> None: ...
+
+
+def normalise_type(declared: str) -> str:
+    value = declared.strip().lower()
+    return ALIASES.get(value, value)
+
+
+def header_violations(h: EvidenceHeader) -> list[Violation]:
+    v: list[Violation] = []
+    name = h.file_name.strip()
+    if not name:
+        v.append(Violation("file_name", "must not be empty"))
+    elif len(name) > FILE_NAME_MAX:
+        v.append(Violation("file_name", f"must be at most {FILE_NAME_MAX} characters"))
+    elif any(c in name for c in "/\\") or any(ord(c) < 32 for c in name):
+        v.append(
+            Violation("file_name", "must be a plain file name (no path, no control characters)")
+        )
+    if normalise_type(h.content_type) not in ALLOWED:
+        v.append(Violation("content_type", f"must be one of {', '.join(ALLOWED)}"))
+    return v
+
+
+def sniff(head: bytes) -> str:
+    # filetype looks for 3GP's brand at the wrong offset; an ISO media file has its
+    # `ftyp` box at byte 4 and the major brand right after it.
+    if head[4:8] == b"ftyp" and head[8:11] in (b"3gp", b"3g2"):
+        return "video/3gpp"
+    kind = filetype.guess(head)
+    return str(kind.mime) if kind is not None else ""
+
+
+def content_violations(head: bytes, declared: str, file_name: str) -> list[Violation]:
+    """The content must be an allowed type, the one declared, and the name's extension (if
+    it is one we know) must fit it."""
+    if not head:
+        return [Violation("content", "must not be empty")]
+    sniffed = sniff(head)
+    if sniffed not in ALLOWED:
+        what = sniffed or "not a recognised file type"
+        return [Violation("content", f"is {what}; allowed: {', '.join(ALLOWED)}")]
+    if sniffed != normalise_type(declared):
+        return [Violation("content", f"is {sniffed}, but content_type declares {declared}")]
+    ext = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
+    if ext in KNOWN_EXTENSIONS and ext not in ALLOWED[sniffed]:
+        return [Violation("file_name", f"extension .{ext} does not fit the content ({sniffed})")]
+    return []
+
+
+def too_big(limit: int, what: str) -> ValidationError:
+    return ValidationError([Violation("content", f"{what} must be at most {limit} bytes")])
+
+
+@dataclass
+class EvidenceHandlers:
+    reporter: ReporterHandlers
+    store: EvidenceStore
+    clock: Clock
+    limits: EvidenceLimits
+
+    async def upload(self, header: EvidenceHeader, chunks: AsyncIterator[bytes]) -> StoredEvidence:
+        doc = await self.reporter.authenticate(
+            header.tracking_id, header.follow_up_code, header_violations(header)
+        )
+        check_allowed(ReporterCommand.UPLOAD_EVIDENCE, snapshot(doc), self.reporter.max_reopens)
+        already = int(doc.get("evidence_bytes") or 0)
+        room = self.limits.max_report_bytes - already
+        if room <= 0:
+            raise too_big(self.limits.max_report_bytes, "all evidence of one report")
+        head = b""
+        async for chunk in chunks:
+            head += chunk
+            if len(head) >= SNIFF_BYTES:
+                break
+        content_type = normalise_type(header.content_type)
+        file_name = header.file_name.strip()
+        require(content_violations(head, header.content_type, file_name))
+        file_limit = (
+            self.limits.max_video_bytes if content_type in VIDEO else self.limits.max_file_bytes
+        )
+        limit, what = min(
+            (file_limit, f"one {content_type} file"),
+            (room, f"all evidence of one report ({already} bytes stored)"),
+        )
+        stored = self.store.create(doc["_id"], file_name, content_type)
+        try:
+            digest, size = hashlib.sha256(), 0
+            async for chunk in _prepend(head, chunks):
+                size += len(chunk)
+                if size > limit:
+                    raise too_big(
+                        limit if limit == file_limit else self.limits.max_report_bytes, what
+                    )
+                digest.update(chunk)
+                await stored.write(chunk)
+            evidence_id = await stored.close()
+        except BaseException:
+            await stored.abort()
+            raise
+        item = StoredEvidence(
+            evidence_id, file_name, content_type, size, digest.hexdigest(), self.clock.now(), 0
+        )
+        try:
+            total = await self.store.attach(doc["_id"], item, self.limits.max_report_bytes)
+        except BaseException:
+            await self.store.delete(evidence_id)
+            raise
+        if total < 0:
+            await self.store.delete(evidence_id)
+            if total == -2:
+                raise FailedPrecondition(
+                    "state: upload_evidence is not allowed: the report was closed meanwhile"
+                )
+            raise too_big(self.limits.max_report_bytes, "all evidence of one report")
+        return StoredEvidence(**{**item.__dict__, "report_bytes": total})
+
+
+async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for chunk in rest:
+        yield chunk

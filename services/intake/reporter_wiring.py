@@ -1,0 +1,125 @@
+"""Wiring of the reporter's side into intake (called from bootstrap): settings, the
+ReporterService servicer, the CaseAction consumer and their indexes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from lapor.v1 import events_pb2, reporter_pb2, reporter_pb2_grpc
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.common.clock import Clock
+from services.common.ids import new_event_id
+from services.common.kafka import Delivery, EventConsumer
+from services.common.mongo import Doc
+from services.common.settings import Env, KafkaSettings
+from services.common.topics import CASE_ACTIONS
+from services.intake.case_view import CaseActionProjection
+from services.intake.domain import Contact
+from services.intake.evidence import EvidenceHandlers, EvidenceLimits, MiB
+from services.intake.evidence_store import GridFsEvidenceStore
+from services.intake.followup import FIELD, hash_follow_up_code, verify_follow_up_code
+from services.intake.identity import IdentityCipher, SealedIdentity
+from services.intake.reporter import ReporterHandlers
+from services.intake.reporter_api import ReporterServicer
+from services.intake.reporter_store import MongoReportRepository
+
+# Verified against when the tracking id is unknown, so that answer takes as long as a
+# wrong code.
+_DUMMY = hash_follow_up_code("0000-0000-0000")
+
+
+@dataclass(frozen=True)
+class ReporterSettings:
+    max_reopens: int
+    evidence: EvidenceLimits
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> ReporterSettings:
+        env = env or Env()
+        return cls(
+            max_reopens=env.integer("LAPOR_REPORTER_MAX_REOPENS", 2, low=0, high=20),
+            evidence=EvidenceLimits(
+                max_file_bytes=env.integer(
+                    "LAPOR_EVIDENCE_MAX_FILE_BYTES", 10 * MiB, low=1024, high=1024 * MiB
+                ),
+                max_video_bytes=env.integer(
+                    "LAPOR_EVIDENCE_MAX_VIDEO_BYTES", 25 * MiB, low=1024, high=1024 * MiB
+                ),
+                max_report_bytes=env.integer(
+                    "LAPOR_EVIDENCE_MAX_REPORT_BYTES", 50 * MiB, low=1024, high=10 * 1024 * MiB
+                ),
+            ),
+        )
+
+
+def verify_code(report: Doc | None, code: str) -> bool:
+    stored = report.get(FIELD) if report is not None else None
+    if not stored:
+        verify_follow_up_code(_DUMMY, code)
+        return False
+    return verify_follow_up_code(stored, code)
+
+
+def contact_opener(cipher: IdentityCipher) -> Callable[[Doc], Contact | None]:
+    def open_contact(doc: Doc) -> Contact | None:
+        sealed = doc.get("reporter")
+        if not sealed:
+            return None
+        return cipher.open(SealedIdentity(sealed["kid"], sealed["nonce"], sealed["ct"]), doc["_id"])
+
+    return open_contact
+
+
+@dataclass
+class ReporterParts:
+    register: Callable[[grpc.aio.Server], list[str]]
+    consumer: EventConsumer[events_pb2.CaseAction]
+    startup: list[Callable[[], Awaitable[None]]]
+
+
+def wire_reporter(
+    *,
+    db: AsyncDatabase[Doc],
+    complaints: AsyncCollection[Doc],
+    cipher: IdentityCipher,
+    clock: Clock,
+    on_stored: Callable[[], None],
+    kafka: KafkaSettings,
+    group: str,
+    dead_letter: Callable[[str, bytes | None, str], Awaitable[None]],
+    settings: ReporterSettings | None = None,
+) -> ReporterParts:
+    settings = settings or ReporterSettings.from_env()
+    reports = MongoReportRepository(complaints, on_stored=on_stored)
+    evidence_store = GridFsEvidenceStore(db, complaints)
+    handlers = ReporterHandlers(
+        reports=reports,
+        verify=verify_code,
+        open_contact=contact_opener(cipher),
+        clock=clock,
+        new_event_id=new_event_id,
+        max_reopens=settings.max_reopens,
+    )
+    evidence = EvidenceHandlers(handlers, evidence_store, clock, settings.evidence)
+    projection = CaseActionProjection(complaints)
+
+    async def handle(deliveries: list[Delivery[events_pb2.CaseAction]]) -> None:
+        await projection.apply(deliveries)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        reporter_pb2_grpc.add_ReporterServiceServicer_to_server(
+            ReporterServicer(handlers, evidence), server
+        )
+        return [reporter_pb2.DESCRIPTOR.services_by_name["ReporterService"].full_name]
+
+    return ReporterParts(
+        register=register,
+        consumer=EventConsumer(
+            kafka, CASE_ACTIONS, group, events_pb2.CaseAction, handle, dead_letter
+        ),
+        startup=[reports.ensure_indexes, evidence_store.ensure_indexes],
+    )

@@ -1,0 +1,111 @@
+"""The cases collection: one document per report, changed only by compare-and-set on
+``version`` together with its history entry and its outbox event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from services.common.mongo import APPLIED_KEEP, Doc
+from services.common.outbox import OUTBOX, PENDING, PUBLISHED, OutboxMessage, outbox_update
+from services.common.status import CaseState
+from services.routing.domain.case import CaseStatus, Outcome
+
+FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
+HIDDEN = {OUTBOX: 0, PUBLISHED: 0, "_applied": 0, "fingerprint": 0, PENDING: 0}
+
+
+def status_of(doc: Doc) -> CaseStatus:
+    return CaseStatus(
+        state=CaseState(doc.get("state", CaseState.ASSIGNED)),
+        institution_id=doc["institution_id"],
+        responded=bool(doc.get("responded")),
+        reopen_count=int(doc.get("reopen_count", 0)),
+        handling_class=doc.get("handling_class") or "",
+    )
+
+
+def history_entry(outcome: Outcome, now: datetime) -> Doc:
+    command, before, after = outcome.command, outcome.before, outcome.after
+    return {
+        "at": now,
+        "action": command.action,
+        "actor": command.role.value,
+        "actor_id": command.actor_id,
+        "from_state": before.state.value,
+        "to_state": after.state.value,
+        "institution_id": after.institution_id,
+        "text": command.text.strip(),
+        "reason": command.reason.strip(),
+        "evidence": list(command.evidence),
+        "handling_class": command.handling_class,
+    }
+
+
+class CaseStore:
+    def __init__(self, cases: AsyncCollection[Doc]) -> None:
+        self.cases = cases
+
+    async def ensure_indexes(self) -> None:
+        await self.cases.create_index(PENDING)
+        await self.cases.create_index([("institution_id", 1), ("due_sort", 1)])
+        await self.cases.create_index([("state", 1), ("received_at", 1)])
+        await self.cases.create_index([("region_code", 1), ("topic", 1), ("received_at", -1)])
+        await self.cases.create_index("similar")
+
+    async def get(self, tracking_id: str) -> Doc | None:
+        return await self.cases.find_one({"_id": tracking_id})
+
+    async def commit(
+        self,
+        doc: Doc,
+        outcome: Outcome,
+        message: OutboxMessage,
+        now: datetime,
+        applied_event_id: str = "",
+        extra: Doc | None = None,
+    ) -> Doc | None:
+        """Store the outcome if nobody changed the case since ``doc`` was read; else None."""
+        after = outcome.after
+        update: dict[str, dict[str, Any]] = outbox_update([message])
+        update["$set"].update(
+            {
+                "state": after.state.value,
+                "institution_id": after.institution_id,
+                "responded": after.responded,
+                "reopen_count": after.reopen_count,
+                "handling_class": after.handling_class,
+                "colour": after.colour.value,
+                "updated_at": now,
+                **(extra or {}),
+            }
+        )
+        update["$inc"] = {"version": 1}
+        update["$push"]["history"] = history_entry(outcome, now)
+        query: Doc = {"_id": doc["_id"], "version": doc.get("version", 0)}
+        if applied_event_id:
+            update["$push"]["_applied"] = {"$each": [applied_event_id], "$slice": -APPLIED_KEEP}
+            query["_applied"] = {"$ne": applied_event_id}
+        return await self.cases.find_one_and_update(
+            query, update, projection=HIDDEN, return_document=ReturnDocument.AFTER
+        )
+
+    async def linked_from(self, ids: list[str]) -> dict[str, list[str]]:
+        """For each id, the later cases that named it as a near-duplicate."""
+        found: dict[str, list[str]] = {i: [] for i in ids}
+        if not ids:
+            return found
+        async for doc in self.cases.find({"similar": {"$in": ids}}, {"similar": 1}):
+            for target in doc.get("similar", []):
+                if target in found:
+                    found[target].append(doc["_id"])
+        return found
+
+    async def find(
+        self, query: Doc, sort: list[tuple[str, int]], skip: int, limit: int
+    ) -> list[Doc]:
+        cursor = self.cases.find(query, HIDDEN).sort(sort).skip(skip).limit(limit)
+        return await cursor.to_list(limit)

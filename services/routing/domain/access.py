@@ -1,0 +1,75 @@
+"""Who may see and act on which report, and who may edit which institution.
+
+National admins see every report; officers and institution admins see the reports held by
+their institution or any unit below it. A report outside one's reach is reported as not
+found (see docs/officers-api.md), so ids of other institutions' reports leak nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.errors import NotFound, PermissionDenied
+from services.routing.domain.case import Role
+from services.routing.domain.directory import Directory
+
+
+@dataclass(frozen=True)
+class Actor:
+    subject: str
+    institution: str
+    role: Role
+
+    @property
+    def is_national_admin(self) -> bool:
+        return self.role == Role.NATIONAL_ADMIN
+
+
+def require_known_institution(actor: Actor, directory: Directory) -> None:
+    """A token for an institution the directory does not know grants nothing."""
+    if actor.is_national_admin:
+        return
+    if directory.get(actor.institution) is None:
+        raise PermissionDenied(f"authorization: unknown institution {actor.institution!r}")
+
+
+def can_see(actor: Actor, holder_id: str, directory: Directory) -> bool:
+    if actor.is_national_admin:
+        return True
+    return directory.is_within(holder_id, actor.institution)
+
+
+def require_visible(actor: Actor, tracking_id: str, holder_id: str, directory: Directory) -> None:
+    if not can_see(actor, holder_id, directory):
+        raise NotFound(f"tracking_id: no report {tracking_id!r}")
+
+
+def visible_institutions(actor: Actor, directory: Directory) -> list[str] | None:
+    """The institution ids whose reports ``actor`` sees; None for everything."""
+    if actor.is_national_admin:
+        return None
+    result: list[str] = []
+    pending = [actor.institution]
+    while pending:
+        current = pending.pop()
+        if current in result:
+            continue
+        result.append(current)
+        pending.extend(child.id for child in directory.children(current))
+    return result
+
+
+def require_national_admin(actor: Actor) -> None:
+    if not actor.is_national_admin:
+        raise PermissionDenied(f"role {actor.role.value} may not use the verification queue")
+
+
+def require_may_edit(actor: Actor, institution_id: str, parent_id: str | None) -> None:
+    """National admins edit anything; institution admins only units below their institution."""
+    if actor.is_national_admin:
+        return
+    if actor.role == Role.INSTITUTION_ADMIN and parent_id == actor.institution:
+        return
+    raise PermissionDenied(
+        f"role {actor.role.value} of {actor.institution} may not edit institution {institution_id}"
+    )

@@ -1,0 +1,123 @@
+"""The privacy leak test: confidential and anonymous reporters with distinctive names,
+numbers, e-mail addresses and handles go through the whole pipeline; then every stored
+document of every database, every message on every topic, every service's log and every
+/metrics endpoint is searched for them. Only the encrypted identity may hold them."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import bson
+from lapor.v1 import common_pb2, intake_pb2
+from pymongo import MongoClient
+
+from services.common.topics import ALL_TOPICS
+from services.stack.supervisor import SERVICES, Stack
+from tests.support import dev_api_key, eventually, intake_stub, marker, read_topic, submit_request
+
+Mongo = MongoClient  # type: ignore[type-arg]
+
+
+def needles_for(tag: str, digits: str) -> dict[str, list[str]]:
+    national = f"0812{digits}"
+    return {
+        "name": [f"Raden Ayu Sulistyaningsih {tag}", f"Sulistyaningsih {tag}"],
+        "phone": [national, f"+62812{digits}", f"62812{digits}", f"812{digits}", f"0812-{digits}"],
+        "email": [f"pelapor.{tag}@bocor.example", f"pelapor.{tag}"],
+        "handle": [f"rahasia_{tag}"],
+    }
+
+
+def submissions(tag: str, digits: str) -> list[tuple[str, intake_pb2.SubmitComplaintRequest]]:
+    n = needles_for(tag, digits)
+    contact = intake_pb2.ReporterContact(
+        name=n["name"][0], phone=n["phone"][0], email=n["email"][0]
+    )
+    body = f"Petugas meminta uang untuk membuat KK. Kode {tag}."
+    out = []
+    for privacy in (common_pb2.PRIVACY_CONFIDENTIAL, common_pb2.PRIVACY_ANONYMOUS):
+        out.append(("dev-web", submit_request(privacy=privacy, reporter=contact, body=body)))
+        out.append(
+            (
+                "dev-sms",
+                submit_request(
+                    channel=common_pb2.CHANNEL_SMS,
+                    privacy=privacy,
+                    title="",
+                    body="",
+                    sms=intake_pb2.SmsMessage(sender=n["phone"][2], text=f"{body} sms {privacy}"),
+                ),
+            )
+        )
+        out.append(
+            (
+                "dev-social-media",
+                submit_request(
+                    channel=common_pb2.CHANNEL_SOCIAL_MEDIA,
+                    privacy=privacy,
+                    body=f"{body} sosmed {privacy}",
+                    social_media=intake_pb2.SocialMediaPost(
+                        platform="x", handle=f"@{n['handle'][0]}", post_id=f"p{tag}{privacy}"
+                    ),
+                ),
+            )
+        )
+    return out
+
+
+def test_no_identity_anywhere_but_the_encrypted_field(stack: Stack, mongo: Mongo) -> None:
+    tag, digits = marker(), f"{int(marker(), 16) % 10**8:08d}"
+    ids: list[str] = []
+    for client_id, request in submissions(tag, digits):
+        channel, stub = intake_stub(
+            stack.services["intake"].grpc_address, dev_api_key(client_id=client_id)
+        )
+        with channel:
+            ids.append(stub.SubmitComplaint(request, timeout=5).tracking_id)
+    channel, stub = intake_stub(stack.services["intake"].grpc_address)
+    with channel:
+
+        def done(tid: str) -> bool:
+            c = stub.GetComplaint(intake_pb2.GetComplaintRequest(tracking_id=tid), timeout=5)
+            return bool(c.institution.id and c.deadlines and c.notifications)
+
+        eventually(lambda: all(done(t) for t in ids), timeout=60, what="the pipeline, done")
+    needles = [(kind, v) for kind, values in needles_for(tag, digits).items() for v in values]
+    found: list[str] = []
+
+    def search(where: str, blob: bytes) -> None:
+        lowered = blob.lower()
+        found.extend(
+            f"{kind} {value!r} in {where}"
+            for kind, value in needles
+            if value.lower().encode() in lowered
+        )
+
+    documents = 0
+    for db_name in mongo.list_database_names():
+        for coll_name in mongo[db_name].list_collection_names():
+            for doc in mongo[db_name][coll_name].find():
+                documents += 1
+                if doc.get("_id") in ids and "reporter" in doc:
+                    sealed = doc.pop("reporter")  # the one place the identity may be: sealed
+                    assert set(sealed) == {"kid", "nonce", "ct"}
+                search(f"{db_name}.{coll_name} {doc.get('_id')}", bson.encode(doc))
+    confidential = mongo["lapor_intake"]["complaints"].count_documents(
+        {"_id": {"$in": ids}, "reporter.ct": {"$exists": True}}
+    )
+    anonymous = mongo["lapor_intake"]["complaints"].count_documents(
+        {"_id": {"$in": ids}, "privacy": "anonymous", "reporter": {"$exists": True}}
+    )
+    assert (confidential, anonymous) == (3, 0)
+    messages = 0
+    for topic in ALL_TOPICS:
+        for key, value in read_topic(stack.bootstrap_servers, topic):
+            messages += 1
+            search(f"topic {topic}", (key or b"") + b"|" + (value or b""))
+    for name in SERVICES:
+        search(f"{name} log", stack.read_log(name).encode())
+        url = f"http://127.0.0.1:{stack.services[name].ports['metrics']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            search(f"{name} /metrics", response.read())
+    assert documents > len(ids) and messages >= len(ids)
+    assert found == []

@@ -1,0 +1,106 @@
+"""Near-duplicate linking, who sees what, and how sla events change a case's deadlines."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.common.errors import NotFound, PermissionDenied
+from services.common.regions import default_regions
+from services.routing.case_events import deadlines_update, mark_clock
+from services.routing.case_store import FAR_FUTURE
+from services.routing.domain import access, similarity
+from services.routing.domain.access import Actor
+from services.routing.domain.case import Role
+from services.routing.domain.classifier import TopicClassifier
+from services.routing.domain.directory import Directory
+
+
+@pytest.fixture(scope="module")
+def directory() -> Directory:
+    return Directory.seed(default_regions())
+
+
+def fingerprint(text: str) -> list[int]:
+    return similarity.shingles(TopicClassifier.default().normaliser.words(text))
+
+
+def test_near_duplicates_link_and_different_reports_do_not() -> None:
+    a = fingerprint("Sampah menumpuk di pasar Banyuasri, bau busuk tidak diangkut seminggu")
+    b = fingerprint("sampah numpuk di pasar banyuasri bau busuk gk diangkut seminggu!!")
+    c = fingerprint("Sampah dibakar warga di lapangan, asapnya masuk rumah tiap sore")
+    assert similarity.jaccard(a, b) >= similarity.THRESHOLD
+    assert similarity.jaccard(a, c) < similarity.THRESHOLD
+    assert similarity.similar(a, [("C", c), ("B", b)]) == [("B", similarity.jaccard(a, b))]
+
+
+def test_shingles_of_short_and_empty_texts() -> None:
+    assert similarity.shingles([]) == []
+    assert len(similarity.shingles(["sampah"])) == 1
+    assert similarity.jaccard([], [1]) == 0.0
+
+
+def test_links_are_bounded() -> None:
+    same = [1, 2, 3]
+    hits = similarity.similar(same, [(f"T{i:03d}", same) for i in range(50)])
+    assert len(hits) == similarity.MAX_LINKS and hits[0] == ("T000", 1.0)
+
+
+def officer(institution: str, role: Role = Role.OFFICER) -> Actor:
+    return Actor("someone", institution, role)
+
+
+def test_officers_see_their_institution_and_its_units(directory: Directory) -> None:
+    government = officer("pemda-51.08")
+    unit = officer("pemda-51.08/disdukcapil")
+    assert access.can_see(government, "pemda-51.08/disdukcapil", directory)
+    assert access.can_see(unit, "pemda-51.08/disdukcapil", directory)
+    assert not access.can_see(unit, "pemda-51.08/dpupr", directory)
+    assert not access.can_see(unit, "pemda-51.08", directory)
+    assert not access.can_see(government, "pemda-51.71/disdukcapil", directory)
+    assert not access.can_see(government, "verification-queue", directory)
+    assert access.can_see(officer("national", Role.NATIONAL_ADMIN), "pemda-51.71", directory)
+    with pytest.raises(NotFound, match="tracking_id"):
+        access.require_visible(unit, "T-1", "pemda-51.71/disdukcapil", directory)
+
+
+def test_visible_institutions_is_the_subtree(directory: Directory) -> None:
+    ids = access.visible_institutions(officer("pemda-51.08"), directory)
+    assert ids is not None and "pemda-51.08" in ids and "pemda-51.08/dpupr" in ids
+    assert all(i.startswith("pemda-51.08") for i in ids)
+    assert access.visible_institutions(officer("x", Role.NATIONAL_ADMIN), directory) is None
+
+
+def test_unknown_institutions_and_wrong_roles_are_denied(directory: Directory) -> None:
+    with pytest.raises(PermissionDenied):
+        access.require_known_institution(officer("pemda-99"), directory)
+    with pytest.raises(PermissionDenied):
+        access.require_national_admin(officer("pemda-51.08", Role.INSTITUTION_ADMIN))
+    access.require_may_edit(
+        officer("pemda-51.08", Role.INSTITUTION_ADMIN), "pemda-51.08/x", "pemda-51.08"
+    )
+    with pytest.raises(PermissionDenied):
+        access.require_may_edit(
+            officer("pemda-51.08", Role.INSTITUTION_ADMIN), "pemda-51.71/x", "pemda-51.71"
+        )
+    with pytest.raises(PermissionDenied):
+        access.require_may_edit(officer("pemda-51.08"), "pemda-51.08/x", "pemda-51.08")
+
+
+def test_deadlines_order_the_list_and_breaches_mark_overdue() -> None:
+    now = datetime(2026, 1, 5, tzinfo=UTC)
+    deadlines = [
+        {"clock": "first_response", "due_at": now + timedelta(days=3), "state": "running"},
+        {"clock": "resolution", "due_at": now + timedelta(days=5), "state": "running"},
+    ]
+    fields = deadlines_update(deadlines)["$set"]
+    assert fields["next_due_at"] == now + timedelta(days=3) and not fields["overdue"]
+    breached = mark_clock(deadlines, "first_response", "breached", None)
+    fields = deadlines_update(breached)["$set"]
+    assert fields["overdue"] and fields["next_due_at"] == now + timedelta(days=5)
+    assert deadlines[0]["state"] == "running"  # the input is not changed
+    done = [{**d, "state": "met"} for d in deadlines]
+    assert deadlines_update(done)["$set"]["due_sort"] == FAR_FUTURE
+    added = mark_clock([], "resolution", "warned", now)
+    assert added == [{"clock": "resolution", "due_at": now, "state": "warned"}]
