@@ -10,7 +10,7 @@ from lapor.v1 import common_pb2, events_pb2
 from services.common.ids import new_event_id
 from services.common.outbox import OutboxMessage
 from services.common.topics import COMPLAINTS_RECEIVED, REPORTER_ACTIONS
-from services.intake.domain import Channel, Classification, Complaint, Privacy
+from services.intake.domain import Channel, Classification, Complaint, Privacy, Status
 
 CHANNELS = {
     common_pb2.CHANNEL_WEB: Channel.WEB,
@@ -28,6 +28,20 @@ CLASSIFICATIONS = {
     common_pb2.CLASSIFICATION_ASPIRATION: Classification.ASPIRATION,
     common_pb2.CLASSIFICATION_COMPLAINT: Classification.COMPLAINT,
     common_pb2.CLASSIFICATION_INFORMATION_REQUEST: Classification.INFORMATION_REQUEST,
+}
+STATUS_PB = {
+    Status.RECEIVED: common_pb2.COMPLAINT_STATUS_RECEIVED,
+    Status.ROUTED: common_pb2.COMPLAINT_STATUS_ROUTED,
+    Status.IN_VERIFICATION: common_pb2.COMPLAINT_STATUS_IN_VERIFICATION,
+    Status.IN_PROGRESS: common_pb2.COMPLAINT_STATUS_IN_PROGRESS,
+    Status.FOLLOWED_UP: common_pb2.COMPLAINT_STATUS_FOLLOWED_UP,
+    Status.CLOSED: common_pb2.COMPLAINT_STATUS_CLOSED,
+    Status.ESCALATED: common_pb2.COMPLAINT_STATUS_ESCALATED,
+}
+COLOUR_PB = {
+    "red": common_pb2.STATUS_COLOUR_RED,
+    "yellow": common_pb2.STATUS_COLOUR_YELLOW,
+    "green": common_pb2.STATUS_COLOUR_GREEN,
 }
 CHANNEL_PB = {v: k for k, v in CHANNELS.items()}
 PRIVACY_PB = {v: k for k, v in PRIVACIES.items()}

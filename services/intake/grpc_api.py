@@ -15,8 +15,10 @@ from services.intake.codec import (
     CHANNELS,
     CLASSIFICATION_PB,
     CLASSIFICATIONS,
+    COLOUR_PB,
     PRIVACIES,
     PRIVACY_PB,
+    STATUS_PB,
     timestamp,
 )
 from services.intake.domain import (
@@ -32,21 +34,6 @@ from services.intake.domain import (
 )
 from services.intake.handlers import IntakeHandlers
 from services.intake.metrics import SUBMITTED
-
-STATUS_PB = {
-    Status.RECEIVED: common_pb2.COMPLAINT_STATUS_RECEIVED,
-    Status.ROUTED: common_pb2.COMPLAINT_STATUS_ROUTED,
-    Status.IN_VERIFICATION: common_pb2.COMPLAINT_STATUS_IN_VERIFICATION,
-    Status.IN_PROGRESS: common_pb2.COMPLAINT_STATUS_IN_PROGRESS,
-    Status.FOLLOWED_UP: common_pb2.COMPLAINT_STATUS_FOLLOWED_UP,
-    Status.CLOSED: common_pb2.COMPLAINT_STATUS_CLOSED,
-    Status.ESCALATED: common_pb2.COMPLAINT_STATUS_ESCALATED,
-}
-COLOUR_PB = {
-    "red": common_pb2.STATUS_COLOUR_RED,
-    "yellow": common_pb2.STATUS_COLOUR_YELLOW,
-    "green": common_pb2.STATUS_COLOUR_GREEN,
-}
 
 
 def to_command(req: intake_pb2.SubmitComplaintRequest) -> SubmitComplaint:

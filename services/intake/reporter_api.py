@@ -12,27 +12,19 @@ from services.common.errors import ValidationError, Violation
 from services.common.grpc_errors import rpc
 from services.common.status import CaseState, colour_of
 from services.intake.case_view import STATUS_OF_STATE
-from services.intake.codec import CLASSIFICATION_PB, CLASSIFICATIONS, PRIVACY_PB, timestamp
+from services.intake.codec import (
+    CLASSIFICATION_PB,
+    CLASSIFICATIONS,
+    COLOUR_PB,
+    PRIVACY_PB,
+    STATUS_PB,
+    timestamp,
+)
 from services.intake.domain import Classification, Privacy, Status
 from services.intake.evidence import EvidenceHandlers, EvidenceHeader
 from services.intake.listing import build_query
 from services.intake.reporter import Doc, ReporterActionRecord, ReporterHandlers
 from services.intake.reporter_rules import visible_history
-
-STATUS_PB = {
-    Status.RECEIVED: common_pb2.COMPLAINT_STATUS_RECEIVED,
-    Status.ROUTED: common_pb2.COMPLAINT_STATUS_ROUTED,
-    Status.IN_VERIFICATION: common_pb2.COMPLAINT_STATUS_IN_VERIFICATION,
-    Status.IN_PROGRESS: common_pb2.COMPLAINT_STATUS_IN_PROGRESS,
-    Status.FOLLOWED_UP: common_pb2.COMPLAINT_STATUS_FOLLOWED_UP,
-    Status.CLOSED: common_pb2.COMPLAINT_STATUS_CLOSED,
-    Status.ESCALATED: common_pb2.COMPLAINT_STATUS_ESCALATED,
-}
-COLOUR_PB = {
-    "red": common_pb2.STATUS_COLOUR_RED,
-    "yellow": common_pb2.STATUS_COLOUR_YELLOW,
-    "green": common_pb2.STATUS_COLOUR_GREEN,
-}
 
 
 def _status(doc: Doc) -> int:
