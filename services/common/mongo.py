@@ -34,7 +34,9 @@ def create_client(uri: Secret, app_name: str) -> AsyncMongoClient[Doc]:
     """Write concern majority unless the URI says otherwise (acknowledged = durable)."""
     options: dict[str, Any] = {
         "serverSelectionTimeoutMS": 3000,
-        "connectTimeoutMS": 3000,
+        # Monitoring sockets use this timeout too: under heavy write load a short one
+        # makes the driver drop healthy connections mid-write.
+        "connectTimeoutMS": 10000,
         "tz_aware": True,
         "appname": app_name,
     }

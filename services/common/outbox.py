@@ -138,38 +138,44 @@ class OutboxRelay:
             docs = await collection.find({PENDING: True}, {OUTBOX: 1}).to_list(self._batch_size)
             if not docs:
                 continue
-            messages: list[OutboxMessage] = []
-            published_ids: dict[Any, list[str]] = {}
-            for doc in docs:
-                for entry in doc.get(OUTBOX, []):
-                    messages.append(
-                        OutboxMessage(entry["id"], entry["topic"], entry["key"], entry["value"])
-                    )
-                    published_ids.setdefault(doc["_id"], []).append(entry["id"])
+            messages = [
+                OutboxMessage(e["id"], e["topic"], e["key"], e["value"])
+                for doc in docs
+                for e in doc.get(OUTBOX, [])
+            ]
             await self._publisher.publish_many(messages)
             for message in messages:
                 OUTBOX_PUBLISHED.labels(topic=message.topic).inc()
-            by_id = {m.id: m for m in messages}
-            pulls = [
-                UpdateOne(
-                    {"_id": doc_id},
-                    {
-                        "$pull": {OUTBOX: {"id": {"$in": ids}}},
-                        "$push": {
-                            PUBLISHED: {
-                                "$each": [by_id[i].as_doc() for i in ids],
-                                "$slice": -PUBLISHED_KEEP,
-                            }
-                        },
-                    },
+            pairs = [mark_published(doc["_id"], doc[OUTBOX]) for doc in docs if doc.get(OUTBOX)]
+            if pairs:
+                result = await collection.bulk_write([fast for fast, _ in pairs], ordered=False)
+                if result.matched_count < len(pairs):  # some got new events meanwhile
+                    await collection.bulk_write([slow for _, slow in pairs], ordered=False)
+            stale = [doc["_id"] for doc in docs if not doc.get(OUTBOX)]
+            if stale:
+                await collection.update_many(
+                    {"_id": {"$in": stale}, OUTBOX: {"$size": 0}}, {"$set": {PENDING: False}}
                 )
-                for doc_id, ids in published_ids.items()
-            ]
-            if pulls:
-                await collection.bulk_write(pulls, ordered=False)
-            await collection.update_many(
-                {"_id": {"$in": [doc["_id"] for doc in docs]}, OUTBOX: {"$size": 0}},
-                {"$set": {PENDING: False}},
-            )
             total += len(messages)
         return total
+
+
+def mark_published(doc_id: Any, entries: list[dict[str, Any]]) -> tuple[UpdateOne, UpdateOne]:
+    """The writes that mark `entries` published: one write in the usual case.
+
+    When the outbox still holds exactly the events just published, one compare-and-set
+    empties it, clears the pending flag and keeps the events for replay. When events were
+    appended meanwhile, the second write pulls only the published ones and the flag stays
+    set, so the new ones go out in the next round (it matches nothing after the first).
+    """
+    ids = [e["id"] for e in entries]
+    keep = {"$each": entries, "$slice": -PUBLISHED_KEEP}
+    fast = UpdateOne(
+        {"_id": doc_id, OUTBOX: {"$size": len(ids)}, f"{OUTBOX}.0.id": ids[0]},
+        {"$set": {OUTBOX: [], PENDING: False}, "$push": {PUBLISHED: keep}},
+    )
+    slow = UpdateOne(
+        {"_id": doc_id, f"{OUTBOX}.id": {"$in": ids}},
+        {"$pull": {OUTBOX: {"id": {"$in": ids}}}, "$push": {PUBLISHED: keep}},
+    )
+    return fast, slow

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
-from lapor.v1 import events_pb2
+from lapor.v1 import events_pb2, sla_pb2, sla_pb2_grpc
 
 from services.common import topics
+from services.common.auth import TokenVerifier
 from services.common.clock import SystemClock
 from services.common.deadletter import DeadLetters
-from services.common.kafka import EventConsumer, KafkaPublisher
+from services.common.kafka import Delivery, EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.outbox import OutboxRelay
+from services.common.regions import default_regions
 from services.common.runtime import ServiceParts
 from services.common.settings import CommonSettings, Env, SettingsError
+from services.routing.domain.directory import Directory
+from services.sla.cards import ReportCards
+from services.sla.domain.actions import Rules
 from services.sla.domain.calendar import WorkingCalendar
 from services.sla.domain.policy import Policy, PolicyError, default_policy_path, load_policy
-from services.sla.handlers import SlaHandlers
+from services.sla.grpc_api import SlaService
+from services.sla.handlers import SlaHandlers, handle_reporter_actions
+from services.sla.lag import watch_lag
+from services.sla.officers import Officers
+from services.sla.sweep import Sweeper
+
+GROUP = "lapor-sla"
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,9 @@ class SlaSettings:
     common: CommonSettings
     policy: Policy
     sweep_interval: float
+    verifier: TokenVerifier
+    gauge_interval: float
+    lag_interval: float
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> SlaSettings:
@@ -39,40 +55,83 @@ class SlaSettings:
             common=CommonSettings.from_env("sla", env),
             policy=policy,
             sweep_interval=env.number("LAPOR_SLA_SWEEP_INTERVAL_SECONDS", 0.5, low=0.01, high=3600),
+            verifier=TokenVerifier.from_env(env),
+            gauge_interval=env.number("LAPOR_SLA_GAUGE_INTERVAL_SECONDS", 60, low=1, high=86400),
+            lag_interval=env.number("LAPOR_SLA_LAG_INTERVAL_SECONDS", 15, low=1, high=3600),
         )
 
 
 def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
     settings = settings or SlaSettings.from_env()
     s = settings.common
-    client = create_client(s.mongodb_uri, "lapor-sla")
+    client = create_client(s.mongodb_uri, GROUP)
     db = client[s.mongodb_database]
     cases = db["clocks"]
-    publisher = KafkaPublisher(s.kafka, "lapor-sla")
-    relay = OutboxRelay([cases], publisher)
+    publisher = KafkaPublisher(s.kafka, GROUP)
+    relay = OutboxRelay([cases], publisher, batch_size=200)
     relay.replay_on_start = s.outbox_replay
-    handlers = SlaHandlers(
-        cases,
-        settings.policy,
-        WorkingCalendar.from_policy(settings.policy),
-        SystemClock(),
-        relay.wake,
-    )
+    clock = SystemClock()
+    rules = Rules(settings.policy, WorkingCalendar.from_policy(settings.policy))
+    handlers = SlaHandlers(cases, rules, clock, relay.wake)
+    sweeper = Sweeper(cases, settings.policy, clock, relay.wake)
+    officers = Officers(cases, rules, Directory.seed(default_regions()), clock, relay.wake)
+    cards = ReportCards(cases, clock)
     dead = DeadLetters(db["dead_letters"])
-    consumer = EventConsumer(
-        s.kafka,
-        topics.COMPLAINTS_ROUTED,
-        "lapor-sla",
-        events_pb2.ComplaintRouted,
-        handlers.handle_routed,
-        dead.park,
-    )
+
+    async def reporter_actions(deliveries: list[Delivery[events_pb2.ReporterAction]]) -> None:
+        await handle_reporter_actions(cases, deliveries)
+
+    consumers: list[EventConsumer[Any]] = [
+        EventConsumer(
+            s.kafka,
+            topics.COMPLAINTS_ROUTED,
+            GROUP,
+            events_pb2.ComplaintRouted,
+            handlers.handle_routed,
+            dead.park,
+        ),
+        EventConsumer(
+            s.kafka,
+            topics.COMPLAINTS_RECEIVED,
+            GROUP,
+            events_pb2.ComplaintReceived,
+            handlers.handle_received,
+            dead.park,
+        ),
+        EventConsumer(
+            s.kafka,
+            topics.CASE_ACTIONS,
+            GROUP,
+            events_pb2.CaseAction,
+            handlers.handle_actions,
+            dead.park,
+        ),
+        EventConsumer(
+            s.kafka,
+            topics.REPORTER_ACTIONS,
+            GROUP,
+            events_pb2.ReporterAction,
+            reporter_actions,
+            dead.park,
+        ),
+    ]
 
     def register(server: grpc.aio.Server) -> list[str]:
-        return []
+        sla_pb2_grpc.add_SlaServiceServicer_to_server(
+            SlaService(officers, cards, settings.verifier), server
+        )
+        return [sla_pb2.DESCRIPTOR.services_by_name["SlaService"].full_name]
 
-    async def sweeps(stop: object) -> None:
-        await handlers.run_sweeps(stop, settings.sweep_interval)  # type: ignore[arg-type]
+    async def sweeps(stop: asyncio.Event) -> None:
+        await sweeper.run(stop, settings.sweep_interval)
+
+    async def gauges(stop: asyncio.Event) -> None:
+        await cards.run(stop, settings.gauge_interval)
+
+    async def lag(stop: asyncio.Event) -> None:
+        await watch_lag(
+            s.kafka, GROUP, tuple(c.topic for c in consumers), stop, settings.lag_interval
+        )
 
     async def close() -> None:
         await client.close()
@@ -83,6 +142,6 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
         publisher=publisher,
         register=register,
         startup=[handlers.ensure_indexes, dead.ensure_indexes],
-        workers=[relay.run, consumer.run, sweeps],
+        workers=[relay.run, *(c.run for c in consumers), sweeps, gauges, lag],
         close=[close],
     )

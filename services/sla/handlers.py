@@ -1,16 +1,15 @@
-"""SLA use cases: start the clocks of a routed report (once), and sweep what is due.
+"""SLA use cases driven by events: start the clocks of a routed report (once), keep the
+report's content for the Ombudsman, and move the clocks with every action on the case.
 
-The sweep reads only documents whose next deadline has come (an index on next_due_at),
-so its cost follows what is due, not how many reports are open. Each document moves from
-one version to the next with a compare-and-set, the events in the same write (outbox):
-two replicas sweeping the same report cannot both emit a transition.
+Every write is a compare-and-set on the document's ``version`` with the events in the same
+write (outbox), and remembers the applied event ids: redeliveries and a second replica are
+harmless. An action that arrives before its report was routed is kept (``_early``) and
+applied, in order, as soon as the clocks exist.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
@@ -18,40 +17,69 @@ from datetime import UTC
 from lapor.v1 import common_pb2, events_pb2
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.common.clock import Clock, sleep_until_or_stop
+from services.common.clock import Clock
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.mongo import Doc
 from services.common.outbox import PENDING, outbox_fields, outbox_update
-from services.common.topics import COMPLAINTS_ROUTED
-from services.sla.codec import case_from_doc, clock_doc, deadlines_set_event, transition_event
-from services.sla.domain.calendar import WorkingCalendar
-from services.sla.domain.clocks import due_transitions, start_clocks
-from services.sla.domain.policy import Policy
-from services.sla.metrics import BREACHES, DETECTION_LAG, ESCALATIONS, SWEEP_DURATION, WARNINGS
+from services.common.topics import (
+    CASE_ACTIONS,
+    COMPLAINTS_RECEIVED,
+    COMPLAINTS_ROUTED,
+    REPORTER_ACTIONS,
+)
+from services.sla.codec import case_fields, case_from_doc, deadlines_pb, deadlines_set_event
+from services.sla.domain.actions import Action, ClockError, Rules, apply_action
+from services.sla.domain.clocks import CaseClocks, start_clocks
 
 log = logging.getLogger(__name__)
+
+VERIFICATION_QUEUE = "verification-queue"
+MAX_CAS_ATTEMPTS = 50
+
+
+class Conflict(Exception):
+    """The document changed between read and write too often."""
+
+
+def _action_of(msg: events_pb2.CaseAction) -> Action:
+    return Action(
+        name=msg.action,
+        at=msg.meta.occurred_at.ToDatetime(tzinfo=UTC),
+        to_state=msg.to_state,
+        institution_id=msg.institution.id,
+        handling_class=msg.handling_class,
+        new_due_at=msg.new_due_at.ToDatetime(tzinfo=UTC) if msg.HasField("new_due_at") else None,
+    )
+
+
+def _entry(msg: events_pb2.CaseAction) -> Doc:
+    at = msg.meta.occurred_at.ToDatetime(tzinfo=UTC)
+    detail = msg.reason or msg.to_state or msg.handling_class
+    # actor_role only: an officer's subject is not needed, a reporter never has one.
+    return {"at": at, "action": msg.action, "actor": msg.actor_role or "system", "detail": detail}
 
 
 @dataclass
 class SlaHandlers:
     cases: AsyncCollection[Doc]
-    policy: Policy
-    calendar: WorkingCalendar
+    rules: Rules
     clock: Clock
     on_stored: Callable[[], None] = lambda: None
-    sweep_batch: int = 1000
 
     async def ensure_indexes(self) -> None:
         await self.cases.create_index(PENDING)
         await self.cases.create_index("next_due_at")
         await self.cases.create_index([("institution_id", 1), ("next_due_at", 1)])
+        await self.cases.create_index([("card.top_institution", 1), ("card.period", 1)])
+        await self.cases.create_index([("card.open", 1), ("card.colour", 1)])
 
+    # -- lapor.complaints.routed -----------------------------------------------------
     async def handle_routed(self, deliveries: list[Delivery[events_pb2.ComplaintRouted]]) -> None:
         now = self.clock.now()
-        docs = []
+        ops = []
         for delivery in deliveries:
             routed = delivery.message
             received_at = routed.meta.occurred_at.ToDatetime(tzinfo=UTC)
@@ -63,103 +91,187 @@ class SlaHandlers:
                 classification.removeprefix("CLASSIFICATION_").lower(),
                 received_at,
                 received_at,
-                self.policy,
-                self.calendar,
+                self.rules.policy,
+                self.rules.calendar,
+                in_verification=routed.institution.id == VERIFICATION_QUEUE,
             )
-            docs.append(
-                {
-                    "_id": case.tracking_id,
-                    "institution_id": case.institution_id,
-                    "institution_name": routed.institution.name,
-                    "region_code": routed.region_code,
-                    "classification": classification,
-                    "topic": routed.topic,
-                    "timezone": case.timezone,
-                    "received_at": received_at,
-                    "clocks": [clock_doc(c) for c in case.clocks],
-                    "next_due_at": case.next_due_at,
-                    "version": 1,
-                    "timeline": [
-                        {
-                            "at": received_at,
-                            "action": "routed",
-                            "actor": "routing",
-                            "detail": routed.institution.name,
-                        }
-                    ],
-                    "_applied": [routed.meta.event_id],
-                    **outbox_fields([deadlines_set_event(case, routed.meta.event_id, now)]),
-                }
+            fields = {
+                **case_fields(case, received_at),
+                "timezone": case.timezone,
+                "institution_name": routed.institution.name,
+                "region_code": routed.region_code,
+                "classification": classification,
+                "topic": routed.topic,
+                "received_at": received_at,
+                "version": 1,
+                "timeline": [
+                    {
+                        "at": received_at,
+                        "action": "routed",
+                        "actor": "routing",
+                        "detail": routed.institution.name,
+                    }
+                ],
+                "_applied": [routed.meta.event_id],
+                **outbox_fields([deadlines_set_event(case, routed.meta.event_id, now)]),
+            }
+            ops.append(
+                UpdateOne(
+                    {"_id": case.tracking_id, "clocks": {"$exists": False}},
+                    {"$set": fields},
+                    upsert=True,
+                )
             )
         duplicates = 0
         try:
-            await self.cases.insert_many(docs, ordered=False)
+            await self.cases.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != 11000 for e in errors):
                 raise
-            duplicates = len(errors)
+            duplicates = len(errors)  # already routed: the filter failed, the insert collided
         EVENTS_CONSUMED.labels(topic=COMPLAINTS_ROUTED, outcome="applied").inc(
-            len(docs) - duplicates
+            len(ops) - duplicates
         )
         EVENTS_CONSUMED.labels(topic=COMPLAINTS_ROUTED, outcome="duplicate").inc(duplicates)
+        ids = [d.message.meta.tracking_id for d in deliveries]
+        async for doc in self.cases.find({"_id": {"$in": ids}, "_early.0": {"$exists": True}}):
+            await self._apply_actions(doc["_id"], [])
         self.on_stored()
 
-    async def sweep_once(self) -> int:
-        """Apply every due transition; return how many reports moved."""
-        started = time.perf_counter()
-        now = self.clock.now()
-        moved = 0
-        while True:
-            due = (
-                await self.cases.find({"next_due_at": {"$lte": now}})
-                .sort("next_due_at", 1)
-                .to_list(self.sweep_batch)
+    # -- lapor.complaints.received ---------------------------------------------------
+    async def handle_received(
+        self, deliveries: list[Delivery[events_pb2.ComplaintReceived]]
+    ) -> None:
+        """Keep title and body for the Ombudsman (never an identity: the event has none)."""
+        ops = [
+            UpdateOne(
+                {"_id": d.message.meta.tracking_id},
+                {"$set": {"content": {"title": d.message.title, "body": d.message.body}}},
+                upsert=True,
             )
-            if not due:
-                break
-            ops = []
-            for doc in due:
-                try:
-                    case = case_from_doc(doc)
-                    updated, transitions = due_transitions(case, now, self.policy.ladder)
-                    events = [transition_event(updated, t, doc, now) for t in transitions]
-                    for t in transitions:
-                        DETECTION_LAG.observe(max((now - t.due_at).total_seconds(), 0.0))
-                        {"warning": WARNINGS, "breach": BREACHES, "escalation": ESCALATIONS}[
-                            t.kind
-                        ].labels(clock=t.clock).inc()
-                    update: Doc = {
-                        "$set": {
-                            "clocks": [clock_doc(c) for c in updated.clocks],
-                            "next_due_at": updated.next_due_at,
-                            "version": doc["version"] + 1,
-                        }
-                    }
-                    if events:
-                        update = {
-                            "$set": {**update["$set"], **outbox_update(events)["$set"]},
-                            "$push": outbox_update(events)["$push"],
-                        }
-                    ops.append(UpdateOne({"_id": doc["_id"], "version": doc["version"]}, update))
-                except Exception:  # one bad record never stops a sweep
-                    log.exception(
-                        "sweep failed for one report", extra={"tracking_id": doc.get("_id")}
-                    )
-            if ops:
-                result = await self.cases.bulk_write(ops, ordered=False)
-                moved += result.modified_count
-                self.on_stored()
-            if len(due) < self.sweep_batch:
-                break
-        SWEEP_DURATION.observe(time.perf_counter() - started)
-        return moved
+            for d in deliveries
+        ]
+        try:
+            await self.cases.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:  # two upserts racing: the other one won, retry
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+            await self.cases.bulk_write(ops, ordered=False)
+        EVENTS_CONSUMED.labels(topic=COMPLAINTS_RECEIVED, outcome="applied").inc(len(ops))
 
-    async def run_sweeps(self, stop: asyncio.Event, interval: float = 0.5) -> None:
-        while not stop.is_set():
+    # -- lapor.cases.actions ---------------------------------------------------------
+    async def handle_actions(self, deliveries: list[Delivery[events_pb2.CaseAction]]) -> None:
+        for delivery in deliveries:  # in order: one partition, ordered per case
+            outcome = await self._apply_actions(
+                delivery.message.meta.tracking_id, [delivery.message]
+            )
+            EVENTS_CONSUMED.labels(topic=CASE_ACTIONS, outcome=outcome).inc()
+        self.on_stored()
+
+    async def _apply_actions(self, tracking_id: str, incoming: list[events_pb2.CaseAction]) -> str:
+        for _ in range(MAX_CAS_ATTEMPTS):
+            doc = await self.cases.find_one({"_id": tracking_id})
+            if doc is None or "clocks" not in doc:
+                if await self._keep_early(tracking_id, doc, incoming):
+                    return "applied"
+                continue
+            early = [events_pb2.CaseAction.FromString(e["value"]) for e in doc.get("_early", [])]
+            applied = set(doc.get("_applied", []))
+            todo = [m for m in [*early, *incoming] if m.meta.event_id not in applied]
+            if not todo and not early:
+                return "duplicate"
+            update, outcome = self._actions_update(doc, todo)
+            result = await self.cases.update_one(
+                {"_id": tracking_id, "version": doc["version"]}, update
+            )
+            if result.modified_count:
+                return outcome
+        raise Conflict(f"{tracking_id}: too many concurrent changes")
+
+    async def _keep_early(
+        self, tracking_id: str, doc: Doc | None, incoming: list[events_pb2.CaseAction]
+    ) -> bool:
+        """Keep actions of a report not routed yet; True when stored (or already kept)."""
+        kept = {e["id"] for e in (doc or {}).get("_early", [])}
+        new = [m for m in incoming if m.meta.event_id not in kept]
+        if not new:
+            return True
+        values = [{"id": m.meta.event_id, "value": m.SerializeToString()} for m in new]
+        try:
+            result = await self.cases.update_one(
+                {
+                    "_id": tracking_id,
+                    "clocks": {"$exists": False},
+                    "_early.id": {"$nin": [v["id"] for v in values]},
+                },
+                {"$push": {"_early": {"$each": values}}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False  # routed (or kept) meanwhile: read again
+        return bool(result.modified_count or result.upserted_id is not None)
+
+    def _actions_update(self, doc: Doc, todo: list[events_pb2.CaseAction]) -> tuple[Doc, str]:
+        now = self.clock.now()
+        before = case_from_doc(doc)
+        case = before
+        outcome = "applied"
+        entries = []
+        for msg in todo:
             try:
-                await self.sweep_once()
-            except Exception:
-                log.exception("sweep failed; retrying")
-            if await sleep_until_or_stop(stop, interval):
-                return
+                case = apply_action(case, _action_of(msg), self.rules)
+                entries.append(_entry(msg))
+            except ClockError as exc:
+                outcome = "ignored"
+                log.warning(
+                    "action refused by the clocks",
+                    extra={"tracking_id": case.tracking_id, "error": str(exc)},
+                )
+                entries.append(
+                    {**_entry(msg), "action": f"{msg.action}_refused", "detail": str(exc)}
+                )
+        update: Doc = {
+            "$set": {**case_fields(case, doc["received_at"]), "version": doc["version"] + 1},
+            "$unset": {"_early": ""},
+            "$push": {
+                "_applied": {"$each": [m.meta.event_id for m in todo], "$slice": -200},
+                "timeline": {"$each": entries},
+            },
+        }
+        if todo and _deadlines(before) != _deadlines(case):
+            event = deadlines_set_event(case, todo[-1].meta.event_id, now)
+            extra = outbox_update([event])
+            update["$set"].update(extra["$set"])
+            update["$push"].update(extra["$push"])
+        return update, outcome
+
+
+def _deadlines(case: CaseClocks) -> list[tuple[str, int, str]]:
+    return [(d.clock, d.due_at.seconds, d.state) for d in deadlines_pb(case)]
+
+
+async def handle_reporter_actions(
+    cases: AsyncCollection[Doc], deliveries: list[Delivery[events_pb2.ReporterAction]]
+) -> None:
+    """Keep the reporter's satisfaction rating (1..5, with "confirmed") for report cards."""
+    ops = [
+        UpdateOne(
+            {"_id": d.message.meta.tracking_id},
+            {"$set": {"rating": d.message.rating}},
+            upsert=True,
+        )
+        for d in deliveries
+        if d.message.action == "confirmed" and 1 <= d.message.rating <= 5
+    ]
+    if ops:
+        try:
+            await cases.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+            await cases.bulk_write(ops, ordered=False)
+    EVENTS_CONSUMED.labels(topic=REPORTER_ACTIONS, outcome="applied").inc(len(ops))
+    EVENTS_CONSUMED.labels(topic=REPORTER_ACTIONS, outcome="ignored").inc(
+        len(deliveries) - len(ops)
+    )

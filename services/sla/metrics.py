@@ -1,17 +1,51 @@
-from prometheus_client import Counter, Histogram
+"""SLA metrics, defined once. Labels are bounded: clock names, kinds, colours, handling
+classes, top-level institutions (report cards only)."""
+
+from prometheus_client import Counter, Gauge, Histogram
 
 WARNINGS = Counter("lapor_sla_warnings_total", "Deadline warnings emitted, by clock", ["clock"])
-BREACHES = Counter("lapor_sla_breaches_total", "Deadline breaches emitted, by clock", ["clock"])
+BREACHES = Counter(
+    "lapor_sla_breaches_total", "Deadline breaches emitted (every ladder rung), by clock", ["clock"]
+)
 ESCALATIONS = Counter(
     "lapor_sla_escalations_total", "Reports escalated to the Ombudsman", ["clock"]
 )
+AUTO_CLOSE_DUE = Counter(
+    "lapor_sla_auto_close_due_total",
+    "Reports whose reporter stayed silent after the follow-up",
+    ["clock"],
+)
 DETECTION_LAG = Histogram(
     "lapor_sla_detection_lag_seconds",
-    "Time from a deadline (or warning point) passing to the sweep acting on it",
+    "Time from a warning point, deadline or ladder rung passing to the sweep acting on it",
+    ["kind"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 SWEEP_DURATION = Histogram(
     "lapor_sla_sweep_duration_seconds",
     "Duration of one sweep",
     buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+)
+SWEEP_REPORTS = Counter("lapor_sla_swept_reports_total", "Reports moved by the sweep")
+OPEN_REPORTS = Gauge(
+    "lapor_sla_open_reports",
+    "Open reports, by status colour and handling class",
+    ["colour", "handling_class"],
+)
+OVERDUE_REPORTS = Gauge("lapor_sla_overdue_reports", "Open reports with a breached running clock")
+CONSUMER_LAG = Gauge(
+    "lapor_sla_consumer_lag_messages",
+    "Messages not yet consumed by this service's group (highwater - committed), by topic",
+    ["topic"],
+)
+EXTENSIONS = Counter("lapor_sla_extensions_total", "Resolution deadlines extended")
+CARD = Gauge(
+    "lapor_sla_report_card",
+    "Report card of a top-level institution for the current month, by figure",
+    ["institution", "figure"],
+)
+RED_MARK = Gauge(
+    "lapor_sla_red_mark",
+    "1 when the institution has overdue first responses this month (raport merah)",
+    ["institution"],
 )

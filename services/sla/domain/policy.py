@@ -97,6 +97,9 @@ class Policy:
     extension_max_count: int
     extension_max_fraction: float
     extra_holidays_file: Path | None
+    #: Time a breached clock stays at one rung of the ladder before going one up (None: the
+    #: breach reaches the first rung only).
+    ladder_interval: timedelta | None = None
 
     def clock(self, name: str) -> ClockPolicy:
         try:
@@ -337,13 +340,21 @@ class _Parser:
 
         clocks = self.parse_clocks(data)
 
-        esc = self.table(data, ("escalation",), required=("ombudsman_after", "days", "ladder"))
+        esc = self.table(
+            data,
+            ("escalation",),
+            required=("ombudsman_after", "days", "ladder"),
+            optional=("ladder_interval",),
+        )
         escalation_after = ClockPolicy(
             name=ESCALATION_CLOCK,
             duration=self.duration(esc, ("escalation", "ombudsman_after")),
             days=self.days(esc, ("escalation", "days")),
         )
         ladder = self.ladder(esc["ladder"], ("escalation", "ladder"))
+        ladder_interval = None
+        if "ladder_interval" in esc:
+            ladder_interval = self.duration(esc, ("escalation", "ladder_interval"))
 
         ext = self.table(data, ("extension",), required=("max_count", "max_fraction"))
         max_count = ext["max_count"]
@@ -362,6 +373,7 @@ class _Parser:
             extension_max_count=max_count,
             extension_max_fraction=max_fraction,
             extra_holidays_file=extra_file,
+            ladder_interval=ladder_interval,
         )
 
     def parse_clocks(self, data: Mapping[str, Any]) -> dict[str, ClockPolicy]:

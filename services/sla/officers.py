@@ -1,0 +1,132 @@
+"""Use cases for officers and admins: extend a deadline, read a report's status, report
+cards. Authorisation: officers act only on cases their institution (or a unit below it)
+holds; national admins on every case."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from services.common.auth import Principal
+from services.common.clock import Clock
+from services.common.errors import (
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    Violation,
+    require,
+)
+from services.common.mongo import Doc
+from services.common.outbox import outbox_update
+from services.sla.codec import case_fields, case_from_doc, deadlines_set_event
+from services.sla.domain.actions import ClockError, ExtensionTooLong, Rules, extend_resolution
+from services.sla.domain.clocks import RESOLUTION, CaseClocks
+from services.sla.metrics import EXTENSIONS
+
+MAX_REASON = 2000
+
+
+class Hierarchy(Protocol):
+    def is_within(self, id: str, ancestor_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ExtendDeadline:
+    tracking_id: str
+    clock: str
+    extension: timedelta
+    reason: str
+
+
+def validate(cmd: ExtendDeadline) -> None:
+    problems = []
+    if not cmd.tracking_id.strip():
+        problems.append(Violation("tracking_id", "must not be empty"))
+    if cmd.clock not in ("", RESOLUTION):
+        problems.append(Violation("clock", "only the resolution deadline can be extended"))
+    if cmd.extension <= timedelta(0):
+        problems.append(Violation("extension", "must be a positive duration"))
+    if not cmd.reason.strip():
+        problems.append(Violation("reason", "must not be empty (say why more time is needed)"))
+    elif len(cmd.reason) > MAX_REASON:
+        problems.append(Violation("reason", f"must be at most {MAX_REASON} characters"))
+    require(problems)
+
+
+@dataclass
+class Officers:
+    cases: AsyncCollection[Doc]
+    rules: Rules
+    hierarchy: Hierarchy
+    clock: Clock
+    on_stored: Callable[[], None] = lambda: None
+
+    async def _load(self, tracking_id: str) -> Doc:
+        doc = await self.cases.find_one({"_id": tracking_id})
+        if doc is None or "clocks" not in doc:
+            raise NotFound(f"tracking_id: no report {tracking_id!r} is watched by the SLA monitor")
+        return doc
+
+    def _authorise(self, who: Principal, case: CaseClocks) -> None:
+        if who.is_national_admin:
+            return
+        if not self.hierarchy.is_within(case.institution_id, who.institution):
+            raise PermissionDenied(
+                f"authorization: {who.institution!r} does not hold report {case.tracking_id}"
+            )
+
+    async def status(self, who: Principal, tracking_id: str) -> tuple[CaseClocks, Doc]:
+        if not tracking_id.strip():
+            raise ValidationError([Violation("tracking_id", "must not be empty")])
+        doc = await self._load(tracking_id)
+        case = case_from_doc(doc)
+        self._authorise(who, case)
+        return case, doc
+
+    async def extend(self, who: Principal, cmd: ExtendDeadline) -> tuple[CaseClocks, Doc]:
+        validate(cmd)
+        for _ in range(20):
+            doc = await self._load(cmd.tracking_id)
+            case = case_from_doc(doc)
+            self._authorise(who, case)
+            now = self.clock.now()
+            try:
+                updated = extend_resolution(case, cmd.extension, now, self.rules)
+            except ExtensionTooLong as exc:
+                raise ValidationError(
+                    [Violation("extension", str(exc).split(": ", 1)[1])]
+                ) from None
+            except ClockError as exc:
+                raise FailedPrecondition(str(exc)) from None
+            resolution = updated.clock(RESOLUTION)
+            assert resolution is not None
+            cause = f"extension-{resolution.cycle}-{resolution.extensions}"
+            event = deadlines_set_event(updated, cause, now)
+            entry = {
+                "at": now,
+                "action": "extended",
+                "actor": who.role,
+                "detail": f"resolution due {resolution.due_at.isoformat()}: {cmd.reason}",
+            }
+            extra = outbox_update([event])
+            update: dict[str, Any] = {
+                "$set": {
+                    **case_fields(updated, doc["received_at"]),
+                    "version": doc["version"] + 1,
+                    **extra["$set"],
+                },
+                "$push": {**extra["$push"], "timeline": entry},
+            }
+            result = await self.cases.update_one(
+                {"_id": cmd.tracking_id, "version": doc["version"]}, update
+            )
+            if result.modified_count:
+                EXTENSIONS.inc()
+                self.on_stored()
+                return updated, {**doc, "institution_id": updated.institution_id}
+        raise FailedPrecondition("tracking_id: the report is changing too fast; retry")
