@@ -70,6 +70,8 @@ def received_event(c: Complaint) -> OutboxMessage:
         body=c.body,
         region_code=c.region_code,
         reporter_reachable=c.reachable,
+        category=c.category,
+        named_institution_id=c.named_institution_id,
     )
     return OutboxMessage(
         event.meta.event_id, COMPLAINTS_RECEIVED, c.tracking_id, event.SerializeToString()

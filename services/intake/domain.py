@@ -106,6 +106,12 @@ class SubmitComplaint:
     sms: SmsOrigin | None = None
     social: SocialOrigin | None = None
     institution: InstitutionOrigin | None = None
+    category: str = ""
+    named_institution_id: str = ""
+
+
+CATEGORY_MAX = 100
+INSTITUTION_ID = re.compile(r"^[a-z0-9][a-z0-9._/\-]{0,99}$")
 
 
 def validate(cmd: SubmitComplaint, known_region: Callable[[str], bool]) -> list[Violation]:
@@ -138,6 +144,15 @@ def validate(cmd: SubmitComplaint, known_region: Callable[[str], bool]) -> list[
                 v.append(Violation("reporter.phone", str(exc)))
         if len(r.name) > 200:
             v.append(Violation("reporter.name", "must be at most 200 characters"))
+    if len(cmd.category.strip()) > CATEGORY_MAX:
+        v.append(Violation("category", f"must be at most {CATEGORY_MAX} characters"))
+    named = cmd.named_institution_id.strip()
+    if named and not INSTITUTION_ID.match(named):
+        v.append(
+            Violation(
+                "named_institution_id", "must be a directory id like nasional-pln or pemda-51.08"
+            )
+        )
     return v
 
 
@@ -161,6 +176,12 @@ def fingerprint(cmd: SubmitComplaint) -> str:
             cmd.title.strip(),
             cmd.body.strip(),
             cmd.region_code.strip(),
+            # only when given, so reports stored before these fields keep their fingerprint
+            *(
+                [cmd.category.strip(), cmd.named_institution_id.strip()]
+                if cmd.category.strip() or cmd.named_institution_id.strip()
+                else []
+            ),
         ],
         ensure_ascii=False,
     )
@@ -184,6 +205,8 @@ class Complaint:
     fingerprint: str
     follow_up_hash: str = ""
     dedupe_keys: tuple[str, ...] = ()
+    category: str = ""
+    named_institution_id: str = ""
 
     @property
     def reachable(self) -> bool:
@@ -221,6 +244,8 @@ def receive(
         fingerprint=fingerprint(cmd),
         follow_up_hash=follow_up_hash,
         dedupe_keys=dedupe_keys,
+        category=cmd.category.strip(),
+        named_institution_id=cmd.named_institution_id.strip(),
     )
 
 

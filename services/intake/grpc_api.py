@@ -61,6 +61,8 @@ def to_command(req: intake_pb2.SubmitComplaintRequest) -> SubmitComplaint:
             if req.HasField("institution_reference")
             else None
         ),
+        category=req.category,
+        named_institution_id=req.named_institution_id,
     )
 
 

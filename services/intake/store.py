@@ -133,6 +133,8 @@ class MongoComplaintStore:
             "title": c.title,
             "body": c.body,
             "region_code": c.region_code,
+            "category": c.category,
+            "named_institution_id": c.named_institution_id,
             "reachable": c.reachable,
             "idem": c.idempotency_scope,
             "fingerprint": c.fingerprint,

@@ -53,7 +53,9 @@ class RoutingHandlers:
     def decide(self, received: events_pb2.ComplaintReceived) -> Decision:
         classification = self.classifier.classify(received.title, received.body)
         region = self.regions.get(received.region_code)
-        return self.rules().route(region, classification, self.directory())
+        return self.rules().route(
+            region, classification, self.directory(), hint=received.named_institution_id
+        )
 
     async def handle_received(
         self, deliveries: list[Delivery[events_pb2.ComplaintReceived]]
