@@ -151,6 +151,33 @@ async def test_two_sweepers_emit_each_transition_once(parts: Any, db: Any) -> No
     assert doc["escalated"] is True
 
 
+def _counted() -> float:
+    from prometheus_client import REGISTRY
+
+    total = 0.0
+    for name in (
+        "lapor_sla_warnings_total",
+        "lapor_sla_breaches_total",
+        "lapor_sla_escalations_total",
+    ):
+        for metric in REGISTRY.collect():
+            for sample in metric.samples:
+                if sample.name == name:
+                    total += sample.value
+    return total
+
+
+async def test_racing_sweepers_count_each_transition_once(parts: Any, db: Any) -> None:
+    handlers, sweeper, _, clock = parts
+    tids = [uuid.uuid4().hex[:8] for _ in range(40)]
+    await handlers.handle_routed([delivery(routed(t)) for t in tids])
+    rivals = [Sweeper(db["clocks"], sweeper.policy, clock, batch=b) for b in (5, 11)]
+    before = _counted()
+    clock.set(T0 + timedelta(seconds=1000))  # everything at once: 9 transitions per report
+    await asyncio.gather(sweeper.sweep_once(), *(r.sweep_once() for r in rivals))
+    assert _counted() - before == 40 * 9
+
+
 async def test_escalation_carries_the_full_contract(parts: Any, db: Any) -> None:
     handlers, sweeper, _, clock = parts
     tid = uuid.uuid4().hex[:8]
