@@ -88,13 +88,15 @@ class TopicClock:
 
 
 @contextmanager
-def embedded_stack() -> Iterator[Stack]:
+def embedded_stack(db_per_service: bool = False) -> Iterator[Stack]:
     secrets = generate()
     with tempfile.TemporaryDirectory(prefix="lapor-bench-routing-") as workdir:
         stack = Stack(Path(workdir))
         try:
             stack.start_kafka()
             stack.start_mongo()
+            if db_per_service:
+                stack.start_service_databases()
             for name in SERVICES:
                 stack.start_service(name, service_env(name, secrets))
             stack.wait_serving(timeout=120)
@@ -311,13 +313,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="sustained submits per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--burst", type=int, default=2000)
+    parser.add_argument(
+        "--db-per-service",
+        action="store_true",
+        help="one embedded database process per service instead of one shared",
+    )
     args = parser.parse_args(argv)
     reports = load(TEST_SET)
     classification(reports)
     sys.stdout.flush()
     handler_only(reports)
     sys.stdout.flush()
-    with embedded_stack() as stack:
+    print(
+        f"databases: {'one per service' if args.db_per_service else 'one shared'} (embedded SecantusDB)"
+    )
+    with embedded_stack(args.db_per_service) as stack:
         sustained(stack, reports, args.rate, args.seconds)
         sys.stdout.flush()
         burst(stack, reports, args.burst)

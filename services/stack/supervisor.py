@@ -100,6 +100,8 @@ class Stack:
         self.services: dict[str, Proc] = {}
         self.bootstrap_servers = ""
         self.mongodb_uri = ""
+        self.service_mongodb_uris: dict[str, str] = {}
+        self.service_mongos: list[Proc] = []
         self._files: list[IO[bytes]] = []
         self._replayed: set[str] = set()
 
@@ -172,6 +174,36 @@ class Stack:
         self.mongo = Proc("mongodb", popen, self.logdir / "mongodb.log", {"mongodb": port})
         return self.mongodb_uri
 
+    def start_service_databases(self) -> dict[str, str]:
+        """One more database process per service (as production may give each service its
+        own cluster); services started afterwards use theirs. For benchmarks: spreads the
+        embedded database's single-process load over the machine's cores."""
+        for name in SERVICES:
+            port = free_port()
+            popen = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("secantusd-py")),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--storage-path",
+                    ":memory:",
+                    "--log-level",
+                    "WARNING",
+                ],
+                stdout=self._log(f"mongodb-{name}"),
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                cwd=self.workdir,
+            )
+            wait_for_port(port, 60, popen)
+            self.service_mongodb_uris[name] = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+            self.service_mongos.append(Proc(f"mongodb-{name}", popen, None, {"mongodb": port}))
+        return dict(self.service_mongodb_uris)
+
     # -- services --------------------------------------------------------------------
     def service_env(
         self, name: str, grpc_port: int, metrics_port: int, extra: dict[str, str]
@@ -181,7 +213,7 @@ class Stack:
             {
                 "PYTHONUNBUFFERED": "1",
                 "LAPOR_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
-                "LAPOR_MONGODB_URI": self.mongodb_uri,
+                "LAPOR_MONGODB_URI": self.service_mongodb_uris.get(name, self.mongodb_uri),
                 "LAPOR_GRPC_PORT": str(grpc_port),
                 "LAPOR_METRICS_PORT": str(metrics_port),
                 # The embedded broker keeps nothing across its restarts: a service's
@@ -266,7 +298,7 @@ class Stack:
                 proc.popen.send_signal(signal.SIGTERM)
         for proc in self.services.values():
             self._stop(proc, signal.SIGTERM, 15)
-        for infra in (self.mongo, self.kafka):
+        for infra in (*self.service_mongos, self.mongo, self.kafka):
             if infra is not None:
                 self._stop(infra, signal.SIGTERM, 30)
         for f in self._files:
