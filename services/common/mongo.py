@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
-    DuplicateKeyError,
     NetworkTimeout,
     ServerSelectionTimeoutError,
     WriteConcernError,
@@ -49,20 +48,29 @@ async def ping(db: AsyncDatabase[Doc]) -> None:
     await db.command("ping")
 
 
+def not_applied(event_id: str) -> Doc:
+    """The filter condition: the document has not seen `event_id` yet."""
+    return {"_applied": {"$ne": event_id}}
+
+
+def remember_event(update: Doc, event_id: str) -> Doc:
+    """A copy of `update` that also records `event_id` among the document's applied events."""
+    out = {op: dict(fields) for op, fields in update.items()}
+    out.setdefault("$push", {})["_applied"] = {"$each": [event_id], "$slice": -APPLIED_KEEP}
+    return out
+
+
+def once_per_event(doc_id: str, event_id: str, update: Doc) -> UpdateOne:
+    """`update` for one document unless `event_id` was already applied to it: the check and
+    the update are one atomic document write, so a redelivered event is never applied twice."""
+    return UpdateOne({"_id": doc_id, **not_applied(event_id)}, remember_event(update, event_id))
+
+
 async def apply_once(
     collection: AsyncCollection[Doc], doc_id: str, event_id: str, update: Doc
 ) -> bool:
-    """Apply `update` to one document unless `event_id` was already applied to it.
-
-    The check and the update are one atomic document write, so a redelivered event
-    is never applied twice. Returns False for a duplicate or a missing document.
-    """
-    update = {k: dict(v) for k, v in update.items()}
-    push = update.setdefault("$push", {})
-    push["_applied"] = {"$each": [event_id], "$slice": -APPLIED_KEEP}
-    result = await collection.update_one({"_id": doc_id, "_applied": {"$ne": event_id}}, update)
+    """`once_per_event` as a single write. False for a duplicate or a missing document."""
+    result = await collection.update_one(
+        {"_id": doc_id, **not_applied(event_id)}, remember_event(update, event_id)
+    )
     return result.modified_count == 1
-
-
-def is_duplicate_key(exc: BaseException) -> bool:
-    return isinstance(exc, DuplicateKeyError)

@@ -8,15 +8,14 @@ officer: the actor's personal id is not stored here at all.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from lapor.v1 import events_pb2
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import APPLIED_KEEP, Doc
+from services.common.mongo import Doc, once_per_event
+from services.common.pbtime import occurred_at
 from services.common.status import CaseState, Colour, colour_of
 from services.common.topics import CASE_ACTIONS
 from services.intake.domain import Status
@@ -39,11 +38,6 @@ INTERNAL_ACTIONS = frozenset({"deferred", "declined", "handling_class_set", "pri
 ROLES = frozenset({"officer", "institution_admin", "national_admin", "reporter", "system"})
 
 
-def _at(e: events_pb2.CaseAction) -> datetime:
-    ts = e.meta.occurred_at
-    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else datetime.now(UTC)
-
-
 def case_update(e: events_pb2.CaseAction) -> Doc:
     """The update one CaseAction makes to the tracking view. Pure."""
     state = e.to_state if e.to_state in set(CaseState) else ""
@@ -51,7 +45,7 @@ def case_update(e: events_pb2.CaseAction) -> Doc:
     update: Doc = {
         "$push": {
             "history": {
-                "at": _at(e),
+                "at": occurred_at(e.meta.occurred_at),
                 "action": e.action,
                 "actor": e.actor_role if e.actor_role in ROLES else "system",
                 "detail": "",  # the note is shown by the reporter API, by audience
@@ -87,11 +81,7 @@ class CaseActionProjection:
         touched: list[str] = []
         for d in deliveries:
             e = d.message
-            update = case_update(e)
-            update["$push"]["_applied"] = {"$each": [e.meta.event_id], "$slice": -APPLIED_KEEP}
-            ops.append(
-                UpdateOne({"_id": e.meta.tracking_id, "_applied": {"$ne": e.meta.event_id}}, update)
-            )
+            ops.append(once_per_event(e.meta.tracking_id, e.meta.event_id, case_update(e)))
             touched.append(e.meta.tracking_id)
         if not ops:
             return

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from lapor.v1 import common_pb2, events_pb2
 
 from services.common.ids import new_event_id
 from services.common.outbox import OutboxMessage
+from services.common.pbtime import timestamp
 from services.common.topics import COMPLAINTS_RECEIVED, REPORTER_ACTIONS
 from services.intake.domain import Channel, Classification, Complaint, Privacy, Status
 
@@ -46,12 +46,6 @@ COLOUR_PB = {
 CHANNEL_PB = {v: k for k, v in CHANNELS.items()}
 PRIVACY_PB = {v: k for k, v in PRIVACIES.items()}
 CLASSIFICATION_PB = {v: k for k, v in CLASSIFICATIONS.items()}
-
-
-def timestamp(when: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(when)
-    return ts
 
 
 def received_event(c: Complaint) -> OutboxMessage:

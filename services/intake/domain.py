@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from services.common.errors import Violation
+from services.common.status import Colour
 from services.intake.phone import NotAPhoneNumber, to_e164
 
 
@@ -43,12 +44,6 @@ class Status(StrEnum):
     FOLLOWED_UP = "followed_up"
     CLOSED = "closed"
     ESCALATED = "escalated"
-
-
-class Colour(StrEnum):
-    RED = "red"  # not followed up
-    YELLOW = "yellow"  # in process
-    GREEN = "green"  # followed up
 
 
 TITLE_MAX = 200

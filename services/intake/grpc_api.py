@@ -9,6 +9,7 @@ import grpc
 from lapor.v1 import common_pb2, intake_pb2, intake_pb2_grpc
 
 from services.common.grpc_errors import rpc
+from services.common.pbtime import timestamp
 from services.intake.channel_auth import ChannelClients
 from services.intake.codec import (
     CHANNEL_PB,
@@ -19,7 +20,6 @@ from services.intake.codec import (
     PRIVACIES,
     PRIVACY_PB,
     STATUS_PB,
-    timestamp,
 )
 from services.intake.domain import (
     Channel,

@@ -15,12 +15,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import APPLIED_KEEP, Doc
-from services.intake.domain import Colour, Status
-
-
-def _at(ts: Any) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else datetime.now(UTC)
+from services.common.mongo import Doc, once_per_event
+from services.common.pbtime import occurred_at
+from services.common.status import Colour
+from services.intake.domain import Status
 
 
 def _history(at: datetime, action: str, actor: str, detail: str) -> Doc:
@@ -34,7 +32,7 @@ UNLESS_CASE_STATE = "$setUnlessCaseState"
 
 
 def routed_update(e: events_pb2.ComplaintRouted) -> Doc:
-    at = _at(e.meta.occurred_at)
+    at = occurred_at(e.meta.occurred_at)
     return {
         UNLESS_CASE_STATE: {
             "status": Status.ROUTED.value,
@@ -49,7 +47,7 @@ def routed_update(e: events_pb2.ComplaintRouted) -> Doc:
 
 
 def sla_update(e: events_pb2.SlaEvent) -> Doc:
-    at = _at(e.meta.occurred_at)
+    at = occurred_at(e.meta.occurred_at)
     kind = e.WhichOneof("kind")
     if kind == "deadlines_set":
         deadlines = [
@@ -76,7 +74,7 @@ def sla_update(e: events_pb2.SlaEvent) -> Doc:
 
 
 def notification_update(e: events_pb2.NotificationRecorded) -> Doc:
-    at = _at(e.meta.occurred_at)
+    at = occurred_at(e.meta.occurred_at)
     return {
         "$push": {
             "notifications": {"template": e.template, "channel": e.channel, "at": at},
@@ -86,7 +84,7 @@ def notification_update(e: events_pb2.NotificationRecorded) -> Doc:
 
 
 def escalation_update(e: events_pb2.OmbudsmanEscalation) -> Doc:
-    at = _at(e.meta.occurred_at)
+    at = occurred_at(e.meta.occurred_at)
     return {
         "$set": {"status": Status.ESCALATED.value, "escalated": True},
         "$push": {"history": _history(at, "escalated", "sla", "handed to Ombudsman RI")},
@@ -110,11 +108,7 @@ class TrackingProjection:
             unless_state = update.pop(UNLESS_CASE_STATE, None)
             if not update.get("$set"):
                 update.pop("$set", None)
-            update.setdefault("$push", {})["_applied"] = {
-                "$each": [event_id],
-                "$slice": -APPLIED_KEEP,
-            }
-            ops.append(UpdateOne({"_id": tracking_id, "_applied": {"$ne": event_id}}, update))
+            ops.append(once_per_event(tracking_id, event_id, update))
             if unless_state:  # idempotent by itself: the same values, only without a state
                 guarded.append(
                     UpdateOne(

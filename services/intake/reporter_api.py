@@ -10,6 +10,7 @@ from lapor.v1 import common_pb2, reporter_pb2, reporter_pb2_grpc
 
 from services.common.errors import ValidationError, Violation
 from services.common.grpc_errors import rpc
+from services.common.pbtime import timestamp
 from services.common.status import CaseState, colour_of
 from services.intake.case_view import STATUS_OF_STATE
 from services.intake.codec import (
@@ -18,7 +19,6 @@ from services.intake.codec import (
     COLOUR_PB,
     PRIVACY_PB,
     STATUS_PB,
-    timestamp,
 )
 from services.intake.domain import Classification, Privacy, Status
 from services.intake.evidence import EvidenceHandlers, EvidenceHeader

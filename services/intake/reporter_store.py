@@ -8,12 +8,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from lapor.v1 import common_pb2, events_pb2
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.mongo import Doc
 from services.common.outbox import OUTBOX, PENDING, PUBLISHED, OutboxMessage, outbox_update
+from services.common.pbtime import timestamp
 from services.common.topics import REPORTER_ACTIONS
 from services.intake.listing import PublicQuery
 from services.intake.reporter import ReporterActionRecord
@@ -42,11 +42,12 @@ NEWEST_FIRST = [("received_at", -1), ("_id", -1)]
 
 def reporter_action_message(r: ReporterActionRecord) -> OutboxMessage:
     """lapor.v1.ReporterAction: what the reporter did, never who they are."""
-    at = Timestamp()
-    at.FromDatetime(r.at)
     event = events_pb2.ReporterAction(
         meta=common_pb2.EventMeta(
-            event_id=r.event_id, tracking_id=r.tracking_id, occurred_at=at, producer="intake"
+            event_id=r.event_id,
+            tracking_id=r.tracking_id,
+            occurred_at=timestamp(r.at),
+            producer="intake",
         ),
         action=r.action,
         text=r.text,

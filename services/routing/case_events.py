@@ -14,7 +14,7 @@ from pymongo import UpdateOne
 from services.common.errors import DomainError, Unavailable
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import APPLIED_KEEP, Doc, apply_once
+from services.common.mongo import Doc, apply_once, once_per_event
 from services.common.topics import REPORTER_ACTIONS, SLA_EVENTS
 from services.routing.actions import CaseActions
 from services.routing.case_store import FAR_FUTURE, CaseStore
@@ -73,10 +73,8 @@ class CaseEventHandlers:
             }
             for d in event.deadlines_set.deadlines
         ]
-        update = deadlines_update(deadlines)
-        update["$push"] = {"_applied": {"$each": [event.meta.event_id], "$slice": -APPLIED_KEEP}}
-        return UpdateOne(
-            {"_id": event.meta.tracking_id, "_applied": {"$ne": event.meta.event_id}}, update
+        return once_per_event(
+            event.meta.tracking_id, event.meta.event_id, deadlines_update(deadlines)
         )
 
     async def _flush(self, pending: list[UpdateOne]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.common.mongo import APPLIED_KEEP, Doc
+from services.common.mongo import Doc, not_applied, remember_event
 from services.common.outbox import OUTBOX, PENDING, PUBLISHED, OutboxMessage, outbox_update
 from services.common.status import CaseState
 from services.routing.domain.case import CaseStatus, Outcome
@@ -87,8 +87,8 @@ class CaseStore:
         update["$push"]["history"] = history_entry(outcome, now)
         query: Doc = {"_id": doc["_id"], "version": doc.get("version", 0)}
         if applied_event_id:
-            update["$push"]["_applied"] = {"$each": [applied_event_id], "$slice": -APPLIED_KEEP}
-            query["_applied"] = {"$ne": applied_event_id}
+            update = remember_event(update, applied_event_id)
+            query.update(not_applied(applied_event_id))
         return await self.cases.find_one_and_update(
             query, update, projection=HIDDEN, return_document=ReturnDocument.AFTER
         )

@@ -5,22 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from lapor.v1 import common_pb2, events_pb2
 
 from services.common.mongo import Doc
 from services.common.outbox import OutboxMessage
+from services.common.pbtime import timestamp
 from services.common.topics import ESCALATIONS, SLA_EVENTS
 from services.sla.domain.clocks import CaseClocks, Clock, Transition
 from services.sla.domain.status import card_facts
 
 OMBUDSMAN_REASON = "unresolved 60 days after receipt (Ombudsman RI takes over)"
-
-
-def ts(when: datetime) -> Timestamp:
-    out = Timestamp()
-    out.FromDatetime(when)
-    return out
 
 
 def clock_doc(c: Clock) -> Doc:
@@ -90,13 +84,14 @@ def case_fields(case: CaseClocks, received_at: datetime) -> Doc:
 
 def deadlines_pb(case: CaseClocks) -> list[common_pb2.Deadline]:
     return [
-        common_pb2.Deadline(clock=c.label, due_at=ts(c.due_at), state=c.state) for c in case.clocks
+        common_pb2.Deadline(clock=c.label, due_at=timestamp(c.due_at), state=c.state)
+        for c in case.clocks
     ]
 
 
 def meta(event_id: str, tracking_id: str, now: datetime) -> common_pb2.EventMeta:
     return common_pb2.EventMeta(
-        event_id=event_id, tracking_id=tracking_id, occurred_at=ts(now), producer="sla"
+        event_id=event_id, tracking_id=tracking_id, occurred_at=timestamp(now), producer="sla"
     )
 
 
@@ -141,7 +136,7 @@ def escalation_event(case: CaseClocks, event_id: str, doc: Doc, now: datetime) -
         body=content.get("body", ""),
         deadlines=deadlines_pb(case),
         reason=OMBUDSMAN_REASON,
-        received_at=ts(doc["received_at"]),
+        received_at=timestamp(doc["received_at"]),
     )
     entries = list(doc.get("timeline", []))
     entries += [
@@ -150,7 +145,10 @@ def escalation_event(case: CaseClocks, event_id: str, doc: Doc, now: datetime) -
     ]
     for entry in sorted(entries, key=lambda e: e["at"]):
         escalation.timeline.add(
-            at=ts(entry["at"]), action=entry["action"], actor=entry["actor"], detail=entry["detail"]
+            at=timestamp(entry["at"]),
+            action=entry["action"],
+            actor=entry["actor"],
+            detail=entry["detail"],
         )
     return OutboxMessage(event_id, ESCALATIONS, case.tracking_id, escalation.SerializeToString())
 
@@ -164,11 +162,11 @@ def transition_event(case: CaseClocks, t: Transition, doc: Doc, now: datetime) -
     )
     if t.kind == "warning":
         event.warning.clock = t.clock
-        event.warning.due_at.CopyFrom(ts(t.due_at))
+        event.warning.due_at.CopyFrom(timestamp(t.due_at))
     elif t.kind == "auto_close_due":
-        event.auto_close_due.due_at.CopyFrom(ts(t.due_at))
+        event.auto_close_due.due_at.CopyFrom(timestamp(t.due_at))
     else:
         event.breached.clock = t.clock
-        event.breached.due_at.CopyFrom(ts(t.due_at))
+        event.breached.due_at.CopyFrom(timestamp(t.due_at))
         event.breached.escalation_level = t.escalation_level
     return OutboxMessage(event_id, SLA_EVENTS, case.tracking_id, event.SerializeToString())

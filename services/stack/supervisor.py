@@ -145,10 +145,23 @@ class Stack:
         self.kafka.popen.stdout.readline()
 
     def start_mongo(self, port: int | None = None) -> str:
-        port = port or free_port()
         storage = str(self.persistent_db) if self.persistent_db else ":memory:"
         if self.persistent_db:
             self.persistent_db.mkdir(parents=True, exist_ok=True)
+        self.mongo, self.mongodb_uri = self._start_secantus("mongodb", port or free_port(), storage)
+        return self.mongodb_uri
+
+    def start_service_databases(self) -> dict[str, str]:
+        """One more database process per service (as production may give each service its
+        own cluster); services started afterwards use theirs. For benchmarks: spreads the
+        embedded database's single-process load over the machine's cores."""
+        for name in SERVICES:
+            proc, uri = self._start_secantus(f"mongodb-{name}", free_port(), ":memory:")
+            self.service_mongos.append(proc)
+            self.service_mongodb_uris[name] = uri
+        return dict(self.service_mongodb_uris)
+
+    def _start_secantus(self, name: str, port: int, storage: str) -> tuple[Proc, str]:
         exe = Path(sys.executable).with_name("secantusd-py")
         popen = subprocess.Popen(
             [
@@ -162,7 +175,7 @@ class Stack:
                 "--log-level",
                 "WARNING",
             ],
-            stdout=self._log("mongodb"),
+            stdout=self._log(name),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -170,39 +183,8 @@ class Stack:
             cwd=self.workdir,
         )
         wait_for_port(port, 60, popen)
-        self.mongodb_uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-        self.mongo = Proc("mongodb", popen, self.logdir / "mongodb.log", {"mongodb": port})
-        return self.mongodb_uri
-
-    def start_service_databases(self) -> dict[str, str]:
-        """One more database process per service (as production may give each service its
-        own cluster); services started afterwards use theirs. For benchmarks: spreads the
-        embedded database's single-process load over the machine's cores."""
-        for name in SERVICES:
-            port = free_port()
-            popen = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("secantusd-py")),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--storage-path",
-                    ":memory:",
-                    "--log-level",
-                    "WARNING",
-                ],
-                stdout=self._log(f"mongodb-{name}"),
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-                cwd=self.workdir,
-            )
-            wait_for_port(port, 60, popen)
-            self.service_mongodb_uris[name] = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-            self.service_mongos.append(Proc(f"mongodb-{name}", popen, None, {"mongodb": port}))
-        return dict(self.service_mongodb_uris)
+        proc = Proc(name, popen, self.logdir / f"{name}.log", {"mongodb": port})
+        return proc, f"mongodb://127.0.0.1:{port}/?directConnection=true"
 
     # -- services --------------------------------------------------------------------
     def service_env(

@@ -154,17 +154,21 @@ def apply_action(case: CaseClocks, action: Action, rules: Rules) -> CaseClocks:
         if resolution is not None and action.new_due_at > resolution.due_at:
             case = extend_resolution(case, action.new_due_at - resolution.due_at, at, rules)
     if case.case_state in HOLDING_STATES and case.clock(RESOLUTION) is None:
-        case = case.with_clock(
-            new_clock(
-                RESOLUTION,
-                f"resolution.{case.handling_class}",
-                at,
-                rules.policy,
-                rules.calendar,
-                case.timezone,
-            )
-        )
+        case = case.with_clock(_resolution_clock(case, at, rules))
     return case
+
+
+def _resolution_clock(case: CaseClocks, at: datetime, rules: Rules, cycle: int = 0) -> Clock:
+    """A resolution clock starting at `at` for the case's current handling class."""
+    return new_clock(
+        RESOLUTION,
+        f"resolution.{case.handling_class}",
+        at,
+        rules.policy,
+        rules.calendar,
+        case.timezone,
+        cycle=cycle,
+    )
 
 
 def _set_handling_class(case: CaseClocks, handling: str, at: datetime, rules: Rules) -> CaseClocks:
@@ -230,16 +234,7 @@ def _reopen(case: CaseClocks, at: datetime, rules: Rules) -> CaseClocks:
     Ombudsman clock (60 days from receipt) runs again."""
     case = _stop_named(case, (AUTO_CLOSE,), at, met=False)
     old = case.clock(RESOLUTION)
-    fresh = new_clock(
-        RESOLUTION,
-        f"resolution.{case.handling_class}",
-        at,
-        rules.policy,
-        rules.calendar,
-        case.timezone,
-        cycle=old.cycle + 1 if old else 0,
-    )
-    case = case.with_clock(fresh)
+    case = case.with_clock(_resolution_clock(case, at, rules, cycle=old.cycle + 1 if old else 0))
     ombudsman = case.clock(OMBUDSMAN)
     if ombudsman is not None and ombudsman.state in (MET, STOPPED):
         case = case.with_clock(replace(ombudsman, state=RUNNING, stopped_at=None))
