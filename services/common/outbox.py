@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,26 +88,7 @@ class OutboxRelay:
         if self.replay_on_start:
             self.replay_on_start = False
             await self.replay()
-        while not stop.is_set():
-            try:
-                published = await self.relay_once()
-            except Exception:
-                OUTBOX_RELAY_ERRORS.inc()
-                log.exception("outbox relay failed; retrying")
-                if await sleep_until_or_stop(stop, 1.0):
-                    return
-                continue
-            if published == 0:
-                self._wakeup.clear()
-                waiter = asyncio.ensure_future(self._wakeup.wait())
-                stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait(
-                    {waiter, stopper},
-                    timeout=self._poll_interval,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                waiter.cancel()
-                stopper.cancel()
+        await relay_loop(stop, self.relay_once, self._wakeup, self._poll_interval, "outbox relay")
 
     async def replay(self) -> int:
         """Publish again every event these collections ever published (and kept).
@@ -158,6 +140,36 @@ class OutboxRelay:
                 )
             total += len(messages)
         return total
+
+
+async def relay_loop(
+    stop: asyncio.Event,
+    relay_once: Callable[[], Awaitable[int]],
+    wakeup: asyncio.Event,
+    poll_interval: float,
+    name: str,
+) -> None:
+    """Run `relay_once` until `stop`: again at once while it publishes, else after
+    `wakeup` is set (a writer stored events) or `poll_interval` passed; after a failure,
+    a second later."""
+    while not stop.is_set():
+        try:
+            published = await relay_once()
+        except Exception:
+            OUTBOX_RELAY_ERRORS.inc()
+            log.exception(f"{name} failed; retrying")
+            if await sleep_until_or_stop(stop, 1.0):
+                return
+            continue
+        if published == 0:
+            wakeup.clear()
+            waiter = asyncio.ensure_future(wakeup.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                {waiter, stopper}, timeout=poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            stopper.cancel()
 
 
 def mark_published(doc_id: Any, entries: list[dict[str, Any]]) -> tuple[UpdateOne, UpdateOne]:

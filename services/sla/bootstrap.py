@@ -16,7 +16,6 @@ from services.common.clock import SystemClock
 from services.common.deadletter import DeadLetters
 from services.common.kafka import Delivery, EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
-from services.common.outbox import OutboxRelay
 from services.common.regions import default_regions
 from services.common.runtime import ServiceParts
 from services.common.settings import CommonSettings, Env, SettingsError
@@ -29,6 +28,7 @@ from services.sla.grpc_api import SlaService
 from services.sla.handlers import SlaHandlers, handle_reporter_actions
 from services.sla.lag import watch_lag
 from services.sla.officers import Officers
+from services.sla.relay import SlaRelay
 from services.sla.sweep import Sweeper
 
 GROUP = "lapor-sla"
@@ -56,7 +56,7 @@ class SlaSettings:
             policy=policy,
             sweep_interval=env.number("LAPOR_SLA_SWEEP_INTERVAL_SECONDS", 0.5, low=0.01, high=3600),
             verifier=TokenVerifier.from_env(env),
-            gauge_interval=env.number("LAPOR_SLA_GAUGE_INTERVAL_SECONDS", 60, low=1, high=86400),
+            gauge_interval=env.number("LAPOR_SLA_GAUGE_INTERVAL_SECONDS", 15, low=1, high=86400),
             lag_interval=env.number("LAPOR_SLA_LAG_INTERVAL_SECONDS", 15, low=1, high=3600),
         )
 
@@ -68,7 +68,7 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
     db = client[s.mongodb_database]
     cases = db["clocks"]
     publisher = KafkaPublisher(s.kafka, GROUP)
-    relay = OutboxRelay([cases], publisher, batch_size=200)
+    relay = SlaRelay(cases, publisher, batch_size=200)
     relay.replay_on_start = s.outbox_replay
     clock = SystemClock()
     rules = Rules(settings.policy, WorkingCalendar.from_policy(settings.policy))
@@ -141,7 +141,7 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
         db=db,
         publisher=publisher,
         register=register,
-        startup=[handlers.ensure_indexes, dead.ensure_indexes],
+        startup=[handlers.ensure_indexes, relay.ensure_indexes, dead.ensure_indexes],
         workers=[relay.run, *(c.run for c in consumers), sweeps, gauges, lag],
         close=[close],
     )

@@ -1,5 +1,6 @@
-"""Report cards read from the clocks collection, and the Prometheus gauges of open reports
-and of the top-level institutions' cards (refreshed periodically, bounded labels)."""
+"""Report cards and the Prometheus gauges of open reports and of the top-level institutions'
+cards (refreshed periodically, bounded labels), read from the counters kept incrementally
+by every report write (services/sla/tally.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from services.common.errors import Violation, require
 from services.common.mongo import Doc
 from services.sla.domain.cards import ReportCard
 from services.sla.metrics import CARD, OPEN_REPORTS, OVERDUE_REPORTS, RED_MARK
+from services.sla.tally import CARD_FIGURES, OVERDUE, card_key, tallies_of
 
 log = logging.getLogger(__name__)
 PERIOD = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
-PROJECTION = {"card": 1, "rating": 1, "_id": 0}
 FIGURES = (
     "received",
     "verified_within_deadline",
@@ -37,22 +38,24 @@ def current_period(now: datetime) -> str:
     return now.astimezone(ZoneInfo("Asia/Jakarta")).strftime("%Y-%m")
 
 
+def card_of(doc: Doc) -> ReportCard:
+    card = ReportCard(doc["institution"], doc["period"])
+    for figure in CARD_FIGURES:
+        setattr(card, figure, int(doc.get(figure, 0)))
+    return card
+
+
 @dataclass
 class ReportCards:
+    """Report cards and gauges read from the counters (services/sla/tally.py): a few
+    documents per call, whatever the number of reports."""
+
     cases: AsyncCollection[Doc]
     clock: Clock
 
-    async def _tally(self, query: Doc, period: str) -> dict[str, ReportCard]:
-        """Cards per top-level institution, streamed: memory follows institutions, not reports."""
-        cards: dict[str, ReportCard] = {}
-        async for doc in self.cases.find(query, PROJECTION):
-            if "card" in doc:
-                card = doc["card"]
-                institution = card["top_institution"]
-                cards.setdefault(institution, ReportCard(institution, period)).add(
-                    card, doc.get("rating")
-                )
-        return cards
+    @property
+    def tallies(self) -> AsyncCollection[Doc]:
+        return tallies_of(self.cases)
 
     async def card(self, institution_id: str, period: str) -> ReportCard:
         problems = (
@@ -62,29 +65,26 @@ class ReportCards:
             problems.append(Violation("period", "must be a month YYYY-MM, e.g. 2026-03"))
         require(problems)
         period = period or current_period(self.clock.now())
-        cards = await self._tally(
-            {"card.top_institution": institution_id, "card.period": period}, period
-        )
-        return cards.get(institution_id, ReportCard(institution_id, period))
+        doc = await self.tallies.find_one({"_id": card_key(institution_id, period)})
+        return card_of(doc) if doc else ReportCard(institution_id, period)
 
     async def all_cards(self, period: str) -> list[ReportCard]:
         if period and not PERIOD.fullmatch(period):
             require([Violation("period", "must be a month YYYY-MM, e.g. 2026-03")])
         period = period or current_period(self.clock.now())
-        cards = await self._tally({"card.period": period}, period)
-        return [cards[k] for k in sorted(cards)]
+        docs = self.tallies.find({"kind": "card", "period": period})
+        return sorted([card_of(d) async for d in docs], key=lambda c: c.institution_id)
 
     async def refresh_gauges(self) -> None:
-        open_counts: dict[tuple[str, str], int] = {}
         overdue = 0
-        async for doc in self.cases.find({"card.open": True}, PROJECTION):
-            card = doc["card"]
-            key = (card["colour"], card["handling_class"])
-            open_counts[key] = open_counts.get(key, 0) + 1
-            overdue += bool(card["overdue"])
         OPEN_REPORTS.clear()
-        for (colour, handling), n in open_counts.items():
-            OPEN_REPORTS.labels(colour=colour, handling_class=handling).set(n)
+        async for doc in self.tallies.find({"kind": {"$in": ["open", OVERDUE]}}):
+            if doc["kind"] == OVERDUE:
+                overdue = int(doc.get("n", 0))
+            else:
+                OPEN_REPORTS.labels(colour=doc["colour"], handling_class=doc["handling_class"]).set(
+                    int(doc.get("n", 0))
+                )
         OVERDUE_REPORTS.set(overdue)
         CARD.clear()
         RED_MARK.clear()
@@ -96,10 +96,11 @@ class ReportCards:
             RED_MARK.labels(institution=card.institution_id).set(1 if card.red_mark else 0)
 
     async def run(self, stop: asyncio.Event, interval: float = 60.0) -> None:
-        """Refresh every ``interval`` (the first time after one interval: a start-up storm of
-        replicas must not scan every report at once)."""
-        while not await sleep_until_or_stop(stop, interval):
+        """Refresh now and then every ``interval`` (a few counter documents each time)."""
+        while True:
             try:
                 await self.refresh_gauges()
             except Exception:
                 log.exception("report-card gauges failed; retrying")
+            if await sleep_until_or_stop(stop, interval):
+                return

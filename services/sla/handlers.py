@@ -16,6 +16,7 @@ from datetime import UTC
 
 from lapor.v1 import common_pb2, events_pb2
 from pymongo import UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -33,11 +34,30 @@ from services.common.topics import (
 from services.sla.codec import case_fields, case_from_doc, deadlines_pb, deadlines_set_event
 from services.sla.domain.actions import Action, ClockError, Rules, apply_action
 from services.sla.domain.clocks import CaseClocks, start_clocks
+from services.sla.tally import (
+    Counts,
+    add,
+    apply_counts,
+    cas_and_count,
+    change,
+    contribution,
+    in_transaction,
+    tallies_of,
+)
+from services.sla.tally import (
+    ensure_indexes as ensure_tally_indexes,
+)
 
 log = logging.getLogger(__name__)
 
 VERIFICATION_QUEUE = "verification-queue"
 MAX_CAS_ATTEMPTS = 50
+#: Indexes of earlier versions that no query uses any more (dropped at start).
+OBSOLETE_INDEXES = {
+    "institution_id_1_next_due_at_1",
+    "card.top_institution_1_card.period_1",
+    "card.open_1_card.colour_1",
+}
 
 
 class Conflict(Exception):
@@ -70,11 +90,15 @@ class SlaHandlers:
     on_stored: Callable[[], None] = lambda: None
 
     async def ensure_indexes(self) -> None:
+        """Only what a query needs: every index costs each report write (SecantusDB rewrites
+        every index entry of a document it updates). Report cards and gauges read the
+        counters (services/sla/tally.py), not the reports."""
         await self.cases.create_index(PENDING)
         await self.cases.create_index("next_due_at")
-        await self.cases.create_index([("institution_id", 1), ("next_due_at", 1)])
-        await self.cases.create_index([("card.top_institution", 1), ("card.period", 1)])
-        await self.cases.create_index([("card.open", 1), ("card.colour", 1)])
+        existing = {i["name"] async for i in await self.cases.list_indexes()}
+        for obsolete in OBSOLETE_INDEXES & existing:
+            await self.cases.drop_index(obsolete)
+        await ensure_tally_indexes(tallies_of(self.cases))
 
     # -- lapor.complaints.routed -----------------------------------------------------
     async def handle_routed(self, deliveries: list[Delivery[events_pb2.ComplaintRouted]]) -> None:
@@ -116,20 +140,17 @@ class SlaHandlers:
                 **outbox_fields([deadlines_set_event(case, routed.meta.event_id, now)]),
             }
             ops.append(
-                UpdateOne(
-                    {"_id": case.tracking_id, "clocks": {"$exists": False}},
-                    {"$set": fields},
-                    upsert=True,
+                (
+                    case.tracking_id,
+                    UpdateOne(
+                        {"_id": case.tracking_id, "clocks": {"$exists": False}},
+                        {"$set": fields},
+                        upsert=True,
+                    ),
+                    fields["card"],
                 )
             )
-        duplicates = 0
-        try:
-            await self.cases.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors):
-                raise
-            duplicates = len(errors)  # already routed: the filter failed, the insert collided
+        duplicates = await self._store_routed(ops)
         EVENTS_CONSUMED.labels(topic=COMPLAINTS_ROUTED, outcome="applied").inc(
             len(ops) - duplicates
         )
@@ -138,6 +159,33 @@ class SlaHandlers:
         async for doc in self.cases.find({"_id": {"$in": ids}, "_early.0": {"$exists": True}}):
             await self._apply_actions(doc["_id"], [])
         self.on_stored()
+
+    async def _store_routed(self, ops: list[tuple[str, UpdateOne, Doc]]) -> int:
+        """Start the clocks of the reports not routed yet and count them, in one transaction;
+        returns how many were already routed (duplicates)."""
+        tallies = tallies_of(self.cases)
+
+        async def work(session: AsyncClientSession) -> int:
+            ids = list({tid for tid, _, _ in ops})
+            known = {
+                d["_id"]: d
+                async for d in self.cases.find(
+                    {"_id": {"$in": ids}}, {"version": 1, "rating": 1}, session=session
+                )
+            }
+            todo: dict[str, tuple[UpdateOne, Doc]] = {}
+            for tid, op, card in ops:
+                if "version" not in known.get(tid, {}) and tid not in todo:
+                    todo[tid] = (op, card)
+            if todo:
+                await self.cases.bulk_write([op for op, _ in todo.values()], session=session)
+            counts: Counts = {}
+            for tid, (_, card) in todo.items():
+                add(counts, contribution(card, known.get(tid, {}).get("rating")))
+            await apply_counts(tallies, counts, session)
+            return len(ops) - len(todo)
+
+        return await in_transaction(self.cases, work)
 
     # -- lapor.complaints.received ---------------------------------------------------
     async def handle_received(
@@ -182,10 +230,10 @@ class SlaHandlers:
             if not todo and not early:
                 return "duplicate"
             update, outcome = self._actions_update(doc, todo)
-            result = await self.cases.update_one(
-                {"_id": tracking_id, "version": doc["version"]}, update
+            counts = change(
+                doc.get("card"), doc.get("rating"), update["$set"]["card"], doc.get("rating")
             )
-            if result.modified_count:
+            if await cas_and_count(self.cases, tracking_id, doc["version"], update, counts):
                 return outcome
         raise Conflict(f"{tracking_id}: too many concurrent changes")
 
@@ -255,23 +303,37 @@ async def handle_reporter_actions(
     cases: AsyncCollection[Doc], deliveries: list[Delivery[events_pb2.ReporterAction]]
 ) -> None:
     """Keep the reporter's satisfaction rating (1..5, with "confirmed") for report cards."""
-    ops = [
-        UpdateOne(
-            {"_id": d.message.meta.tracking_id},
-            {"$set": {"rating": d.message.rating}},
-            upsert=True,
-        )
+    ratings = {
+        d.message.meta.tracking_id: d.message.rating
         for d in deliveries
         if d.message.action == "confirmed" and 1 <= d.message.rating <= 5
-    ]
-    if ops:
-        try:
-            await cases.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
-            await cases.bulk_write(ops, ordered=False)
-    EVENTS_CONSUMED.labels(topic=REPORTER_ACTIONS, outcome="applied").inc(len(ops))
-    EVENTS_CONSUMED.labels(topic=REPORTER_ACTIONS, outcome="ignored").inc(
-        len(deliveries) - len(ops)
+    }
+    for tid, rating in ratings.items():
+        await _set_rating(cases, tid, rating)
+    applied = sum(
+        1 for d in deliveries if d.message.action == "confirmed" and 1 <= d.message.rating <= 5
     )
+    EVENTS_CONSUMED.labels(topic=REPORTER_ACTIONS, outcome="applied").inc(applied)
+    EVENTS_CONSUMED.labels(topic=REPORTER_ACTIONS, outcome="ignored").inc(len(deliveries) - applied)
+
+
+async def _set_rating(cases: AsyncCollection[Doc], tracking_id: str, rating: int) -> None:
+    """Set the rating (compare-and-set on the previous one) and move the report card's
+    satisfaction counters by the difference, in one transaction."""
+    tallies = tallies_of(cases)
+
+    async def work(session: AsyncClientSession) -> None:
+        doc = await cases.find_one({"_id": tracking_id}, {"card": 1, "rating": 1}, session=session)
+        old = (doc or {}).get("rating")
+        if doc is not None and old == rating:
+            return
+        await cases.update_one(
+            {"_id": tracking_id, "rating": old if doc is not None else {"$exists": False}},
+            {"$set": {"rating": rating}},
+            upsert=doc is None,
+            session=session,
+        )
+        card = (doc or {}).get("card")
+        await apply_counts(tallies, change(card, old, card, rating), session)
+
+    await in_transaction(cases, work)

@@ -27,6 +27,7 @@ from services.sla.codec import case_fields, case_from_doc, deadlines_set_event
 from services.sla.domain.actions import ClockError, ExtensionTooLong, Rules, extend_resolution
 from services.sla.domain.clocks import RESOLUTION, CaseClocks
 from services.sla.metrics import EXTENSIONS
+from services.sla.tally import cas_and_count, change
 
 MAX_REASON = 2000
 
@@ -122,10 +123,10 @@ class Officers:
                 },
                 "$push": {**extra["$push"], "timeline": entry},
             }
-            result = await self.cases.update_one(
-                {"_id": cmd.tracking_id, "version": doc["version"]}, update
+            counts = change(
+                doc.get("card"), doc.get("rating"), update["$set"]["card"], doc.get("rating")
             )
-            if result.modified_count:
+            if await cas_and_count(self.cases, cmd.tracking_id, doc["version"], update, counts):
                 EXTENSIONS.inc()
                 self.on_stored()
                 return updated, {**doc, "institution_id": updated.institution_id}

@@ -2,8 +2,11 @@
 
 It reads only documents whose next deadline has come (an index on next_due_at), so its cost
 follows what is due, not how many reports are open. Each document moves from one version to
-the next with a compare-and-set, the events in the same write (outbox): two replicas sweeping
-the same report cannot both emit a transition.
+the next with a compare-and-set: two replicas sweeping the same report cannot both emit a
+transition. Up to ``write_chunk`` reports are written in one transaction together with one
+batch outbox document holding the events of the writes that applied (services/sla/relay.py)
+and the change of the gauges' counters (services/sla/tally.py): per report, one document
+write; per chunk, one outbox insert, a few counter updates and one relay mark.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.clock import Clock, sleep_until_or_stop
 from services.common.mongo import Doc
-from services.common.outbox import outbox_update
+from services.common.outbox import OutboxMessage
 from services.sla.codec import case_fields, case_from_doc, transition_entry, transition_event
 from services.sla.domain.clocks import Transition, due_transitions
 from services.sla.domain.policy import Policy
@@ -35,6 +39,8 @@ from services.sla.metrics import (
     SWEEP_REPORTS,
     WARNINGS,
 )
+from services.sla.relay import batch_outbox_of
+from services.sla.tally import Counts, add, apply_counts, change, in_transaction, tallies_of
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +60,23 @@ def count_transitions(transitions: list[Transition], now: datetime) -> None:
         counter.labels(clock=t.clock).inc()
 
 
-def sweep_update(
-    doc: Doc, policy: Policy, now: datetime, token: str = ""
-) -> tuple[UpdateOne | None, list[Transition]]:
+@dataclass(frozen=True)
+class Planned:
+    """One due report's compare-and-set update, what it makes happen and its events."""
+
+    doc_id: Any
+    op: UpdateOne
+    transitions: list[Transition]
+    events: list[OutboxMessage]
+    counts: Counts
+
+
+def sweep_update(doc: Doc, policy: Policy, now: datetime, token: str = "") -> Planned:
     """The compare-and-set update for one due document, and the transitions it makes.
 
-    `token` marks the write, so a sweeper can tell afterwards which of its writes won."""
+    `token` marks the write, so a sweeper can tell afterwards which of its writes won. The
+    events are not put into the document: the sweep stores them in a batch outbox document
+    in the same transaction (see services/sla/relay.py)."""
     case = case_from_doc(doc)
     updated, transitions = due_transitions(case, now, policy.ladder, policy.ladder_interval)
     if any(t.kind == "escalation" for t in transitions):
@@ -67,18 +84,20 @@ def sweep_update(
     entries = [transition_entry(t) for t in transitions]
     view = {**doc, "timeline": [*doc.get("timeline", []), *entries]}
     events = [transition_event(updated, t, view, now) for t in transitions]
+    fields = case_fields(updated, doc["received_at"])
     update: Doc = {
-        "$set": {
-            **case_fields(updated, doc["received_at"]),
-            "version": doc["version"] + 1,
-            **({"swept_by": token} if token else {}),
-        }
+        "$set": {**fields, "version": doc["version"] + 1, **({"swept_by": token} if token else {})}
     }
-    if events:
-        extra = outbox_update(events)
-        update["$set"].update(extra["$set"])
-        update["$push"] = {**extra["$push"], "timeline": {"$each": entries}}
-    return UpdateOne({"_id": doc["_id"], "version": doc["version"]}, update), transitions
+    if entries:
+        update["$push"] = {"timeline": {"$each": entries}}
+    counts = change(doc.get("card"), doc.get("rating"), fields["card"], doc.get("rating"))
+    op = UpdateOne({"_id": doc["_id"], "version": doc["version"]}, update)
+    return Planned(doc["_id"], op, transitions, events, counts)
+
+
+#: What the sweep reads of a due report: the clocks and what the Ombudsman's event carries.
+#: Never the outboxes nor the applied event ids (they can be large and are not needed).
+SWEEP_PROJECTION = {"_published": 0, "_applied": 0, "_outbox": 0, "_early": 0}
 
 
 @dataclass
@@ -88,9 +107,47 @@ class Sweeper:
     clock: Clock
     on_stored: Callable[[], None] = lambda: None
     batch: int = 1000
-    #: Documents per write: one write must stay well under the driver's heartbeat timeout
-    #: (3 s), or a slow database gets the connection pool reset under it.
-    write_chunk: int = 100
+    #: Reports per transaction: one write must stay well under the driver's heartbeat
+    #: timeout (3 s), or a slow database gets the connection pool reset under it.
+    write_chunk: int = 250
+
+    async def _store(self, chunk: list[Planned], token: str, now: datetime) -> set[Any]:
+        """One transaction: the compare-and-set updates, the batch outbox document with the
+        events of the writes that applied, and the counters' change. Returns the ids won."""
+        outbox = batch_outbox_of(self.cases)
+        tallies = tallies_of(self.cases)
+
+        async def work(session: AsyncClientSession) -> set[Any]:
+            result = await self.cases.bulk_write(
+                [p.op for p in chunk], ordered=False, session=session
+            )
+            won = {p.doc_id for p in chunk}
+            if result.modified_count < len(chunk):  # another replica won some races
+                won = {
+                    d["_id"]
+                    async for d in self.cases.find(
+                        {"_id": {"$in": list(won)}, "swept_by": token}, {"_id": 1}, session=session
+                    )
+                }
+            events = [e.as_doc() for p in chunk if p.doc_id in won for e in p.events]
+            if events:
+                await outbox.insert_one(
+                    {
+                        "_id": f"{token}:{chunk[0].doc_id}",
+                        "at": now,
+                        "pending": True,
+                        "events": events,
+                    },
+                    session=session,
+                )
+            counts: Counts = {}
+            for p in chunk:
+                if p.doc_id in won:
+                    add(counts, p.counts)
+            await apply_counts(tallies, counts, session)
+            return won
+
+        return await in_transaction(self.cases, work)
 
     async def sweep_once(self) -> int:
         """Apply every due transition; return how many reports moved."""
@@ -99,45 +156,33 @@ class Sweeper:
         moved = 0
         while True:
             due = (
-                await self.cases.find(
-                    {"next_due_at": {"$lte": now}}, {"_published": 0, "_applied": 0, "_outbox": 0}
-                )
+                await self.cases.find({"next_due_at": {"$lte": now}}, SWEEP_PROJECTION)
                 .sort("next_due_at", 1)
                 .to_list(self.batch)
             )
             if not due:
                 break
             token = uuid.uuid4().hex
-            planned: list[tuple[Any, UpdateOne, list[Transition]]] = []
+            planned: list[Planned] = []
             for doc in due:
                 try:
-                    op, transitions = sweep_update(doc, self.policy, now, token)
-                    if op is not None:
-                        planned.append((doc["_id"], op, transitions))
+                    planned.append(sweep_update(doc, self.policy, now, token))
                 except Exception:  # one bad record never stops a sweep
                     log.exception(
                         "sweep failed for one report", extra={"tracking_id": doc.get("_id")}
                     )
             for i in range(0, len(planned), self.write_chunk):
                 chunk = planned[i : i + self.write_chunk]
-                result = await self.cases.bulk_write([op for _, op, _ in chunk], ordered=False)
-                moved += result.modified_count
-                won = {doc_id for doc_id, _, _ in chunk}
-                if result.modified_count < len(chunk):  # another replica won some races
-                    won = {
-                        d["_id"]
-                        async for d in self.cases.find(
-                            {"_id": {"$in": list(won)}, "swept_by": token}, {"_id": 1}
-                        )
-                    }
-                for doc_id, _, transitions in chunk:
-                    if doc_id in won:
-                        count_transitions(transitions, now)
+                won = await self._store(chunk, token, now)
+                moved += len(won)
+                SWEEP_REPORTS.inc(len(won))
+                for p in chunk:
+                    if p.doc_id in won:
+                        count_transitions(p.transitions, now)
                 self.on_stored()
             if len(due) < self.batch:
                 break
         SWEEP_DURATION.observe(time.perf_counter() - started)
-        SWEEP_REPORTS.inc(moved)
         return moved
 
     async def run(self, stop: asyncio.Event, interval: float = 0.5) -> None:

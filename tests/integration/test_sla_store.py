@@ -24,6 +24,7 @@ from services.sla.domain.calendar import WorkingCalendar
 from services.sla.domain.policy import parse_policy
 from services.sla.handlers import SlaHandlers, handle_reporter_actions
 from services.sla.officers import ExtendDeadline, Officers
+from services.sla.relay import BATCH_OUTBOX, SlaRelay
 from services.sla.sweep import Sweeper
 from tests.unit.test_sla_actions import POLICY
 
@@ -79,6 +80,14 @@ def outbox_ids(doc: dict[str, Any]) -> list[str]:
     return [e["id"] for e in doc.get(OUTBOX, [])]
 
 
+async def swept_events(db: Any, tids: list[str]) -> list[dict[str, Any]]:
+    """The sweep's events stored in the batch outbox, for these reports."""
+    wanted = set(tids)
+    return [
+        e async for doc in db[BATCH_OUTBOX].find({}) for e in doc["events"] if e["key"] in wanted
+    ]
+
+
 async def test_routed_twice_is_stored_once(parts: Any, db: Any) -> None:
     handlers, *_ = parts
     tid = uuid.uuid4().hex[:8]
@@ -130,8 +139,9 @@ async def test_two_sweepers_emit_each_transition_once(parts: Any, db: Any) -> No
     for step in (24, 30, 40, 50, 70, 1000):
         clock.set(T0 + timedelta(seconds=step))
         await asyncio.gather(sweeper.sweep_once(), other.sweep_once())
+    emitted += [e["id"] for e in await swept_events(db, tids)]
     async for doc in db["clocks"].find({"_id": {"$in": tids}}):
-        emitted += [i for i in outbox_ids(doc) if ":deadlines:" not in i]
+        assert [i for i in outbox_ids(doc) if ":deadlines:" not in i] == []
     assert len(emitted) == len(set(emitted)) == 30 * 9  # 2 warnings, 2 x 3 rungs, 1 escalation
     per_case = sorted(i.split(":", 1)[1] for i in emitted if i.startswith(tids[0]))
     assert per_case == sorted(
@@ -191,8 +201,7 @@ async def test_escalation_carries_the_full_contract(parts: Any, db: Any) -> None
     await handlers.handle_routed([delivery(routed(tid, "pemda-51.08/dinas-pu"))])
     clock.set(T0 + timedelta(seconds=1000))
     await sweeper.sweep_once()
-    doc = await db["clocks"].find_one({"_id": tid})
-    entry = next(e for e in doc[OUTBOX] if e["topic"] == "lapor.escalations")
+    entry = next(e for e in await swept_events(db, [tid]) if e["topic"] == "lapor.escalations")
     esc = events_pb2.OmbudsmanEscalation.FromString(entry["value"])
     assert esc.meta.event_id == f"{tid}:ombudsman:escalation"
     assert (esc.institution.id, esc.unit.id) == ("pemda-51.08", "pemda-51.08/dinas-pu")
@@ -264,13 +273,11 @@ class Recorder:
 
 
 async def test_two_relays_and_a_sweep_lose_nothing(parts: Any, db: Any) -> None:
-    from services.common.outbox import OutboxRelay
-
     handlers, sweeper, _, clock = parts
     tids = [uuid.uuid4().hex[:8] for _ in range(40)]
     await handlers.handle_routed([delivery(routed(t)) for t in tids])
     first, second = Recorder(), Recorder()
-    relays = [OutboxRelay([db["clocks"]], p, batch_size=15) for p in (first, second)]
+    relays = [SlaRelay(db["clocks"], p, batch_size=15, batches=2) for p in (first, second)]
 
     async def sweep_while_relaying() -> None:
         for step in (24, 30, 40, 50, 70, 1000):
@@ -278,7 +285,7 @@ async def test_two_relays_and_a_sweep_lose_nothing(parts: Any, db: Any) -> None:
             await sweeper.sweep_once()
             await asyncio.sleep(0)
 
-    async def relay(r: OutboxRelay) -> None:
+    async def relay(r: SlaRelay) -> None:
         for _ in range(200):
             await r.relay_once()
             await asyncio.sleep(0)
@@ -304,6 +311,7 @@ async def test_two_relays_and_a_sweep_lose_nothing(parts: Any, db: Any) -> None:
     }
     assert published == expected
     assert await db["clocks"].count_documents({"_outbox_pending": True}) == 0
+    assert await db[BATCH_OUTBOX].count_documents({"pending": True}) == 0
 
 
 async def test_report_card_request_rules(parts: Any, db: Any) -> None:

@@ -1,0 +1,107 @@
+"""The SLA service's outbox relay.
+
+Two outboxes, both written in the same write (or transaction) as the state they follow from:
+
+* each report's own document (``_outbox``): the events of the use cases driven by the case's
+  actions and the officers (``deadlines_set``), relayed by the shared ``OutboxRelay``;
+* ``sla_outbox``: one document per sweep write (up to a few hundred reports), inserted in the
+  same transaction as those reports' compare-and-set updates, holding the events of the
+  transitions that write made happen (warnings, breaches, escalations, auto-close due).
+  Publishing a thousand escalations then costs a few marks instead of a thousand.
+
+The batch relay publishes a pending batch document's events, then marks it published with a
+compare-and-set (``pending: true`` -> ``false``): a relay killed in between, or two relays at
+once, can publish a batch twice, never lose one; consumers de-duplicate on the event id.
+Published batches are kept (``published_at``, expired after ``KEEP_DAYS``) so ``replay``
+can publish them again to a broker that lost its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from services.common.metrics import OUTBOX_PUBLISHED
+from services.common.mongo import Doc
+from services.common.outbox import OutboxMessage, OutboxRelay, Publisher, relay_loop
+
+log = logging.getLogger(__name__)
+
+BATCH_OUTBOX = "sla_outbox"
+KEEP_DAYS = 30
+
+
+def batch_outbox_of(cases: AsyncCollection[Doc]) -> AsyncCollection[Doc]:
+    return cases.database[BATCH_OUTBOX]
+
+
+def messages_of(doc: Doc) -> list[OutboxMessage]:
+    return [OutboxMessage(e["id"], e["topic"], e["key"], e["value"]) for e in doc["events"]]
+
+
+class SlaRelay:
+    def __init__(
+        self,
+        cases: AsyncCollection[Doc],
+        publisher: Publisher,
+        batch_size: int = 200,
+        batches: int = 20,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.documents = OutboxRelay([cases], publisher, batch_size=batch_size)
+        self.outbox = batch_outbox_of(cases)
+        self._publisher = publisher
+        self._batches = batches
+        self._poll_interval = poll_interval
+        self._wakeup = asyncio.Event()
+        self.replay_on_start = False
+
+    def wake(self) -> None:
+        self._wakeup.set()
+        self.documents.wake()
+
+    async def ensure_indexes(self) -> None:
+        await self.outbox.create_index("pending")
+        await self.outbox.create_index("published_at", expireAfterSeconds=KEEP_DAYS * 86400)
+
+    async def relay_batches_once(self) -> int:
+        docs = await self.outbox.find({"pending": True}).sort("at", 1).to_list(self._batches)
+        if not docs:
+            return 0
+        messages = [m for doc in docs for m in messages_of(doc)]
+        await self._publisher.publish_many(messages)
+        for message in messages:
+            OUTBOX_PUBLISHED.labels(topic=message.topic).inc()
+        await self.outbox.update_many(
+            {"_id": {"$in": [d["_id"] for d in docs]}, "pending": True},
+            {"$set": {"pending": False, "published_at": datetime.now(UTC)}},
+        )
+        return len(messages)
+
+    async def relay_once(self) -> int:
+        """One round of both outboxes (tests; the service runs them as two loops)."""
+        return await self.relay_batches_once() + await self.documents.relay_once()
+
+    async def replay_batches(self) -> int:
+        total = 0
+        async for doc in self.outbox.find({"pending": False}).sort("at", 1):
+            messages = messages_of(doc)
+            await self._publisher.publish_many(messages)
+            total += len(messages)
+        log.info("sla batch outbox replayed", extra={"events": total})
+        return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.documents.replay_on_start = self.replay_on_start
+        await asyncio.gather(self.documents.run(stop), self._run_batches(stop))
+
+    async def _run_batches(self, stop: asyncio.Event) -> None:
+        if self.replay_on_start:
+            self.replay_on_start = False
+            await self.replay_batches()
+        await relay_loop(
+            stop, self.relay_batches_once, self._wakeup, self._poll_interval, "batch outbox relay"
+        )
