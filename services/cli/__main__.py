@@ -5,6 +5,7 @@
                  [--handle @h --post-id ID] [--source-system S --reference R]
     lapor track TRACKING_ID [--wait SECONDS]
     lapor raise-privacy TRACKING_ID --code FOLLOW_UP_CODE --privacy confidential|anonymous
+    lapor officer list|show|accept|forward|... (officers and admins: services/cli/officer.py)
 
 The intake address comes from --intake, LAPOR_INTAKE_ADDR, or data/stack.json. The channel
 client's API key from --api-key, LAPOR_API_KEY, or (embedded stack) data/secrets.json.
@@ -22,6 +23,8 @@ from typing import Any
 
 import grpc
 from lapor.v1 import common_pb2, intake_pb2, intake_pb2_grpc
+
+from services.cli import officer
 
 
 def _address(explicit: str | None) -> str:
@@ -108,7 +111,9 @@ def show(c: intake_pb2.Complaint) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lapor", description="Submit and track LAPOR! reports")
+    parser = argparse.ArgumentParser(
+        prog="lapor", description="Submit and track LAPOR! reports; handle them as an officer"
+    )
     parser.add_argument("--intake", help="intake gRPC address host:port")
     parser.add_argument("--api-key", help="the channel client's API key (x-api-key)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,7 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument(
         "--wait", type=float, default=0, help="poll until routed, deadlines set and notified"
     )
+    officer.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "officer":
+        try:
+            return officer.run(args)
+        except BrokenPipeError:
+            return 0
 
     key = _api_key(args.api_key)
     with grpc.insecure_channel(_address(args.intake)) as channel:
