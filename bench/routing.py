@@ -1,10 +1,12 @@
 """Benchmark of routing on its own embedded stack (broker, database, the four services).
 
-Run from the repository root: ``python -m bench.routing [--rate 50] [--seconds 20] [--burst 2000]``.
+Run from the repository root: ``python -m bench.routing [--rates 10,25,50] [--seconds 20] [--burst 2000]``.
 
 1. Sustained load: realistic reports (the labelled test set, random regions) are submitted to
-   intake at ``--rate`` per second for ``--seconds``; for each, the time from the submit call to
-   its ComplaintRouted event on the broker gives the end-to-end submit-to-routed latency.
+   intake at each of ``--rates`` per second for ``--seconds``; for each, the time from the
+   submit call to its ComplaintRouted event on the broker gives the end-to-end
+   submit-to-routed latency; the CPU every process of the stack spent per report shows where
+   the capacity goes.
 2. Burst: ``--burst`` reports are submitted as fast as intake takes them; routing throughput
    is routed events per second (first to last routed) and received-to-routed latency is taken
    from the broker's timestamps of each report's two events.
@@ -30,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
+import psutil
 from confluent_kafka import Consumer, TopicPartition
 from lapor.v1 import common_pb2, events_pb2, intake_pb2, intake_pb2_grpc
 
@@ -174,29 +177,87 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def sustained(stack: Stack, reports: list[Report], rate: float, seconds: float) -> None:
+def _processes(stack: Stack) -> dict[str, psutil.Process]:
+    named = {name: proc for name, proc in stack.services.items()}
+    if stack.kafka:
+        named["broker"] = stack.kafka
+    if stack.mongo:
+        named["database" if not stack.service_mongos else "database (unused)"] = stack.mongo
+    for proc in stack.service_mongos:
+        named[proc.name.replace("mongodb-", "database of ")] = proc
+    return {name: psutil.Process(proc.popen.pid) for name, proc in named.items()}
+
+
+def _cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
+    times = {name: p.cpu_times() for name, p in processes.items()}
+    return {name: t.user + t.system for name, t in times.items()}
+
+
+def sustained(stack: Stack, reports: list[Report], rates: list[float], seconds: float) -> None:
+    """Submit at each rate in turn; print submit-to-routed p50/p99 and the CPU each process
+    spent per report (the whole pipeline: routing, sla, notify and intake's tracking view
+    all work on each report while it is measured)."""
     routed = TopicClock(stack.bootstrap_servers, COMPLAINTS_ROUTED)
     rng = random.Random(1)
     metadata = (("x-api-key", stack.api_key),) if stack.api_key else ()  # type: ignore[attr-defined]
+    processes = _processes(stack)
+    best = 0.0
     try:
         with grpc.insecure_channel(stack.services["intake"].grpc_address) as channel:
             stub = intake_pb2_grpc.IntakeServiceStub(channel)
-            submit_paced(stub, metadata, reports, 5, 2, rng)  # warm up every service
-            started = time.monotonic()
-            sent, failures = submit_paced(stub, metadata, reports, rate, seconds, rng)
-            elapsed = time.monotonic() - started
-        routed.wait_for(set(sent), timeout=60)
+            # Warm up: every consumer group joined and every hop has carried an event, so
+            # the figures are the steady state, not the services' first second.
+            warm, _ = submit_paced(stub, metadata, reports, 5, 2, rng)
+            routed.wait_for(set(warm), timeout=60)
+            time.sleep(2)
+            # What the stack burns doing nothing (consumers polling, health checks), so the
+            # CPU per report below is what each report adds.
+            idle_before, idle_started = _cpu_seconds(processes), time.monotonic()
+            time.sleep(5)
+            idle_window = time.monotonic() - idle_started
+            idle = {
+                name: (cpu - idle_before[name]) / idle_window
+                for name, cpu in _cpu_seconds(processes).items()
+            }
+            print(f"idle stack: {sum(idle.values()) * 100:.0f}% of one core")
+            for rate in rates:
+                before = _cpu_seconds(processes)
+                started = time.monotonic()
+                sent, failures = submit_paced(stub, metadata, reports, rate, seconds, rng)
+                elapsed = time.monotonic() - started
+                routed.wait_for(set(sent), timeout=60)
+                time.sleep(3)  # the rest of the pipeline (sla, notify, tracking view) settles
+                window = time.monotonic() - started
+                spent = {
+                    name: max(0.0, cpu - before[name] - idle[name] * window)
+                    for name, cpu in _cpu_seconds(processes).items()
+                }
+                latencies = [routed.arrived[k] - t for k, t in sent.items() if k in routed.arrived]
+                print(f"sustained load: {len(sent)} reports at {len(sent) / elapsed:.1f}/s "
+                      f"(asked {rate:g}/s for {seconds:g} s), {failures} submit failures, "
+                      f"{len(sent) - len(latencies)} not routed within 60 s")  # fmt: skip
+                if latencies:
+                    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+                    verdict = "meets" if p99 < TARGET_P99_SECONDS else "MISSES"
+                    if p99 < TARGET_P99_SECONDS:
+                        best = max(best, rate)
+                    print(f"  submit-to-routed latency: p50 {p50 * 1000:.0f} ms, "
+                          f"p99 {p99 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+                          f"({verdict} the p99 < 1 s target)")  # fmt: skip
+                if sent:
+                    total = sum(spent.values()) * 1000 / len(sent)
+                    parts = ", ".join(
+                        f"{name} {cpu * 1000 / len(sent):.1f}"
+                        for name, cpu in sorted(spent.items(), key=lambda kv: -kv[1])
+                    )
+                    print(f"  CPU per report above idle, whole stack: {total:.1f} ms ({parts}); "
+                          f"{psutil.cpu_count()} cores carry at most "
+                          f"{psutil.cpu_count() * 1000 / total:.0f} reports/s")  # fmt: skip
+                sys.stdout.flush()
     finally:
         routed.close()
-    latencies = [routed.arrived[k] - t for k, t in sent.items() if k in routed.arrived]
-    print(f"sustained load: {len(sent)} reports at {len(sent) / elapsed:.1f}/s "
-          f"(asked {rate:g}/s for {seconds:g} s), {failures} submit failures, "
-          f"{len(sent) - len(latencies)} not routed within 60 s")  # fmt: skip
-    if latencies:
-        p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
-        verdict = "meets" if p99 < TARGET_P99_SECONDS else "MISSES"
-        print(f"submit-to-routed latency: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
-              f"max {max(latencies) * 1000:.0f} ms ({verdict} the p99 < 1 s target)")  # fmt: skip
+    print(f"highest rate tried with submit-to-routed p99 < 1 s: "
+          f"{f'{best:g}/s' if best else 'none'}")  # fmt: skip
 
 
 def burst(stack: Stack, reports: list[Report], count: int) -> None:
@@ -310,7 +371,11 @@ def handler_only(reports: list[Report], count: int = 2000, batch: int = 50) -> N
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.routing")
-    parser.add_argument("--rate", type=float, default=50.0, help="sustained submits per second")
+    parser.add_argument(
+        "--rates",
+        default="10,25,50",
+        help="sustained submits per second, comma-separated: one run of --seconds each",
+    )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--burst", type=int, default=2000)
     parser.add_argument(
@@ -328,7 +393,7 @@ def main(argv: list[str]) -> int:
         f"databases: {'one per service' if args.db_per_service else 'one shared'} (embedded SecantusDB)"
     )
     with embedded_stack(args.db_per_service) as stack:
-        sustained(stack, reports, args.rate, args.seconds)
+        sustained(stack, reports, [float(r) for r in args.rates.split(",")], args.seconds)
         sys.stdout.flush()
         burst(stack, reports, args.burst)
     return 0

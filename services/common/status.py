@@ -20,6 +20,14 @@ class CaseState(StrEnum):
     ARCHIVED = "archived"  # spam, duplicate, not any institution's authority
 
 
+# Limits of what a reporter may do on a report. Routing's state machine enforces them and
+# intake checks them before it accepts a reporter's action, so an action intake accepted is
+# not refused by routing for its size or the number of reopens.
+MAX_REOPENS = 2  # rejections of the follow-up (each reopens the report)
+TEXT_MAX = 4000  # a text added to a report (officers' texts too)
+REASON_MAX = 1000  # a reason (a reporter's rejection, an officer's decline or forward)
+
+
 class Colour(StrEnum):
     RED = "red"  # not followed up
     YELLOW = "yellow"  # in process
@@ -34,6 +42,8 @@ ACTIONS = (
     "followed_up", "resolved", "extended",
     # reporter (through intake) and system
     "info_provided", "confirmed", "rejected", "auto_closed", "privacy_raised",
+    # routing could not apply a reporter's action intake had accepted (state changed meanwhile)
+    "reporter_action_refused",
 )  # fmt: skip
 
 HANDLING_CLASSES = ("information_request", "complaint", "dispute", "field_inspection")

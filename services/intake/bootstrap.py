@@ -8,6 +8,7 @@ import grpc
 from lapor.v1 import events_pb2, intake_pb2, intake_pb2_grpc
 
 from services.common import topics
+from services.common.auth import TokenVerifier
 from services.common.clock import SystemClock
 from services.common.deadletter import DeadLetters
 from services.common.ids import new_tracking_id
@@ -22,8 +23,10 @@ from services.intake.channel_wiring import ChannelSettings, wire_channels
 from services.intake.grpc_api import IntakeServicer
 from services.intake.handlers import IntakeHandlers
 from services.intake.identity import IdentityCipher
+from services.intake.officer_evidence_api import wire_officer_evidence
 from services.intake.reporter_wiring import wire_reporter
 from services.intake.store import MongoComplaintStore
+from services.routing.domain.directory import Directory
 
 GROUP = "lapor-intake-tracking"
 RELAY_BATCH = 100  # events per relay round: bounds how long one round holds the database
@@ -35,6 +38,7 @@ class IntakeSettings:
     identity_keys: Secret
     identity_active_key: str
     channels: ChannelSettings
+    verifier: TokenVerifier  # officers' tokens, for EvidenceService (as routing's)
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> IntakeSettings:
@@ -46,6 +50,7 @@ class IntakeSettings:
             identity_keys=keys,
             identity_active_key=env.text("LAPOR_IDENTITY_ACTIVE_KEY", first),
             channels=ChannelSettings.from_env(env),
+            verifier=TokenVerifier.from_env(env),
         )
 
 
@@ -82,6 +87,13 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         kafka=s.kafka,
         group=GROUP,
         dead_letter=dead.park,
+        hasher=channel_parts.hasher,
+    )
+    handlers.guard = reporter.guard  # RaisePrivacy counts wrong follow-up codes too
+    # Officers read the evidence; who sees which report follows the shipped directory
+    # (like sla's): institutions added at run time are known to routing only.
+    officer_evidence = wire_officer_evidence(
+        db, complaints, settings.verifier, Directory.seed(regions), SystemClock()
     )
 
     def consumer(topic: str, message_type: type, build: object) -> EventConsumer:  # type: ignore[type-arg]
@@ -105,7 +117,7 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
             IntakeServicer(handlers, channel_parts.clients), server
         )
         names = [intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name]
-        return names + reporter.register(server)
+        return names + reporter.register(server) + officer_evidence.register(server)
 
     async def close() -> None:
         await store.close()
@@ -122,7 +134,13 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
             dead.ensure_indexes,
             *channel_parts.startup,
             *reporter.startup,
+            *officer_evidence.startup,
         ],
-        workers=[relay.run, *(c.run for c in consumers), *channel_parts.workers],
+        workers=[
+            relay.run,
+            *(c.run for c in consumers),
+            *channel_parts.workers,
+            *reporter.workers,
+        ],
         close=[close],
     )

@@ -34,6 +34,9 @@ def dev_env(secrets: dict[str, str]) -> dict[str, str]:
         "LAPOR_IDENTITY_KEYS": secrets["identity_keys"],
         "LAPOR_INTAKE_CLIENTS": clients,
         "LAPOR_ABUSE_HASH_KEY": secrets["abuse_key"],
+        # Officers' tokens for EvidenceService: the same issuer and key as routing's.
+        "LAPOR_JWT_KEY": secrets["jwt_key"],
+        "LAPOR_JWT_ISSUER": secrets["jwt_issuer"],
         # Generous on a laptop and in tests: many reports from one test contact.
         "LAPOR_INTAKE_LIMIT_PER_CONTACT": "200",
         "LAPOR_INTAKE_LIMIT_CONTACT_WINDOW_SECONDS": "60",

@@ -2,28 +2,43 @@
 
 The type is sniffed from the first bytes (`filetype`), never trusted from the name or the
 declared type: both must agree with the content. Files are streamed into the store while a
-SHA-256 digest and the size are computed; whatever fails on the way (a rule, the client
-hanging up, the server stopping) deletes the partial file, so nothing is half-stored.
+SHA-256 digest and the size are computed: each piece is handed to the store as it arrives
+(nothing here gathers the file), and the next piece is read only when the store took the
+last one. Whatever fails on the way (a rule, the client hanging up, the server stopping)
+deletes the partial file, so nothing is half-stored; what a crash leaves behind is found by
+the orphan sweep (`evidence_sweep.py`). One process runs at most
+`max_concurrent_uploads` uploads at a time; the next is refused at once (RESOURCE_EXHAUSTED
+with a retry delay) before anything is read or stored.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 import filetype  # type: ignore[import-untyped]
 
 from services.common.clock import Clock
-from services.common.errors import FailedPrecondition, ValidationError, Violation, require
+from services.common.errors import (
+    FailedPrecondition,
+    ResourceExhausted,
+    ValidationError,
+    Violation,
+    require,
+)
 from services.intake.reporter import ReporterHandlers, snapshot
 from services.intake.reporter_rules import ReporterCommand, check_allowed
+
+log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 SNIFF_BYTES = 8192
 FILE_NAME_MAX = 200
+BUSY_RETRY_SECONDS = 2.0  # the retry delay told to an upload refused for the process's cap
 
 # Allowed content types and the file-name extensions that may carry them.
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -45,6 +60,7 @@ class EvidenceLimits:
     max_file_bytes: int = 10 * MiB
     max_video_bytes: int = 25 * MiB
     max_report_bytes: int = 50 * MiB
+    max_concurrent_uploads: int = 8  # per intake process
 
 
 @dataclass(frozen=True)
@@ -80,11 +96,19 @@ class EvidenceFile(Protocol):
 
 
 class EvidenceStore(Protocol):
-    def create(self, tracking_id: str, file_name: str, content_type: str) -> EvidenceFile: ...
+    async def create(self, tracking_id: str, file_name: str, content_type: str) -> EvidenceFile:
+        """Start a file tagged with its tracking id (found by the orphan sweep until it is
+        listed on the report)."""
+        ...
+
     async def attach(self, tracking_id: str, item: StoredEvidence, max_report_bytes: int) -> int:
         """List the file on the report if the report's evidence stays within
         `max_report_bytes` and the report is still open. Returns the new total, -1 when
         the limit would be passed, -2 when the report is closed."""
+        ...
+
+    async def listed(self, tracking_id: str, evidence_id: str) -> bool:
+        """Whether the report lists the file."""
         ...
 
     async def delete(self, evidence_id: str) -> None: ...
@@ -148,7 +172,23 @@ class EvidenceHandlers:
     clock: Clock
     limits: EvidenceLimits
 
+    active: int = field(default=0, init=False)  # uploads running in this process
+
     async def upload(self, header: EvidenceHeader, chunks: AsyncIterator[bytes]) -> StoredEvidence:
+        cap = self.limits.max_concurrent_uploads
+        if self.active >= cap:
+            raise ResourceExhausted(
+                f"upload_evidence: this server takes at most {cap} uploads at a time; "
+                f"retry in {BUSY_RETRY_SECONDS:g} s",
+                BUSY_RETRY_SECONDS,
+            )
+        self.active += 1
+        try:
+            return await self._upload(header, chunks)
+        finally:
+            self.active -= 1
+
+    async def _upload(self, header: EvidenceHeader, chunks: AsyncIterator[bytes]) -> StoredEvidence:
         doc = await self.reporter.authenticate(
             header.tracking_id, header.follow_up_code, header_violations(header)
         )
@@ -172,7 +212,7 @@ class EvidenceHandlers:
             (file_limit, f"one {content_type} file"),
             (room, f"all evidence of one report ({already} bytes stored)"),
         )
-        stored = self.store.create(doc["_id"], file_name, content_type)
+        stored = await self.store.create(doc["_id"], file_name, content_type)
         try:
             digest, size = hashlib.sha256(), 0
             async for chunk in _prepend(head, chunks):
@@ -185,7 +225,10 @@ class EvidenceHandlers:
                 await stored.write(chunk)
             evidence_id = await stored.close()
         except BaseException:
-            await stored.abort()
+            try:
+                await stored.abort()
+            except Exception:  # noqa: BLE001 - the original error matters; the sweep cleans up
+                log.warning("could not delete a partial evidence file; the orphan sweep will")
             raise
         item = StoredEvidence(
             evidence_id, file_name, content_type, size, digest.hexdigest(), self.clock.now(), 0
@@ -193,10 +236,19 @@ class EvidenceHandlers:
         try:
             total = await self.store.attach(doc["_id"], item, self.limits.max_report_bytes)
         except BaseException:
-            await self.store.delete(evidence_id)
+            # The listing may have been written before the error (a lost reply): delete the
+            # file only when the report does not list it.
+            try:
+                if not await self.store.listed(doc["_id"], evidence_id):
+                    await self.store.delete(evidence_id)
+            except Exception:  # noqa: BLE001 - the sweep decides later, by the same rule
+                log.warning("could not settle an evidence file; the orphan sweep will")
             raise
         if total < 0:
-            await self.store.delete(evidence_id)
+            try:
+                await self.store.delete(evidence_id)
+            except Exception:  # noqa: BLE001 - the refusal matters; the sweep deletes the file
+                log.warning("could not delete a refused evidence file; the orphan sweep will")
             if total == -2:
                 raise FailedPrecondition(
                     "state: upload_evidence is not allowed: the report was closed meanwhile"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from services.common.errors import (
 from services.common.ids import MalformedTrackingId, parse_tracking_id
 from services.intake import channels
 from services.intake.abuse import AbuseHasher
+from services.intake.access_codes import GuessGuard, too_many_wrong_codes
 from services.intake.acknowledgement import acknowledgement
 from services.intake.channel_auth import ChannelClient, authorize
 from services.intake.domain import (
@@ -83,6 +85,9 @@ class IntakeHandlers:
     limiter: RateLimiter = field(default_factory=NoRateLimiter)
     limits: RateLimits = field(default_factory=RateLimits.unlimited)
     hasher: AbuseHasher = field(default_factory=lambda: AbuseHasher(b"unit-tests-only"))
+    # The reporter API's wrong-code limit per tracking id (access_codes.GuessGuard), shared
+    # with it: None counts nothing (unit tests of other rules).
+    guard: GuessGuard | None = None
 
     async def submit(self, cmd: SubmitComplaint, client: ChannelClient | None = None) -> Stored:
         return (await self.submit_from(cmd, client)).stored
@@ -133,7 +138,11 @@ class IntakeHandlers:
         return doc
 
     async def raise_privacy(self, raw_tracking_id: str, code: str, wanted: Privacy | None) -> bool:
-        """Raise the report's privacy; True when it changed, False when it already was."""
+        """Raise the report's privacy; True when it changed, False when it already was.
+
+        The follow-up code goes through the reporter API's wrong-code limit: over it, the
+        tracking id answers RESOURCE_EXHAUSTED whatever the code; a wrong code (or an
+        unknown tracking id: the same answer, the same work) counts against it."""
         violations = []
         if wanted is None:
             violations.append(Violation("privacy", f"must be one of {', '.join(Privacy)}"))
@@ -141,16 +150,29 @@ class IntakeHandlers:
             violations.append(Violation("follow_up_code", "must be 1-64 characters"))
         tracking_id = _parse(raw_tracking_id, violations)
         assert wanted is not None
+        guard = self.guard
+        blocked, doc = await asyncio.gather(
+            guard.retry_after(tracking_id) if guard is not None else _none(),
+            self.store.get(tracking_id),
+        )
+        if blocked is not None and guard is not None:
+            raise too_many_wrong_codes(guard.limit, guard.window, blocked)
         for _attempt in range(3):
-            doc = await self.store.get(tracking_id)
             if doc is None or not verify_follow_up_code(doc.get(FIELD, []), code):
+                if guard is not None:
+                    await guard.failed(tracking_id)
                 raise PermissionDenied(NO_MATCH)
             current = Privacy(doc["privacy"])
             if not check_raise(current, wanted):
                 return False
             if await self.store.raise_privacy(tracking_id, current, wanted, self.clock.now()):
                 return True
+            doc = await self.store.get(tracking_id)  # changed meanwhile: decide again
         raise PermissionDenied(NO_MATCH)  # pragma: no cover - the report vanished meanwhile
+
+
+async def _none() -> None:
+    return None
 
 
 _REUSED = "was already used for a different report on this channel"

@@ -5,3 +5,17 @@ SUBMITTED = Counter(
     "Complaints accepted by intake, by channel and privacy (duplicate=true: an idempotent retry)",
     ["channel", "privacy", "duplicate"],
 )
+
+EVIDENCE_ORPHANS_DELETED = Counter(
+    "lapor_intake_evidence_orphans_deleted_total",
+    "Evidence files deleted by the orphan sweep: stored in GridFS but never listed on their "
+    "report (an intake process died between the two, or the listing failed)",
+)
+
+ACCESS_CODE_SEND_FAILURES = Counter(
+    "lapor_intake_access_code_send_failures_total",
+    "One-time access codes the webhook sender could not hand to the gateway, by reason: "
+    "http_3xx/http_4xx/http_5xx (its reply), timeout, connection, tls (never retried: the "
+    "reporter may ask for a new code)",
+    ["reason"],
+)

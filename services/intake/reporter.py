@@ -1,15 +1,18 @@
 """The reporter's use cases: public view, own report, add information, confirm or reject
 the follow-up, public listing. Written against ports so they run over fakes in unit tests.
 
-A reporter proves ownership with the tracking id and the follow-up code. A wrong code and
-an unknown tracking id get the same PERMISSION_DENIED, so the answer never tells whether a
-report exists. The reporter's action is stored together with its ReporterAction event
-(outbox) in one conditional write: only if the case is still in the state the action was
-checked against, so two racing actions cannot both pass.
+A reporter proves ownership with the tracking id and a credential: the follow-up code, or
+an access token got by verifying their contact (access_codes.py). A wrong credential and an
+unknown tracking id get the same PERMISSION_DENIED, so the answer never tells whether a
+report exists; wrong credentials are counted per tracking id (GuessGuard) and, over the
+limit, answered RESOURCE_EXHAUSTED. The reporter's action is stored together with its
+ReporterAction event (outbox) in one conditional write: only if the case is still in the
+state the action was checked against, so two racing actions cannot both pass.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,10 +23,21 @@ from services.common.errors import (
     FailedPrecondition,
     NotFound,
     PermissionDenied,
+    ValidationError,
     Violation,
     require,
 )
 from services.common.ids import MalformedTrackingId, parse_tracking_id
+from services.intake.access_codes import (
+    NO_TOKEN_MATCH,
+    TOKEN_PREFIX,
+    AccessTokenStore,
+    GuessGuard,
+    is_access_token,
+    token_hash,
+    token_violations,
+    too_many_wrong_codes,
+)
 from services.intake.domain import Contact
 from services.intake.listing import Cursor, PublicQuery, encode_token
 from services.intake.reporter_rules import (
@@ -112,11 +126,36 @@ def tracking_id_violations(raw: str) -> tuple[str, list[Violation]]:
 
 
 def code_violations(code: str) -> list[Violation]:
+    if is_access_token(code):
+        return token_violations(code)
     if not code.strip():
         return [Violation("follow_up_code", "must not be empty")]
     if len(code) > 64:
         return [Violation("follow_up_code", "must be at most 64 characters")]
     return []
+
+
+def credential(follow_up_code: str, access_token: str) -> str:
+    """The one credential of an own-report request, as the use cases take it: the follow-up
+    code, or the access token (recognised by its prefix). Not both."""
+    if access_token.strip() and follow_up_code.strip():
+        raise ValidationError(
+            [Violation("access_token", "give either follow_up_code or access_token, not both")]
+        )
+    if access_token.strip():
+        return access_token.strip() if is_access_token(access_token) else _MALFORMED_TOKEN
+    return follow_up_code
+
+
+_MALFORMED_TOKEN = TOKEN_PREFIX + "?"  # fails token_violations, naming access_token
+
+
+async def _none() -> None:
+    return None
+
+
+async def _false() -> bool:
+    return False
 
 
 @dataclass
@@ -127,6 +166,8 @@ class ReporterHandlers:
     clock: Clock
     new_event_id: Callable[[], str]
     max_reopens: int = 2
+    guard: GuessGuard | None = None  # None: wrong codes are not counted
+    tokens: AccessTokenStore | None = None  # None: access tokens are not accepted
 
     async def public_view(self, raw_tracking_id: str) -> Doc:
         tracking_id, v = tracking_id_violations(raw_tracking_id)
@@ -139,14 +180,33 @@ class ReporterHandlers:
     async def authenticate(
         self, raw_tracking_id: str, code: str, more: list[Violation] | None = None
     ) -> Doc:
-        """The report, when the code is its follow-up code. Field rules first, so a
-        malformed request never reaches the lookup."""
+        """The report, when `code` is its follow-up code or a valid access token for it.
+        Field rules first, so a malformed request never reaches the lookup; then the guard
+        (too many wrong codes for this tracking id: refused whatever the code); then the
+        credential. A wrong one counts against the tracking id, known or not: the same
+        reads, the same work, the same write."""
         tracking_id, v = tracking_id_violations(raw_tracking_id)
         require(v + code_violations(code) + (more or []))
-        doc = await self.reports.get(tracking_id)
-        if not self.verify(doc, code.strip()) or doc is None:
-            raise PermissionDenied(NO_MATCH)
+        token = is_access_token(code)
+        guard = self.guard
+        blocked, doc, granted = await asyncio.gather(
+            guard.retry_after(tracking_id) if guard is not None else _none(),
+            self.reports.get(tracking_id),
+            self._token_valid(tracking_id, code) if token else _false(),
+        )
+        if blocked is not None and guard is not None:
+            raise too_many_wrong_codes(guard.limit, guard.window, blocked)
+        ok = granted if token else self.verify(doc, code.strip())
+        if not ok or doc is None:
+            if guard is not None:
+                await guard.failed(tracking_id)
+            raise PermissionDenied(NO_TOKEN_MATCH if token else NO_MATCH)
         return doc
+
+    async def _token_valid(self, tracking_id: str, token: str) -> bool:
+        if self.tokens is None:
+            return False
+        return await self.tokens.valid(token_hash(token), tracking_id, self.clock.now())
 
     async def my_report(self, raw_tracking_id: str, code: str) -> MyReportData:
         doc = await self.authenticate(raw_tracking_id, code)

@@ -8,10 +8,11 @@ from typing import Any
 import grpc
 from lapor.v1 import common_pb2, reporter_pb2, reporter_pb2_grpc
 
-from services.common.errors import ValidationError, Violation
+from services.common.errors import FailedPrecondition, ValidationError, Violation
 from services.common.grpc_errors import rpc
 from services.common.pbtime import timestamp
 from services.common.status import CaseState, colour_of
+from services.intake.access_codes import AccessHandlers
 from services.intake.case_view import STATUS_OF_STATE
 from services.intake.codec import (
     CLASSIFICATION_PB,
@@ -23,7 +24,7 @@ from services.intake.codec import (
 from services.intake.domain import Classification, Privacy, Status
 from services.intake.evidence import EvidenceHandlers, EvidenceHeader
 from services.intake.listing import build_query
-from services.intake.reporter import Doc, ReporterActionRecord, ReporterHandlers
+from services.intake.reporter import Doc, ReporterActionRecord, ReporterHandlers, credential
 from services.intake.reporter_rules import visible_history
 
 
@@ -111,9 +112,15 @@ async def _data(stream: AsyncIterator[reporter_pb2.EvidenceChunk]) -> AsyncItera
 
 
 class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
-    def __init__(self, handlers: ReporterHandlers, evidence: EvidenceHandlers) -> None:
+    def __init__(
+        self,
+        handlers: ReporterHandlers,
+        evidence: EvidenceHandlers,
+        access: AccessHandlers | None = None,
+    ) -> None:
         self._h = handlers
         self._evidence = evidence
+        self._access = access
 
     @rpc("GetPublicView")
     async def GetPublicView(
@@ -125,7 +132,9 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
     async def GetMyReport(
         self, request: reporter_pb2.GetMyReportRequest, context: grpc.aio.ServicerContext
     ) -> reporter_pb2.MyReport:
-        data = await self._h.my_report(request.tracking_id, request.follow_up_code)
+        data = await self._h.my_report(
+            request.tracking_id, credential(request.follow_up_code, request.access_token)
+        )
         doc = data.report
         reply = reporter_pb2.MyReport(
             view=public_view(doc, with_content=True, public=False),
@@ -163,7 +172,11 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
         self, request: reporter_pb2.AddInformationRequest, context: grpc.aio.ServicerContext
     ) -> reporter_pb2.ReporterActionAccepted:
         return accepted(
-            await self._h.add_information(request.tracking_id, request.follow_up_code, request.text)
+            await self._h.add_information(
+                request.tracking_id,
+                credential(request.follow_up_code, request.access_token),
+                request.text,
+            )
         )
 
     @rpc("ConfirmResolution")
@@ -172,7 +185,10 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
     ) -> reporter_pb2.ReporterActionAccepted:
         return accepted(
             await self._h.confirm_resolution(
-                request.tracking_id, request.follow_up_code, request.rating, request.comment
+                request.tracking_id,
+                credential(request.follow_up_code, request.access_token),
+                request.rating,
+                request.comment,
             )
         )
 
@@ -182,7 +198,9 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
     ) -> reporter_pb2.ReporterActionAccepted:
         return accepted(
             await self._h.reject_resolution(
-                request.tracking_id, request.follow_up_code, request.reason
+                request.tracking_id,
+                credential(request.follow_up_code, request.access_token),
+                request.reason,
             )
         )
 
@@ -213,7 +231,8 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
         if first is None or first.WhichOneof("part") != "header":
             raise ValidationError([Violation("header", "the first message must carry the header")])
         h = first.header
-        header = EvidenceHeader(h.tracking_id, h.follow_up_code, h.file_name, h.content_type)
+        code = credential(h.follow_up_code, h.access_token)
+        header = EvidenceHeader(h.tracking_id, code, h.file_name, h.content_type)
         stored = await self._evidence.upload(header, _data(request_iterator))
         return reporter_pb2.EvidenceReceipt(
             evidence=reporter_pb2.Evidence(
@@ -226,3 +245,28 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
             ),
             report_evidence_bytes=stored.report_bytes,
         )
+
+    @rpc("RequestAccessCode")
+    async def RequestAccessCode(
+        self, request: reporter_pb2.RequestAccessCodeRequest, context: grpc.aio.ServicerContext
+    ) -> reporter_pb2.RequestAccessCodeResponse:
+        done = await self._access_handlers().request_code(request.tracking_id, request.contact)
+        return reporter_pb2.RequestAccessCodeResponse(
+            message=done.message,
+            code_valid_seconds=done.valid_seconds,
+            code_length=done.code_length,
+        )
+
+    @rpc("VerifyAccessCode")
+    async def VerifyAccessCode(
+        self, request: reporter_pb2.VerifyAccessCodeRequest, context: grpc.aio.ServicerContext
+    ) -> reporter_pb2.VerifyAccessCodeResponse:
+        issued = await self._access_handlers().verify_code(request.tracking_id, request.access_code)
+        return reporter_pb2.VerifyAccessCodeResponse(
+            access_token=issued.token, expires_at=timestamp(issued.expires_at)
+        )
+
+    def _access_handlers(self) -> AccessHandlers:
+        if self._access is None:
+            raise FailedPrecondition("access by verified contact is not configured on this server")
+        return self._access

@@ -8,12 +8,12 @@ from enum import StrEnum
 from typing import Any
 
 from services.common.errors import FailedPrecondition, Violation
-from services.common.status import CaseState
+from services.common.status import REASON_MAX as REASON_MAX  # re-exported
+from services.common.status import TEXT_MAX, CaseState
 from services.intake.domain import Contact, Privacy
 
-INFO_MAX = 5_000
-COMMENT_MAX = 2_000
-REASON_MAX = 2_000
+INFO_MAX = TEXT_MAX  # what routing's state machine takes (services/common/status.py)
+COMMENT_MAX = 2_000  # a satisfaction comment: stays with intake and sla
 
 
 class ReporterCommand(StrEnum):
@@ -46,7 +46,9 @@ class CaseSnapshot:
 
     state: str  # "" until routing acted on the case
     case_seq: int  # case actions applied so far
-    reporter_seq: int  # case_seq at the reporter's last action, -1 if none
+    # case_seq at the reporter's last action, -1 if none or routing refused it (case_view):
+    # equal to case_seq, the reporter waits for their action to be handled.
+    reporter_seq: int
     rejections: int
 
 

@@ -3,6 +3,7 @@ ReporterService servicer, the CaseAction consumer and their indexes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,11 +17,24 @@ from services.common.ids import new_event_id
 from services.common.kafka import Delivery, EventConsumer
 from services.common.mongo import Doc
 from services.common.settings import Env, KafkaSettings
+from services.common.status import MAX_REOPENS
 from services.common.topics import CASE_ACTIONS
+from services.intake.abuse import AbuseHasher
+from services.intake.access_codes import AccessHandlers, AccessSettings, GuessGuard
+from services.intake.access_store import (
+    ATTEMPTS,
+    CODES,
+    TOKENS,
+    MongoAccessCodes,
+    MongoAccessTokens,
+    MongoAttemptLog,
+    code_sender,
+)
 from services.intake.case_view import CaseActionProjection
 from services.intake.domain import Contact
 from services.intake.evidence import EvidenceHandlers, EvidenceLimits, MiB
 from services.intake.evidence_store import GridFsEvidenceStore
+from services.intake.evidence_sweep import OrphanSweep, SweepSettings
 from services.intake.followup import FIELD, hash_follow_up_code, verify_follow_up_code
 from services.intake.identity import IdentityCipher, SealedIdentity
 from services.intake.reporter import ReporterHandlers
@@ -36,12 +50,14 @@ _DUMMY = hash_follow_up_code("0000-0000-0000")
 class ReporterSettings:
     max_reopens: int
     evidence: EvidenceLimits
+    evidence_sweep: SweepSettings = SweepSettings()
+    access: AccessSettings = AccessSettings()
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> ReporterSettings:
         env = env or Env()
         return cls(
-            max_reopens=env.integer("LAPOR_REPORTER_MAX_REOPENS", 2, low=0, high=20),
+            max_reopens=MAX_REOPENS,  # routing's limit: not a setting of its own
             evidence=EvidenceLimits(
                 max_file_bytes=env.integer(
                     "LAPOR_EVIDENCE_MAX_FILE_BYTES", 10 * MiB, low=1024, high=1024 * MiB
@@ -52,7 +68,12 @@ class ReporterSettings:
                 max_report_bytes=env.integer(
                     "LAPOR_EVIDENCE_MAX_REPORT_BYTES", 50 * MiB, low=1024, high=10 * 1024 * MiB
                 ),
+                max_concurrent_uploads=env.integer(
+                    "LAPOR_EVIDENCE_MAX_CONCURRENT_UPLOADS", 8, low=1, high=1000
+                ),
             ),
+            evidence_sweep=SweepSettings.from_env(env),
+            access=AccessSettings.from_env(env),
         )
 
 
@@ -79,6 +100,8 @@ class ReporterParts:
     register: Callable[[grpc.aio.Server], list[str]]
     consumer: EventConsumer[events_pb2.CaseAction]
     startup: list[Callable[[], Awaitable[None]]]
+    workers: list[Callable[[asyncio.Event], Awaitable[None]]]
+    guard: GuessGuard  # the wrong-code limit, shared with IntakeService.RaisePrivacy
 
 
 def wire_reporter(
@@ -92,10 +115,26 @@ def wire_reporter(
     group: str,
     dead_letter: Callable[[str, bytes | None, str], Awaitable[None]],
     settings: ReporterSettings | None = None,
+    hasher: AbuseHasher | None = None,
 ) -> ReporterParts:
     settings = settings or ReporterSettings.from_env()
+    if hasher is None:  # the channel side's hasher, else the same key from the environment
+        hasher = AbuseHasher(Env().secret("LAPOR_ABUSE_HASH_KEY").reveal().encode())
+    access_settings = settings.access
+    attempts = MongoAttemptLog(db[ATTEMPTS])
+    guard = GuessGuard(
+        attempts, clock, access_settings.max_wrong_codes, access_settings.wrong_codes_window
+    )
+    codes = MongoAccessCodes(db[CODES])
+    tokens = MongoAccessTokens(db[TOKENS])
+    sender = code_sender(
+        access_settings.sender,
+        db,
+        webhook=access_settings.webhook,
+        code_ttl=access_settings.code_ttl,
+    )
     reports = MongoReportRepository(complaints, on_stored=on_stored)
-    evidence_store = GridFsEvidenceStore(db, complaints)
+    evidence_store = GridFsEvidenceStore(db, complaints, clock)
     handlers = ReporterHandlers(
         reports=reports,
         verify=verify_code,
@@ -103,6 +142,20 @@ def wire_reporter(
         clock=clock,
         new_event_id=new_event_id,
         max_reopens=settings.max_reopens,
+        guard=guard,
+        tokens=tokens,
+    )
+    access = AccessHandlers(
+        reports=reports,
+        open_contact=contact_opener(cipher),
+        hasher=hasher,
+        codes=codes,
+        tokens=tokens,
+        attempts=attempts,
+        guard=guard,
+        sender=sender,
+        clock=clock,
+        settings=access_settings,
     )
     evidence = EvidenceHandlers(handlers, evidence_store, clock, settings.evidence)
     projection = CaseActionProjection(complaints)
@@ -112,7 +165,7 @@ def wire_reporter(
 
     def register(server: grpc.aio.Server) -> list[str]:
         reporter_pb2_grpc.add_ReporterServiceServicer_to_server(
-            ReporterServicer(handlers, evidence), server
+            ReporterServicer(handlers, evidence, access), server
         )
         return [reporter_pb2.DESCRIPTOR.services_by_name["ReporterService"].full_name]
 
@@ -121,5 +174,14 @@ def wire_reporter(
         consumer=EventConsumer(
             kafka, CASE_ACTIONS, group, events_pb2.CaseAction, handle, dead_letter
         ),
-        startup=[reports.ensure_indexes, evidence_store.ensure_indexes],
+        startup=[
+            reports.ensure_indexes,
+            evidence_store.ensure_indexes,
+            attempts.ensure_indexes,
+            codes.ensure_indexes,
+            tokens.ensure_indexes,
+            sender.ensure_indexes,
+        ],
+        workers=[OrphanSweep(evidence_store, clock, settings.evidence_sweep).run],
+        guard=guard,
     )

@@ -1,27 +1,98 @@
 """What other services tell routing about its cases: the sla service's deadlines, warnings,
 breaches and auto-close, and the reporter's actions relayed by intake. Idempotent on the
-event id."""
+event id.
+
+A reporter's action that the case refuses (intake accepted it on its view, but the case
+moved on meanwhile, or routing's own rules refuse it) is not just logged: intake holds the
+reporter back until it hears what became of the action, so routing records the refusal in
+the case (history entry, the ReporterAction's id among the applied events) together with a
+``reporter_action_refused`` CaseAction in its outbox, in one compare-and-set write. The
+refusal's event id is derived from the ReporterAction's, so a redelivered action refuses
+once."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
-from lapor.v1 import events_pb2
+from lapor.v1 import common_pb2, events_pb2
 from pymongo import UpdateOne
 
-from services.common.errors import DomainError, Unavailable
+from services.common.errors import DomainError, NotFound, Unavailable
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import Doc, apply_once, once_per_event
-from services.common.topics import REPORTER_ACTIONS, SLA_EVENTS
-from services.routing.actions import CaseActions
-from services.routing.case_store import FAR_FUTURE, CaseStore
-from services.routing.domain.case import Command, Role
+from services.common.mongo import Doc, apply_once, not_applied, once_per_event, remember_event
+from services.common.outbox import OutboxMessage, outbox_update
+from services.common.topics import CASE_ACTIONS, REPORTER_ACTIONS, SLA_EVENTS
+from services.routing.actions import MAX_ATTEMPTS, CaseActions
+from services.routing.case_store import FAR_FUTURE, CaseStore, status_of
+from services.routing.codec import institution_of
+from services.routing.domain.case import Command, Role, apply
+from services.routing.domain.directory import Directory
 
 log = logging.getLogger(__name__)
 OPEN_CLOCK_STATES = ("running", "warned")
+REFUSED = "reporter_action_refused"
+
+
+def refusal_event_id(reporter_event_id: str) -> str:
+    """Deterministic: one refusal per ReporterAction, whatever the redeliveries."""
+    return f"{reporter_event_id}:refused"
+
+
+def refusal_message(
+    doc: Doc, refused: events_pb2.ReporterAction, reason: str, directory: Directory, now: datetime
+) -> OutboxMessage:
+    """The CaseAction telling intake (and anyone else) that ``refused`` was not applied to
+    the case ``doc`` as stored now. Carries the action and the reason, never the reporter's
+    text."""
+    status = status_of(doc)
+    tracking_id = doc["_id"]
+    event = events_pb2.CaseAction(
+        meta=common_pb2.EventMeta(
+            event_id=refusal_event_id(refused.meta.event_id),
+            tracking_id=tracking_id,
+            producer="routing",
+        ),
+        action=REFUSED,
+        actor_role=Role.SYSTEM.value,
+        from_state=status.state.value,
+        to_state=status.state.value,
+        institution=institution_of(status.institution_id, directory),
+        handling_class=status.handling_class,
+        reason=reason,
+        reopen_count=status.reopen_count,
+        refused_event_id=refused.meta.event_id,
+        refused_action=refused.action,
+    )
+    event.meta.occurred_at.FromDatetime(now)
+    return OutboxMessage(event.meta.event_id, CASE_ACTIONS, tracking_id, event.SerializeToString())
+
+
+def refusal_update(
+    doc: Doc, refused: events_pb2.ReporterAction, message: OutboxMessage, reason: str, now: datetime
+) -> Doc:
+    """The case's history entry, version and outbox for a refusal; the ReporterAction's id
+    is remembered with it (the caller adds the condition)."""
+    status = status_of(doc)
+    update = outbox_update([message])
+    update["$set"]["updated_at"] = now
+    update["$inc"] = {"version": 1}
+    update["$push"]["history"] = {
+        "at": now,
+        "action": REFUSED,
+        "actor": Role.SYSTEM.value,
+        "actor_id": "",
+        "from_state": status.state.value,
+        "to_state": status.state.value,
+        "institution_id": status.institution_id,
+        "text": "",
+        "reason": f"{refused.action}: {reason}",
+        "evidence": [],
+        "handling_class": status.handling_class,
+    }
+    return remember_event(update, refused.meta.event_id)
 
 
 def deadlines_update(deadlines: list[Doc]) -> Doc:
@@ -118,8 +189,55 @@ class CaseEventHandlers:
                 text=event.text if event.action == "info_provided" else "",
                 reason=event.text if event.action == "rejected" else "",
             )
-            outcome = await self._act(event.meta.tracking_id, command, event.meta.event_id, extra)
+            outcome = await self._reporter(event, command, extra)
             EVENTS_CONSUMED.labels(topic=REPORTER_ACTIONS, outcome=outcome).inc()
+
+    async def _reporter(
+        self, event: events_pb2.ReporterAction, command: Command, extra: Doc | None
+    ) -> str:
+        """Apply the reporter's action, or record and publish its refusal. A refusal is
+        decided on the case as stored and written only if the case is still that version;
+        if the case moved meanwhile, the action is tried again (it may apply now)."""
+        tracking_id, event_id = event.meta.tracking_id, event.meta.event_id
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                await self.actions.act(None, tracking_id, command, event_id=event_id, extra=extra)
+                return "applied"
+            except Unavailable:
+                raise
+            except NotFound as exc:  # no case to hold a refusal: nothing intake waits for
+                return self._ignored(command, tracking_id, exc)
+            except DomainError:
+                pass
+            doc = await self.store.get(tracking_id)
+            if doc is None:
+                return "ignored"
+            if event_id in doc.get("_applied", []):
+                return "duplicate"
+            try:
+                apply(status_of(doc), command)
+                continue  # the case moved so that the action applies now
+            except DomainError as exc:
+                reason = str(exc)
+            if await self._refuse(doc, event, reason):
+                log.info(
+                    "reporter action refused",
+                    extra={"action": command.action, "tracking_id": tracking_id, "why": reason},
+                )
+                return "ignored"  # not applied; intake is told
+        raise Unavailable(f"tracking_id: report {tracking_id} is busy; retry")
+
+    async def _refuse(self, doc: Doc, event: events_pb2.ReporterAction, reason: str) -> bool:
+        now = self.actions.clock.now()
+        message = refusal_message(doc, event, reason, self.actions.directory(), now)
+        query = {"_id": doc["_id"], "version": doc.get("version", 0)}
+        query.update(not_applied(event.meta.event_id))
+        update = refusal_update(doc, event, message, reason, now)
+        result = await self.store.cases.update_one(query, update)
+        if result.modified_count != 1:
+            return False
+        self.actions.on_stored()
+        return True
 
     async def _act(
         self, tracking_id: str, command: Command, event_id: str, extra: Doc | None = None
@@ -131,9 +249,13 @@ class CaseEventHandlers:
         except Unavailable:
             raise
         except DomainError as exc:
-            log.info(
-                "event not applicable",
-                extra={"action": command.action, "tracking_id": tracking_id, "why": str(exc)},
-            )
-            return "ignored"
+            return self._ignored(command, tracking_id, exc)
         return "applied"
+
+    @staticmethod
+    def _ignored(command: Command, tracking_id: str, exc: Exception) -> str:
+        log.info(
+            "event not applicable",
+            extra={"action": command.action, "tracking_id": tracking_id, "why": str(exc)},
+        )
+        return "ignored"

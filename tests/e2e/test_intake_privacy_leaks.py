@@ -1,14 +1,17 @@
 """The privacy leak test: confidential and anonymous reporters with distinctive names,
-numbers, e-mail addresses and handles go through the whole pipeline; then every stored
-document of every database, every message on every topic, every service's log and every
-/metrics endpoint is searched for them. Only the encrypted identity may hold them."""
+numbers, e-mail addresses and handles go through the whole pipeline, and ask for access
+codes by contact (their own contact, written other ways, and a stranger's); then every
+stored document of every database, every message on every topic, every service's log and
+every /metrics endpoint is searched for them and for the access token. Only the encrypted
+identity may hold the contacts."""
 
 from __future__ import annotations
 
 import urllib.request
 
 import bson
-from lapor.v1 import common_pb2, intake_pb2
+import grpc
+from lapor.v1 import common_pb2, intake_pb2, reporter_pb2, reporter_pb2_grpc
 from pymongo import MongoClient
 
 from services.common.topics import ALL_TOPICS
@@ -25,6 +28,8 @@ def needles_for(tag: str, digits: str) -> dict[str, list[str]]:
         "phone": [national, f"+62812{digits}", f"62812{digits}", f"812{digits}", f"0812-{digits}"],
         "email": [f"pelapor.{tag}@bocor.example", f"pelapor.{tag}"],
         "handle": [f"rahasia_{tag}"],
+        # a stranger's contact, tried on the reports: never stored, logged or published
+        "stranger": [f"0857{digits}", f"+62857{digits}", f"orang.lain.{tag}@bocor.example"],
     }
 
 
@@ -65,6 +70,44 @@ def submissions(tag: str, digits: str) -> list[tuple[str, intake_pb2.SubmitCompl
     return out
 
 
+def access_by_contact(stack: Stack, mongo: Mongo, ids: list[str], n: dict[str, list[str]]) -> str:
+    """The reporter of the confidential web report asks for codes with their own contact
+    (other spellings) and a stranger's, on it and on the anonymous web report; verifies the
+    code and reads the report with the token. Returns the token."""
+    confidential, anonymous = ids[0], ids[3]
+    inbox = mongo["lapor_intake"]["access_code_inbox"]
+    with grpc.insecure_channel(stack.services["intake"].grpc_address) as channel:
+        reporter = reporter_pb2_grpc.ReporterServiceStub(channel)
+        for tid, contact in [
+            (confidential, n["stranger"][0]),
+            (confidential, n["stranger"][2]),
+            (confidential, n["email"][0].upper()),
+            (anonymous, n["phone"][1]),
+        ]:
+            reporter.RequestAccessCode(
+                reporter_pb2.RequestAccessCodeRequest(tracking_id=tid, contact=contact),
+                timeout=5,
+            )
+        sent = eventually(
+            lambda: list(inbox.find({"tracking_id": confidential})), what="the access code"
+        )
+        issued = reporter.VerifyAccessCode(
+            reporter_pb2.VerifyAccessCodeRequest(
+                tracking_id=confidential, access_code=sent[-1]["code"]
+            ),
+            timeout=5,
+        )
+        mine = reporter.GetMyReport(
+            reporter_pb2.GetMyReportRequest(
+                tracking_id=confidential, access_token=issued.access_token
+            ),
+            timeout=5,
+        )
+        assert mine.view.tracking_id == confidential
+        assert inbox.count_documents({"tracking_id": {"$in": ids[1:]}}) == 0
+        return issued.access_token
+
+
 def test_no_identity_anywhere_but_the_encrypted_field(stack: Stack, mongo: Mongo) -> None:
     tag, digits = marker(), f"{int(marker(), 16) % 10**8:08d}"
     ids: list[str] = []
@@ -82,7 +125,9 @@ def test_no_identity_anywhere_but_the_encrypted_field(stack: Stack, mongo: Mongo
             return bool(c.institution.id and c.deadlines and c.notifications)
 
         eventually(lambda: all(done(t) for t in ids), timeout=60, what="the pipeline, done")
+    token = access_by_contact(stack, mongo, ids, needles_for(tag, digits))
     needles = [(kind, v) for kind, values in needles_for(tag, digits).items() for v in values]
+    needles.append(("access token", token))
     found: list[str] = []
 
     def search(where: str, blob: bytes) -> None:

@@ -15,9 +15,12 @@ from confluent_kafka import Producer
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from lapor.v1 import common_pb2, events_pb2, intake_pb2, reporter_pb2, reporter_pb2_grpc
+from lapor.v1 import officer_pb2 as pb
 
+from services.common.status import MAX_REOPENS
 from services.common.topics import CASE_ACTIONS, REPORTER_ACTIONS
 from services.stack.supervisor import Stack
+from tests.e2e.officer_support import Officers, admin, auth
 from tests.support import eventually, intake_stub, marker, read_topic, submit_request
 
 Stub = reporter_pb2_grpc.ReporterServiceStub
@@ -206,23 +209,48 @@ def test_reporter_actions_follow_the_case_state(stack: Stack, stubs: Any) -> Non
 
 
 def test_rejection_reopens_a_bounded_number_of_times(stack: Stack, stubs: Any) -> None:
+    """Real officers resolve, the reporter rejects: routing reopens the report each time,
+    up to the shared limit; intake refuses the next rejection itself."""
     intake, reporter = stubs
-    tid, code = submit(intake)
-    drive_and_wait(stack, reporter, tid, ("resolved", "in_progress", "resolved"))
+    owner = "pemda-51.08/disdukcapil"
+    tid, code = submit(
+        intake,
+        region_code="51.08",
+        title="Akta kelahiran",
+        body="Akta kelahiran anak saya blm jadi di disdukcapil.",
+    )
+    unit = auth(owner)
     reject = reporter_pb2.RejectResolutionRequest(
         tracking_id=tid, follow_up_code=code, reason="Jalan belum diperbaiki"
     )
-    for count in (1, 2):
-        assert reporter.RejectResolution(reject, timeout=5).action == "rejected"
-        drive(stack, tid, "rejected", "resolved", "in_progress", actor_role="reporter",
-              actor_id="", reopen_count=count)  # fmt: skip
-        eventually(lambda c=count: public(reporter, tid).reopen_count == c, what="reopened")  # type: ignore[misc]
-        drive_and_wait(stack, reporter, tid, ("resolved", "in_progress", "resolved"))
+    with Officers(stack) as api:
+        assert api.routed(tid).institution.id == owner
+        api.officer.Accept(pb.CaseActionRequest(tracking_id=tid), metadata=unit, timeout=5)
+        for count in range(MAX_REOPENS + 1):
+            api.officer.Resolve(
+                pb.ResolveRequest(tracking_id=tid, text=f"Sudah selesai ({count + 1})."),
+                metadata=unit,
+                timeout=5,
+            )
+            eventually(
+                lambda: public(reporter, tid).state == "resolved",
+                what="the resolution in intake's view",
+            )
+            if count == MAX_REOPENS:
+                break
+            assert reporter.RejectResolution(reject, timeout=5).action == "rejected"
+            eventually(
+                lambda c=count: (
+                    public(reporter, tid).reopen_count == c + 1  # type: ignore[misc]
+                    and api.get(tid, admin()).state == "in_progress"
+                ),
+                what="the report reopened by routing",
+            )
     third = error_of(lambda: reporter.RejectResolution(reject, timeout=5))
     assert third.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "reopened 2 times" in third.details()
+    assert f"reopened {MAX_REOPENS} times" in third.details()
     assert mine(reporter, tid, code).allowed_actions == ["confirm_resolution", "upload_evidence"]
-    assert public(reporter, tid).reopen_count == 2
+    assert public(reporter, tid).reopen_count == MAX_REOPENS
 
 
 def test_public_listing_filters_and_pages(stack: Stack, stubs: Any) -> None:

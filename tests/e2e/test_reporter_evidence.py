@@ -1,12 +1,15 @@
 """Evidence uploads over gRPC (client streaming) against the running services, with small
 limits set through the environment: accepted JPEG and PDF stored in GridFS with their
-SHA-256, refused types, mismatches and oversize files leaving nothing behind."""
+SHA-256, refused types, mismatches and oversize files leaving nothing behind, the cap on
+concurrent uploads, and the orphan sweep cleaning up after an intake killed mid-upload."""
 
 from __future__ import annotations
 
 import hashlib
+import signal
 import struct
 import threading
+import urllib.request
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +19,23 @@ import gridfs
 import grpc
 import pytest
 from bson import ObjectId
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from lapor.v1 import common_pb2, reporter_pb2, reporter_pb2_grpc
 from pymongo import MongoClient
 
 from services.stack.supervisor import Stack
 from tests.e2e.conftest import start_stack
-from tests.support import intake_stub, submit_request
+from tests.support import eventually, intake_stub, submit_request
 
 LIMITS = {
     "LAPOR_EVIDENCE_MAX_FILE_BYTES": "200000",
     "LAPOR_EVIDENCE_MAX_VIDEO_BYTES": "300000",
     "LAPOR_EVIDENCE_MAX_REPORT_BYTES": "400000",
+    "LAPOR_EVIDENCE_MAX_CONCURRENT_UPLOADS": "2",
+    # Longer than any upload here takes; short enough to watch the sweep work.
+    "LAPOR_EVIDENCE_ORPHAN_GRACE_SECONDS": "8",
+    "LAPOR_EVIDENCE_SWEEP_INTERVAL_SECONDS": "0.5",
 }
 
 
@@ -228,6 +237,119 @@ def test_a_client_hanging_up_mid_upload_leaves_nothing(clients: Any) -> None:
     # A later upload to the same report goes through; the cut one left nothing.
     receipt = upload(reporter, tid, code, "foto.jpg", "image/jpeg", tiny_jpeg())
     assert receipt.report_evidence_bytes == len(tiny_jpeg())
-    assert stored_files(db, tid) == 1
+    # Chunks go to GridFS while an upload runs; the server deletes them when it sees the
+    # cancellation, which reaches it asynchronously.
+    eventually(lambda: stored_files(db, tid) == 1, timeout=10, what="the partial file deleted")
     listed = db["complaints"].find_one({"_id": tid})["evidence"]
     assert [e["name"] for e in listed] == ["foto.jpg"]
+
+
+def held_upload(
+    reporter: Any,
+    tid: str,
+    code: str,
+    data: bytes,
+    release: threading.Event,
+    name: str = "s.pdf",
+    ctype: str = "application/pdf",
+) -> grpc.Future:
+    """An upload that sends `data`, then waits for `release` before it ends."""
+
+    def chunks() -> Iterator[reporter_pb2.EvidenceChunk]:
+        yield reporter_pb2.EvidenceChunk(
+            header=reporter_pb2.EvidenceHeader(
+                tracking_id=tid, follow_up_code=code, file_name=name, content_type=ctype
+            )
+        )
+        yield reporter_pb2.EvidenceChunk(data=data)
+        release.wait(30)
+
+    return reporter.UploadEvidence.future(chunks(), timeout=60)
+
+
+def test_uploads_beyond_the_cap_get_resource_exhausted_with_a_retry_delay(clients: Any) -> None:
+    intake, reporter, db = clients
+    tid, code = new_report(intake)
+    release = threading.Event()
+    pdf = tiny_pdf(20_000)  # past the sniffed head: the server has started each file
+    running = [held_upload(reporter, tid, code, pdf, release) for _ in range(2)]
+    try:
+        eventually(lambda: stored_files(db, tid) == 2, timeout=15, what="two running uploads")
+        other, other_code = new_report(intake)
+        err = refused(
+            lambda: upload(reporter, other, other_code, "a.jpg", "image/jpeg", tiny_jpeg())
+        )
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert (
+            err.details().startswith("upload_evidence: ") and "at most 2 uploads" in err.details()
+        )
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+        assert status is not None
+        info = error_details_pb2.RetryInfo()
+        assert any(d.Unpack(info) for d in status.details)
+        assert info.retry_delay.ToMilliseconds() > 0
+        assert stored_files(db, other) == 0
+    finally:
+        release.set()
+    receipts = [r.result(timeout=30) for r in running]
+    assert {r.evidence.size_bytes for r in receipts} == {len(pdf)}
+    # The slots are free again.
+    assert upload(reporter, other, other_code, "a.jpg", "image/jpeg", tiny_jpeg()).evidence.sha256
+
+
+def pending_chunks(db: Any, tid: str) -> int:
+    files = db["evidence.files"].find({"metadata.tracking_id": tid, "metadata.pending": True})
+    return int(
+        db["evidence.chunks"].count_documents({"files_id": {"$in": [f["_id"] for f in files]}})
+    )
+
+
+def orphans_deleted(stack: Stack) -> float:
+    port = stack.services["intake"].ports["metrics"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    for line in text.splitlines():
+        if line.startswith("lapor_intake_evidence_orphans_deleted_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_intake_killed_mid_upload_leaves_an_orphan_the_sweep_deletes(
+    evidence_stack: Stack, clients: Any
+) -> None:
+    """Last in this module: it restarts intake."""
+    intake, reporter, db = clients
+    tid, code = new_report(intake)
+    kept = upload(reporter, tid, code, "surat.pdf", "application/pdf", tiny_pdf())
+    release = threading.Event()
+    video = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 280_000
+    # A full GridFS chunk and more, then the stream waits.
+    cut = held_upload(reporter, tid, code, video, release, "v.mp4", "video/mp4")
+    try:
+        eventually(
+            lambda: pending_chunks(db, tid), timeout=15, what="the upload's first chunk in GridFS"
+        )
+        evidence_stack.stop_service("intake", signal.SIGKILL)
+    finally:
+        release.set()
+    with pytest.raises(grpc.RpcError):
+        cut.result(timeout=30)
+    orphan = db["evidence.files"].find_one({"metadata.tracking_id": tid, "metadata.pending": True})
+    assert orphan is not None  # what the killed process left
+    evidence_stack.start_service("intake")
+    evidence_stack.wait_serving(("intake",), timeout=90)
+    eventually(
+        lambda: db["evidence.files"].find_one({"_id": orphan["_id"]}) is None,
+        timeout=60,
+        what="the orphan swept",
+    )
+    assert db["evidence.chunks"].count_documents({"files_id": orphan["_id"]}) == 0
+    assert orphans_deleted(evidence_stack) >= 1
+    assert stored_files(db, tid) == 1
+    report = reporter.GetMyReport(
+        reporter_pb2.GetMyReportRequest(tracking_id=tid, follow_up_code=code), timeout=5
+    )
+    assert [e.evidence_id for e in report.evidence] == [kept.evidence.evidence_id]
+    bucket = gridfs.GridFSBucket(db, bucket_name="evidence")
+    stored = bucket.open_download_stream(ObjectId(kept.evidence.evidence_id)).read()
+    assert hashlib.sha256(stored).hexdigest() == kept.evidence.sha256

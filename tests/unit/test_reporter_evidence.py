@@ -1,8 +1,10 @@
 """Evidence rules over a fake store: sniffed types, declared-type and name mismatches, size
-limits, and nothing half-stored when an upload fails."""
+limits, nothing half-stored when an upload fails, pieces handed on as they arrive, and the
+per-process cap on concurrent uploads."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +12,12 @@ from typing import Any
 import pytest
 
 from services.common.clock import ManualClock
-from services.common.errors import FailedPrecondition, PermissionDenied, ValidationError
+from services.common.errors import (
+    FailedPrecondition,
+    PermissionDenied,
+    ResourceExhausted,
+    ValidationError,
+)
 from services.common.ids import new_tracking_id
 from services.intake.evidence import (
     EvidenceHandlers,
@@ -33,9 +40,11 @@ EXE = b"MZ\x90\x00" + b"\x00" * 200
 class FakeFile:
     def __init__(self, store: FakeStore, name: str) -> None:
         self.store, self.name, self.data, self.state = store, name, b"", "open"
+        self.writes: list[int] = []
 
     async def write(self, data: bytes) -> None:
         self.data += data
+        self.writes.append(len(data))
         if self.store.fail_after is not None and len(self.data) > self.store.fail_after:
             raise ConnectionError("database went away")
 
@@ -46,6 +55,8 @@ class FakeFile:
 
     async def abort(self) -> None:
         self.state = "aborted"
+        if self.store.fail_abort:
+            raise ConnectionError("database went away during the clean-up")
 
 
 class FakeStore:
@@ -54,8 +65,10 @@ class FakeStore:
         self.files: dict[str, bytes] = {}
         self.opened: list[FakeFile] = []
         self.fail_after: int | None = None
+        self.fail_abort = False
+        self.attach_error: tuple[Exception, bool] | None = None  # (error, listed before it)
 
-    def create(self, tracking_id: str, file_name: str, content_type: str) -> FakeFile:
+    async def create(self, tracking_id: str, file_name: str, content_type: str) -> FakeFile:
         f = FakeFile(self, f"f{len(self.opened)}")
         self.opened.append(f)
         return f
@@ -65,9 +78,17 @@ class FakeStore:
         total = doc.get("evidence_bytes", 0) + item.size_bytes
         if total > max_report_bytes:
             return -1
+        if self.attach_error is not None and not self.attach_error[1]:
+            raise self.attach_error[0]
         doc["evidence_bytes"] = total
         doc.setdefault("evidence", []).append(item)
+        if self.attach_error is not None:
+            raise self.attach_error[0]  # listed, but the reply was lost
         return int(total)
+
+    async def listed(self, tracking_id: str, evidence_id: str) -> bool:
+        items = self.reports.docs[tracking_id].get("evidence", [])
+        return any(i.evidence_id == evidence_id for i in items)
 
     async def delete(self, evidence_id: str) -> None:
         self.files.pop(evidence_id, None)
@@ -198,3 +219,88 @@ async def test_bytes_read_for_sniffing_are_stored_once_and_in_order(setup: Any) 
     stored = await h.upload(header(tid, "surat.pdf", "application/pdf"), chunks(data, 3000))
     assert store.files[stored.evidence_id] == data
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_pieces_are_handed_to_the_store_as_they_arrive(setup: Any) -> None:
+    """Nothing gathers the file: each piece reaches the store before the next one is read,
+    and no write is larger than one piece (the sniffed head aside, itself one piece here)."""
+    h, reports, store = setup
+    h.limits = EvidenceLimits(max_file_bytes=10 * 1024 * 1024, max_report_bytes=10 * 1024 * 1024)
+    tid = reports.add()
+    piece = 64 * 1024
+    data = PDF + b"%" * (40 * piece)
+    behind: list[int] = []
+
+    async def watched() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), piece):
+            if i >= 2 * piece:  # the sniffed head is one piece: the store has all before i
+                behind.append(i - len(store.opened[0].data))
+            yield data[i : i + piece]
+
+    stored = await h.upload(header(tid, "surat.pdf", "application/pdf"), watched())
+    assert store.files[stored.evidence_id] == data
+    assert behind and set(behind) == {0}
+    assert max(store.opened[0].writes) == piece
+
+
+async def test_uploads_beyond_the_cap_are_refused_with_a_retry_delay(setup: Any) -> None:
+    h, reports, store = setup
+    h.limits = EvidenceLimits(max_file_bytes=1000, max_concurrent_uploads=2)
+    tid = reports.add()
+    release = asyncio.Event()
+    started = [asyncio.Event(), asyncio.Event()]
+
+    async def held(i: int) -> AsyncIterator[bytes]:
+        yield JPEG[:100]
+        started[i].set()
+        await release.wait()
+        yield JPEG[100:]
+
+    running = [
+        asyncio.create_task(h.upload(header(tid, f"{i}.jpg", "image/jpeg"), held(i)))
+        for i in range(2)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 5)
+    with pytest.raises(ResourceExhausted) as err:
+        await h.upload(header(tid, "c.jpg", "image/jpeg"), chunks(JPEG))
+    assert str(err.value).startswith("upload_evidence: ") and "at most 2 uploads" in str(err)
+    assert err.value.retry_after_seconds > 0
+    assert store.opened == []  # the refused upload read and stored nothing
+    release.set()
+    assert len(await asyncio.gather(*running)) == 2
+    assert h.active == 0
+    assert (await h.upload(header(tid, "c.jpg", "image/jpeg"), chunks(JPEG))).size_bytes
+
+
+async def test_failed_uploads_free_their_slot(setup: Any) -> None:
+    h, reports, store = setup
+    h.limits = EvidenceLimits(max_file_bytes=1000, max_concurrent_uploads=1)
+    tid = reports.add()
+    for _ in range(3):
+        with pytest.raises(ValidationError):
+            await h.upload(header(tid, "a.jpg", "image/jpeg"), chunks(EXE))
+    with pytest.raises(PermissionDenied):
+        await h.upload(header(tid, "a.jpg", "image/jpeg", code="WRONG"), chunks(JPEG))
+    assert h.active == 0
+    assert (await h.upload(header(tid, "a.jpg", "image/jpeg"), chunks(JPEG))).size_bytes
+
+
+async def test_a_failing_clean_up_does_not_hide_the_error(setup: Any) -> None:
+    h, reports, store = setup
+    tid = reports.add()
+    store.fail_after, store.fail_abort = 150, True
+    with pytest.raises(ConnectionError, match="database went away$"):
+        await h.upload(header(tid, "a.jpg", "image/jpeg"), chunks(JPEG))
+    assert [f.state for f in store.opened] == ["aborted"]
+
+
+@pytest.mark.parametrize("listed_before_error", [False, True])
+async def test_a_failing_listing_deletes_the_file_only_when_it_is_not_listed(
+    setup: Any, listed_before_error: bool
+) -> None:
+    h, reports, store = setup
+    tid = reports.add()
+    store.attach_error = (ConnectionError("reply lost"), listed_before_error)
+    with pytest.raises(ConnectionError):
+        await h.upload(header(tid, "a.jpg", "image/jpeg"), chunks(JPEG))
+    assert ("f0" in store.files) is listed_before_error

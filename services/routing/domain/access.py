@@ -2,14 +2,16 @@
 
 National admins see every report; officers and institution admins see the reports held by
 their institution or any unit below it. A report outside one's reach is reported as not
-found (see docs/officers-api.md), so ids of other institutions' reports leak nothing.
+found (see docs/officers-api.md), so ids of other institutions' reports leak nothing. The
+rule is services/common/scope.py, shared with intake's evidence API.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.errors import NotFound, PermissionDenied
+from services.common import scope
+from services.common.errors import PermissionDenied
 from services.routing.domain.case import Role
 from services.routing.domain.directory import Directory
 
@@ -33,30 +35,21 @@ def require_known_institution(actor: Actor, directory: Directory) -> None:
         raise PermissionDenied(f"authorization: unknown institution {actor.institution!r}")
 
 
+# The visibility rule itself lives in services/common/scope.py (intake's evidence API uses
+# it too); these names stay so routing's callers read as before.
+
+
 def can_see(actor: Actor, holder_id: str, directory: Directory) -> bool:
-    if actor.is_national_admin:
-        return True
-    return directory.is_within(holder_id, actor.institution)
+    return scope.can_see(actor, holder_id, directory)
 
 
 def require_visible(actor: Actor, tracking_id: str, holder_id: str, directory: Directory) -> None:
-    if not can_see(actor, holder_id, directory):
-        raise NotFound(f"tracking_id: no report {tracking_id!r}")
+    scope.require_visible(actor, tracking_id, holder_id, directory)
 
 
 def visible_institutions(actor: Actor, directory: Directory) -> list[str] | None:
     """The institution ids whose reports ``actor`` sees; None for everything."""
-    if actor.is_national_admin:
-        return None
-    result: list[str] = []
-    pending = [actor.institution]
-    while pending:
-        current = pending.pop()
-        if current in result:
-            continue
-        result.append(current)
-        pending.extend(child.id for child in directory.children(current))
-    return result
+    return scope.visible_institutions(actor, directory)
 
 
 def require_national_admin(actor: Actor) -> None:

@@ -16,13 +16,20 @@ from services.common.errors import (
     Violation,
     require,
 )
-from services.common.status import HANDLING_CLASSES, CaseState, Colour, colour_of
+from services.common.status import (
+    HANDLING_CLASSES,
+    MAX_REOPENS,
+    REASON_MAX,
+    TEXT_MAX,
+    CaseState,
+    Colour,
+    colour_of,
+)
 
-MAX_TEXT = 4000
-MAX_REASON = 1000
+MAX_TEXT = TEXT_MAX
+MAX_REASON = REASON_MAX
 MAX_EVIDENCE = 20
 MAX_EVIDENCE_REF = 500
-MAX_REOPENS = 2
 VERIFICATION_QUEUE = "verification-queue"
 
 

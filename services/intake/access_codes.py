@@ -1,0 +1,514 @@
+"""Access by verified contact, and the brake on guessing codes. Written against ports, so
+the rules run over fakes in unit tests (the MongoDB adapters are in access_store.py).
+
+A reporter who lost the follow-up code proves the report is theirs through the contact
+stored with it (confidential and public reports; anonymous ones keep none):
+
+1. ``RequestAccessCode(tracking_id, contact)``: when the contact's keyed hash equals the
+   keyed hash of the stored (decrypted) contact, a numeric one-time code from ``secrets`` is
+   made, only its keyed hash is stored with an expiry and an attempt budget, and the code
+   goes out through the ``CodeSender`` port, in the background so that the reply takes as
+   long whether or not a code was sent. The reply never tells whether the contact matched
+   or the report exists. Requests per tracking id are limited.
+2. ``VerifyAccessCode(tracking_id, code)``: each try takes one attempt of the code's budget
+   atomically (so parallel guesses cannot exceed it); the right code is consumed (single
+   use) and exchanged for an access token: 256 random bits, stored as a SHA-256, valid for
+   a short time, accepted by the own-report calls instead of the follow-up code.
+
+Every wrong credential for a tracking id (follow-up code, access code, access token) is
+counted in MongoDB (``GuessGuard``), shared by every intake replica; over the limit within
+the window, the tracking id answers RESOURCE_EXHAUSTED with a retry delay until the oldest
+counted failure leaves the window, whatever the credential, the right one included (else
+guessing could go on). Unknown tracking ids are counted the same way, so the limit does not
+tell whether a report exists.
+
+The contact never leaves this module in clear except to the sender, which must deliver it;
+what is stored or logged holds at most its keyed hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from services.common.clock import Clock
+from services.common.errors import PermissionDenied, ResourceExhausted, Violation, require
+from services.common.ids import MalformedTrackingId, parse_tracking_id
+from services.common.settings import Env, Secret, SettingsError
+from services.intake.abuse import AbuseHasher
+from services.intake.domain import EMAIL, Contact
+from services.intake.phone import NotAPhoneNumber, to_e164
+
+log = logging.getLogger(__name__)
+
+Doc = dict[str, Any]
+
+CODE_DIGITS = 6
+TOKEN_PREFIX = "lat_"
+TOKEN_PATTERN = re.compile(r"^lat_[A-Za-z0-9_\-]{43}$")
+CONTACT_MAX = 254
+SENDERS = ("collection", "log", "webhook")
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")  # the only hosts a webhook may use http for
+REQUESTED = (
+    "if this contact belongs to the report, a code was sent to it; it is valid for "
+    "{minutes} minutes"
+)
+NO_CODE_MATCH = (
+    "tracking_id, access_code: no valid access code matches this tracking id (a code is "
+    "valid once, for a limited time and a limited number of tries)"
+)
+NO_TOKEN_MATCH = (
+    "tracking_id, access_token: no report matches this tracking id and access token (it may "
+    "have expired: ask for a new code)"
+)
+
+
+# --- settings ---------------------------------------------------------------------------
+
+WEBHOOK_URL = "LAPOR_ACCESS_CODE_WEBHOOK_URL"
+WEBHOOK_TOKEN = "LAPOR_ACCESS_CODE_WEBHOOK_TOKEN"
+WEBHOOK_TIMEOUT = "LAPOR_ACCESS_CODE_WEBHOOK_TIMEOUT_SECONDS"
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Where the ``webhook`` sender POSTs codes (an SMS gateway or an e-mail relay). The URL
+    may carry a key in its query: it is kept out of repr and of every message."""
+
+    url: str = field(repr=False)
+    token: Secret
+    timeout_seconds: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> WebhookSettings:
+        if env.optional(WEBHOOK_URL) is None:
+            raise SettingsError(f"{WEBHOOK_URL} is required when LAPOR_ACCESS_CODE_SENDER=webhook")
+        url = env.text(WEBHOOK_URL)
+        problem = webhook_url_problem(url)
+        if problem:
+            raise SettingsError(f"{WEBHOOK_URL}: {problem}")  # never the value: it may hold a key
+        if env.optional(WEBHOOK_TOKEN) is None:
+            raise SettingsError(
+                f"{WEBHOOK_TOKEN} is required when LAPOR_ACCESS_CODE_SENDER=webhook "
+                "(the gateway's bearer token)"
+            )
+        return cls(
+            url=url,
+            token=env.secret(WEBHOOK_TOKEN),
+            timeout_seconds=env.number(WEBHOOK_TIMEOUT, 5.0, low=0.1, high=60.0),
+        )
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why `url` cannot be the webhook (https, or http to this host only), or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return "is not a URL"
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("https", "http") or not host:
+        return "must be an https:// URL with a host"
+    if parts.scheme == "http" and host not in LOCAL_HOSTS:
+        return "must use https:// (http:// only for localhost or 127.0.0.1)"
+    if parts.username is not None or parts.password is not None:
+        return f"must not hold credentials: put the token into {WEBHOOK_TOKEN}"
+    return None
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    sender: str = "collection"
+    code_ttl: timedelta = timedelta(minutes=10)
+    code_max_attempts: int = 5
+    requests_per_report: int = 3  # 0: no limit
+    request_window: timedelta = timedelta(minutes=15)
+    token_ttl: timedelta = timedelta(minutes=30)
+    max_wrong_codes: int = 5  # 0: no limit
+    wrong_codes_window: timedelta = timedelta(minutes=15)
+    webhook: WebhookSettings | None = None  # sender "webhook" only
+
+    @classmethod
+    def from_env(cls, env: Env) -> AccessSettings:
+        day = 86_400
+        sender = env.choice("LAPOR_ACCESS_CODE_SENDER", SENDERS, "collection")
+        return cls(
+            sender=sender,
+            code_ttl=timedelta(
+                seconds=env.integer("LAPOR_ACCESS_CODE_TTL_SECONDS", 600, low=60, high=day)
+            ),
+            code_max_attempts=env.integer("LAPOR_ACCESS_CODE_MAX_ATTEMPTS", 5, low=1, high=20),
+            requests_per_report=env.integer(
+                "LAPOR_ACCESS_CODE_REQUESTS_PER_REPORT", 3, low=0, high=1000
+            ),
+            request_window=timedelta(
+                seconds=env.integer(
+                    "LAPOR_ACCESS_CODE_REQUEST_WINDOW_SECONDS", 900, low=1, high=day
+                )
+            ),
+            token_ttl=timedelta(
+                seconds=env.integer("LAPOR_ACCESS_TOKEN_TTL_SECONDS", 1800, low=60, high=day)
+            ),
+            max_wrong_codes=env.integer("LAPOR_REPORTER_MAX_WRONG_CODES", 5, low=0, high=1000),
+            wrong_codes_window=timedelta(
+                seconds=env.integer(
+                    "LAPOR_REPORTER_WRONG_CODES_WINDOW_SECONDS", 900, low=1, high=day
+                )
+            ),
+            webhook=WebhookSettings.from_env(env) if sender == "webhook" else None,
+        )
+
+
+# --- pure rules -------------------------------------------------------------------------
+
+
+def new_access_code() -> str:
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def code_text(tracking_id: str, code: str, valid_for: timedelta) -> str:
+    """What the reporter reads: Indonesian, GSM-7 only and at most 160 characters (one SMS)
+    for every tracking id, code and TTL setting (up to 1440 minutes)."""
+    minutes = max(int(valid_for.total_seconds()) // 60, 1)
+    return (
+        f"Kode akses LAPOR! untuk laporan {tracking_id}: {code}. Berlaku {minutes} menit. "
+        "Jangan berikan kepada siapa pun, termasuk petugas."
+    )
+
+
+def canonical_access_code(code: str) -> str:
+    return "".join(code.split()).replace("-", "")
+
+
+def access_code_violations(code: str) -> list[Violation]:
+    text = canonical_access_code(code)
+    if not text:
+        return [Violation("access_code", "must not be empty")]
+    if len(text) != CODE_DIGITS or not text.isascii() or not text.isdigit():
+        return [Violation("access_code", f"must be the {CODE_DIGITS} digits that were sent")]
+    return []
+
+
+def new_access_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def is_access_token(credential: str) -> bool:
+    """Access tokens carry a prefix no follow-up code has (Crockford symbols only), so one
+    string can carry either credential."""
+    return credential.strip().startswith(TOKEN_PREFIX)
+
+
+def token_violations(token: str) -> list[Violation]:
+    if not TOKEN_PATTERN.match(token.strip()):
+        return [Violation("access_token", "is not an access token issued by VerifyAccessCode")]
+    return []
+
+
+def token_hash(token: str) -> str:
+    """256 random bits need no key and no salt: a plain SHA-256 cannot be reversed."""
+    return hashlib.sha256(token.strip().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ContactPoint:
+    """A way to reach the reporter, normalised as intake stores it: E.164 or an e-mail."""
+
+    kind: str  # "phone" or "email"
+    value: str = field(repr=False)
+
+
+def parse_contact(raw: str) -> tuple[ContactPoint | None, list[Violation]]:
+    text = raw.strip()
+    if not text:
+        return None, [Violation("contact", "must not be empty")]
+    if len(text) > CONTACT_MAX:
+        return None, [Violation("contact", f"must be at most {CONTACT_MAX} characters")]
+    if "@" in text:
+        if not EMAIL.match(text):
+            return None, [Violation("contact", "is not an e-mail address")]
+        return ContactPoint("email", text.lower()), []
+    try:
+        return ContactPoint("phone", to_e164(text)), []
+    except NotAPhoneNumber as exc:
+        return None, [Violation("contact", f"is not a phone number or an e-mail address: {exc}")]
+
+
+def contact_points(contact: Contact | None) -> list[ContactPoint]:
+    """The stored contact's ways to receive a code (a name or a social handle cannot)."""
+    if contact is None:
+        return []
+    points = []
+    if contact.phone.strip():
+        points.append(ContactPoint("phone", contact.phone.strip()))
+    if contact.email.strip():
+        points.append(ContactPoint("email", contact.email.strip().lower()))
+    return points
+
+
+def retry_after(
+    times: list[datetime], now: datetime, limit: int, window: timedelta
+) -> float | None:
+    """Seconds until fewer than `limit` of `times` fall within `window` before `now`; None
+    when that is already so (a sliding window)."""
+    if limit <= 0:
+        return None
+    recent = sorted(t for t in times if t > now - window)
+    if len(recent) < limit:
+        return None
+    return max((recent[-limit] + window - now).total_seconds(), 1.0)
+
+
+# --- ports ------------------------------------------------------------------------------
+
+
+class AttemptLog(Protocol):
+    """Times of recent attempts per key, shared by every replica."""
+
+    async def times(self, key: str) -> list[datetime]: ...
+
+    async def add(self, key: str, at: datetime, keep: int, expires_at: datetime) -> None:
+        """Append `at`, keep the last `keep` times, forget the key after `expires_at`."""
+        ...
+
+
+class AccessCodeStore(Protocol):
+    async def put(self, tracking_id: str, code_hash: str, expires_at: datetime, tries: int) -> None:
+        """The report's one pending code (a new one replaces the previous one)."""
+        ...
+
+    async def touch(self, tracking_id: str) -> None:
+        """A write that changes nothing, as costly as `put` (no code for this request)."""
+        ...
+
+    async def take_attempt(self, tracking_id: str, now: datetime) -> str | None:
+        """Atomically use one try of the pending code if it has tries left and has not
+        expired; its hash, or None."""
+        ...
+
+    async def consume(self, tracking_id: str, code_hash: str) -> bool:
+        """Remove the code (single use); False when another request consumed it first."""
+        ...
+
+
+class AccessTokenStore(Protocol):
+    async def issue(self, token_sha256: str, tracking_id: str, expires_at: datetime) -> None: ...
+
+    async def valid(self, token_sha256: str, tracking_id: str, now: datetime) -> bool: ...
+
+
+@dataclass(frozen=True)
+class AccessCodeMessage:
+    """What a sender delivers. `contact` is the only clear contact outside the sealed
+    identity: a sender may use it to deliver, never store or log it."""
+
+    tracking_id: str
+    contact: ContactPoint = field(repr=False)
+    contact_hash: str  # keyed (LAPOR_ABUSE_HASH_KEY), never reversible without the key
+    code: str = field(repr=False)
+    expires_at: datetime
+
+
+class CodeSender(Protocol):
+    name: str
+
+    async def send(self, message: AccessCodeMessage) -> None: ...
+
+
+# --- the guard against guessing ---------------------------------------------------------
+
+
+@dataclass
+class GuessGuard:
+    """Wrong credentials per tracking id, in a sliding window, counted in the shared store."""
+
+    log: AttemptLog
+    clock: Clock
+    limit: int = 5
+    window: timedelta = timedelta(minutes=15)
+
+    @staticmethod
+    def key(tracking_id: str) -> str:
+        return f"wrong:{tracking_id}"
+
+    async def retry_after(self, tracking_id: str) -> float | None:
+        if self.limit <= 0:
+            return None
+        times = await self.log.times(self.key(tracking_id))
+        return retry_after(times, self.clock.now(), self.limit, self.window)
+
+    async def check(self, tracking_id: str) -> None:
+        blocked = await self.retry_after(tracking_id)
+        if blocked is not None:
+            raise too_many_wrong_codes(self.limit, self.window, blocked)
+
+    async def failed(self, tracking_id: str) -> None:
+        if self.limit <= 0:
+            return
+        now = self.clock.now()
+        await self.log.add(self.key(tracking_id), now, self.limit, now + self.window)
+
+
+def too_many_wrong_codes(limit: int, window: timedelta, wait: float) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"tracking_id: too many wrong codes for this report (at most {limit} every "
+        f"{int(window.total_seconds())} s); try again in {int(wait + 0.999)} s",
+        wait,
+    )
+
+
+# --- use cases --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodeRequested:
+    message: str
+    valid_seconds: int
+    code_length: int = CODE_DIGITS
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str = field(repr=False)
+    tracking_id: str
+    expires_at: datetime
+
+
+class ReportReader(Protocol):
+    async def get(self, tracking_id: str) -> Doc | None: ...
+
+
+def _tracking_id(raw: str) -> tuple[str, list[Violation]]:
+    try:
+        return parse_tracking_id(raw), []
+    except MalformedTrackingId as exc:
+        return "", [Violation("tracking_id", str(exc))]
+
+
+@dataclass
+class AccessHandlers:
+    reports: ReportReader
+    open_contact: Callable[[Doc], Contact | None]
+    hasher: AbuseHasher
+    codes: AccessCodeStore
+    tokens: AccessTokenStore
+    attempts: AttemptLog
+    guard: GuessGuard
+    sender: CodeSender
+    clock: Clock
+    settings: AccessSettings = field(default_factory=AccessSettings)
+    _sending: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
+
+    def _code_hash(self, tracking_id: str, code: str) -> str:
+        # 10^6 codes: a plain hash would be reversed at once; keyed, it cannot be.
+        return self.hasher.digest("access-code", f"{tracking_id}:{canonical_access_code(code)}")
+
+    async def request_code(self, raw_tracking_id: str, raw_contact: str) -> CodeRequested:
+        tracking_id, v = _tracking_id(raw_tracking_id)
+        point, cv = parse_contact(raw_contact)
+        require(v + cv)
+        assert point is not None
+        await self._count_request(tracking_id)
+        doc = await self.reports.get(tracking_id)
+        wanted = self.hasher.digest(point.kind, point.value)
+        matched = False
+        for stored in self._stored_points(doc) or [_NOBODY]:  # the same work when none
+            digest = self.hasher.digest(stored.kind, stored.value)
+            matched = hmac.compare_digest(digest, wanted) or matched
+        now = self.clock.now()
+        expires_at = now + self.settings.code_ttl
+        if matched:
+            code = new_access_code()
+            await self.codes.put(
+                tracking_id,
+                self._code_hash(tracking_id, code),
+                expires_at,
+                self.settings.code_max_attempts,
+            )
+            self._dispatch(AccessCodeMessage(tracking_id, point, wanted, code, expires_at))
+        else:
+            await self.codes.touch(tracking_id)
+        seconds = int(self.settings.code_ttl.total_seconds())
+        return CodeRequested(REQUESTED.format(minutes=max(seconds // 60, 1)), seconds)
+
+    async def verify_code(self, raw_tracking_id: str, raw_code: str) -> IssuedToken:
+        tracking_id, v = _tracking_id(raw_tracking_id)
+        require(v + access_code_violations(raw_code))
+        await self.guard.check(tracking_id)
+        now = self.clock.now()
+        stored = await self.codes.take_attempt(tracking_id, now)
+        given = self._code_hash(tracking_id, raw_code)
+        ok = hmac.compare_digest(stored or _NO_CODE, given) and stored is not None
+        if not ok or stored is None:
+            await self.guard.failed(tracking_id)
+            raise PermissionDenied(NO_CODE_MATCH)
+        if not await self.codes.consume(tracking_id, stored):
+            raise PermissionDenied(NO_CODE_MATCH)  # a parallel request used it first
+        token = new_access_token()
+        expires_at = now + self.settings.token_ttl
+        await self.tokens.issue(token_hash(token), tracking_id, expires_at)
+        return IssuedToken(token, tracking_id, expires_at)
+
+    async def settle(self) -> None:
+        """Wait for the codes being sent (tests; shutdown)."""
+        while self._sending:
+            await asyncio.gather(*list(self._sending), return_exceptions=True)
+
+    def _stored_points(self, doc: Doc | None) -> list[ContactPoint]:
+        if doc is None or not doc.get("reporter"):
+            return []
+        try:
+            return contact_points(self.open_contact(doc))
+        except Exception as exc:  # noqa: BLE001 - a key gone from the ring: no match
+            log.warning(
+                "could not open a reporter identity for an access code",
+                extra={"tracking_id": doc.get("_id"), "error": type(exc).__name__},
+            )
+            return []
+
+    async def _count_request(self, tracking_id: str) -> None:
+        limit, window = self.settings.requests_per_report, self.settings.request_window
+        if limit <= 0:
+            return
+        key = f"request:{tracking_id}"
+        now = self.clock.now()
+        wait = retry_after(await self.attempts.times(key), now, limit, window)
+        if wait is not None:
+            raise ResourceExhausted(
+                f"tracking_id: at most {limit} access-code requests per report every "
+                f"{int(window.total_seconds())} s; try again in {int(wait + 0.999)} s",
+                wait,
+            )
+        await self.attempts.add(key, now, limit, now + window)
+
+    def _dispatch(self, message: AccessCodeMessage) -> None:
+        """Send in the background: the reply does not wait for (or reveal) a delivery."""
+        task = asyncio.get_running_loop().create_task(self._send(message))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, message: AccessCodeMessage) -> None:
+        try:
+            await self.sender.send(message)
+        except Exception as exc:  # noqa: BLE001 - never log the message: it holds the code
+            log.warning(
+                "could not send an access code",
+                extra={
+                    "tracking_id": message.tracking_id,
+                    "sender": self.sender.name,
+                    "error": type(exc).__name__,
+                },
+            )
+
+
+_NO_CODE = "0" * 40  # compared against when there is no pending code: the same work
+_NOBODY = ContactPoint("phone", "\x00")  # hashed when the report has no contact; never matches
