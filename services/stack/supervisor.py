@@ -9,8 +9,6 @@ supervisor itself is killed.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -35,12 +33,11 @@ _STACK_SETTINGS = (
     "LAPOR_METRICS_PORT",
     "LAPOR_OUTBOX_REPLAY",
 )
-_PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _guarded(args: list[str]) -> list[str]:
+    """`args` run so that they die with this process (services/stack/orphan_guard.py)."""
+    return [sys.executable, "-m", "services.stack.orphan_guard", str(os.getpid()), *args]
 
 
 def free_port() -> int:
@@ -119,12 +116,11 @@ class Stack:
         for topic in ALL_TOPICS:
             args += ["--topic", topic]
         popen = subprocess.Popen(
-            args,
+            _guarded(args),
             stdout=subprocess.PIPE,
             stdin=subprocess.PIPE,
             stderr=self._log("kafka"),
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         assert popen.stdout is not None
         line = popen.stdout.readline()
@@ -164,22 +160,23 @@ class Stack:
     def _start_secantus(self, name: str, port: int, storage: str) -> tuple[Proc, str]:
         exe = Path(sys.executable).with_name("secantusd-py")
         popen = subprocess.Popen(
-            [
-                str(exe),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--storage-path",
-                storage,
-                "--log-level",
-                "WARNING",
-            ],
+            _guarded(
+                [
+                    str(exe),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--storage-path",
+                    storage,
+                    "--log-level",
+                    "WARNING",
+                ]
+            ),
             stdout=self._log(name),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
             cwd=self.workdir,
         )
         wait_for_port(port, 60, popen)
@@ -224,13 +221,12 @@ class Stack:
             extra_env if extra_env is not None else (previous.env if previous else {}),
         )
         popen = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
+            _guarded([sys.executable, "-m", f"services.{name}"]),
             env=env,
             stdout=self._log(name),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         proc = Proc(
             name,

@@ -260,7 +260,8 @@ def test_extend_deadline_needs_the_holding_institution_and_stays_in_the_cap(
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
         with pytest.raises(grpc.RpcError) as err:
             extend(5, metadata=token("pemda-52"))
-        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+        assert err.value.details() == f"tracking_id: no report {tid!r}"  # type: ignore[attr-defined]
         with pytest.raises(grpc.RpcError) as err:
             extend(31, metadata=token(holder))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
