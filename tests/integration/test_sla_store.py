@@ -15,7 +15,7 @@ from lapor.v1 import common_pb2, events_pb2
 
 from services.common.auth import Principal
 from services.common.clock import ManualClock
-from services.common.errors import FailedPrecondition, PermissionDenied, ValidationError
+from services.common.errors import FailedPrecondition, NotFound, ValidationError
 from services.common.kafka import Delivery
 from services.common.outbox import OUTBOX
 from services.sla.cards import ReportCards
@@ -217,7 +217,7 @@ async def test_extension_rules_through_the_use_case(parts: Any, db: Any) -> None
     handlers, _, officers, _ = parts
     tid = uuid.uuid4().hex[:8]
     await handlers.handle_routed([delivery(routed(tid, "pemda-51.08/dinas-pu"))])
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotFound, match="no report"):  # another institution's: as if unknown
         await officers.extend(
             Principal("x", "pemda-52", "officer"),
             ExtendDeadline(tid, "resolution", timedelta(seconds=5), "survey"),
