@@ -73,8 +73,14 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
     clock = SystemClock()
     rules = Rules(settings.policy, WorkingCalendar.from_policy(settings.policy))
     handlers = SlaHandlers(cases, rules, clock, relay.wake)
-    sweeper = Sweeper(cases, settings.policy, clock, relay.wake)
-    officers = Officers(cases, rules, Directory.seed(default_regions()), clock, relay.wake)
+    directory = Directory.seed(default_regions())
+
+    def institution_name(institution_id: str) -> str:
+        found = directory.get(institution_id)
+        return found.name if found else ""
+
+    sweeper = Sweeper(cases, settings.policy, clock, relay.wake, institution_name=institution_name)
+    officers = Officers(cases, rules, directory, clock, relay.wake)
     cards = ReportCards(cases, clock)
     dead = DeadLetters(db["dead_letters"])
 

@@ -71,7 +71,13 @@ class Planned:
     counts: Counts
 
 
-def sweep_update(doc: Doc, policy: Policy, now: datetime, token: str = "") -> Planned:
+def sweep_update(
+    doc: Doc,
+    policy: Policy,
+    now: datetime,
+    token: str = "",
+    institution_name: Callable[[str], str] = lambda _id: "",
+) -> Planned:
     """The compare-and-set update for one due document, and the transitions it makes.
 
     `token` marks the write, so a sweeper can tell afterwards which of its writes won. The
@@ -83,6 +89,9 @@ def sweep_update(doc: Doc, policy: Policy, now: datetime, token: str = "") -> Pl
         updated = replace(updated, escalated=True)
     entries = [transition_entry(t) for t in transitions]
     view = {**doc, "timeline": [*doc.get("timeline", []), *entries]}
+    top_id = str(doc.get("institution_id", "")).split("/", 1)[0]
+    if top_id and not doc.get("top_institution_name"):  # a unit's government, by name
+        view["top_institution_name"] = institution_name(top_id)
     events = [transition_event(updated, t, view, now) for t in transitions]
     fields = case_fields(updated, doc["received_at"])
     update: Doc = {
@@ -106,6 +115,9 @@ class Sweeper:
     policy: Policy
     clock: Clock
     on_stored: Callable[[], None] = lambda: None
+    #: The name of an institution by id (the directory): the Ombudsman's escalation names
+    #: the government above the unit that holds the report.
+    institution_name: Callable[[str], str] = lambda _id: ""
     batch: int = 1000
     #: Reports per transaction: one write must stay well under the driver's heartbeat
     #: timeout (3 s), or a slow database gets the connection pool reset under it.
@@ -166,7 +178,9 @@ class Sweeper:
             planned: list[Planned] = []
             for doc in due:
                 try:
-                    planned.append(sweep_update(doc, self.policy, now, token))
+                    planned.append(
+                        sweep_update(doc, self.policy, now, token, self.institution_name)
+                    )
                 except Exception:  # one bad record never stops a sweep
                     log.exception(
                         "sweep failed for one report", extra={"tracking_id": doc.get("_id")}

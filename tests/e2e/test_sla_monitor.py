@@ -194,7 +194,12 @@ def test_unanswered_report_is_warned_breached_and_escalated_once(seconds_stack: 
     assert esc.title == "Pungli di kantor kelurahan"
     assert esc.body == "Diminta bayar untuk surat pengantar"
     assert esc.institution.id.startswith("pemda-51.08")
+    assert esc.institution.name and (esc.unit.name or not esc.unit.id)
+    assert esc.topic and esc.classification != common_pb2.CLASSIFICATION_UNSPECIFIED
     assert esc.region_code == "51.08" and esc.reason
+    assert "received" in [t.action for t in esc.timeline] or "routed" in [
+        t.action for t in esc.timeline
+    ]
     timeline = [t.action for t in esc.timeline]
     assert timeline.count("deadline_breach") >= 3 and "deadline_escalation" in timeline
     assert {d.clock for d in esc.deadlines} >= {"first_response", "ombudsman"}

@@ -188,6 +188,26 @@ async def test_racing_sweepers_count_each_transition_once(parts: Any, db: Any) -
     assert _counted() - before == 40 * 9
 
 
+async def test_one_sweep_moves_every_due_report_batch_after_batch(parts: Any, db: Any) -> None:
+    """Batches of 7 written in chunks of 3: all 40 reports, due at the same instant (ties
+    across batch borders), move in one sweep, each once."""
+    handlers, sweeper, _, clock = parts
+    tids = [uuid.uuid4().hex[:8] for _ in range(40)]
+    await handlers.handle_routed([delivery(routed(t)) for t in tids])
+    small = Sweeper(db["clocks"], sweeper.policy, clock, batch=7, write_chunk=3)
+    clock.set(T0 + timedelta(seconds=1000))
+    assert await small.sweep_once() >= 40
+    emitted = [e["id"] for e in await swept_events(db, tids)]
+    assert len(emitted) == len(set(emitted)) == 40 * 9
+    assert (
+        await db["clocks"].count_documents(
+            {"_id": {"$in": tids}, "next_due_at": {"$lte": clock.now()}}
+        )
+        == 0
+    )
+    assert await small.sweep_once() == 0
+
+
 async def test_escalation_carries_the_full_contract(parts: Any, db: Any) -> None:
     handlers, sweeper, _, clock = parts
     tid = uuid.uuid4().hex[:8]
