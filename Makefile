@@ -44,7 +44,7 @@ bench-intake: $(GEN_STAMP)
 	$(PY) -m bench.intake
 
 bench-routing: $(GEN_STAMP)
-	$(PY) -m bench.routing
+	$(PY) -m bench.routing --db-per-service
 
 bench-sla: $(GEN_STAMP)
 	$(PY) -m bench.sla

@@ -1,6 +1,9 @@
 """Benchmark of routing on its own embedded stack (broker, database, the four services).
 
-Run from the repository root: ``python -m bench.routing [--rates 10,25,50] [--seconds 20] [--burst 2000]``.
+Run from the repository root:
+``python -m bench.routing [--db-per-service] [--rates 10,20,30,40] [--seconds 20] [--burst N]``
+(``make bench-routing`` gives each service its own database process, as production gives each
+service its own database).
 
 1. Sustained load: realistic reports (the labelled test set, random regions) are submitted to
    intake at each of ``--rates`` per second for ``--seconds``; for each, the time from the
@@ -373,7 +376,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.routing")
     parser.add_argument(
         "--rates",
-        default="10,25,50",
+        default="10,20,30,40",
         help="sustained submits per second, comma-separated: one run of --seconds each",
     )
     parser.add_argument("--seconds", type=float, default=20.0)

@@ -319,8 +319,8 @@ def run(stack: Stack, args: argparse.Namespace) -> None:
         tallies.bulk_write(tally_ops(counts))
 
     secrets = generate()
-    # The report-card gauges scan every open report (see docs/sla.md); their cost is measured
-    # on its own below, so it does not run inside the measured window.
+    # The gauges' refresh (counter documents, see docs/sla.md) is measured on its own below,
+    # so it does not run inside the measured window.
     # No outbox replay: nothing was published before, and the replay's scan of every report
     # (`_published` has no index) would hold SecantusDB's global lock for minutes at 1M.
     env = {
