@@ -47,7 +47,7 @@ bench-routing: $(GEN_STAMP)
 	$(PY) -m bench.routing --db-per-service
 
 bench-sla: $(GEN_STAMP)
-	$(PY) -m bench.sla
+	$(PY) -m bench.sla --open 1000000
 
 venv: $(STAMP)
 
