@@ -62,6 +62,9 @@ def webhook_body(message: AccessCodeMessage, valid_for: timedelta, reference: st
     ).encode("utf-8")
 
 
+FAILURE_REASONS = ("http_3xx", "http_4xx", "http_5xx", "timeout", "connection", "tls")
+
+
 class WebhookCodeSender:
     name = "webhook"
 
@@ -73,6 +76,8 @@ class WebhookCodeSender:
         if host in LOCAL_HOSTS:  # a local relay: never through an http(s)_proxy
             handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
+        for reason in FAILURE_REASONS:  # series exist from the start: alerts see the first
+            ACCESS_CODE_SEND_FAILURES.labels(reason=reason)
 
     async def ensure_indexes(self) -> None:
         return None
