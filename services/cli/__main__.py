@@ -6,8 +6,10 @@
     lapor track TRACKING_ID [--wait SECONDS]
     lapor raise-privacy TRACKING_ID --code FOLLOW_UP_CODE --privacy confidential|anonymous
     lapor officer list|show|accept|forward|... (officers and admins: services/cli/officer.py)
+    lapor officer evidence list|get ...        (the reporter's files, from intake)
 
-The intake address comes from --intake, LAPOR_INTAKE_ADDR, or data/stack.json. The channel
+The intake address comes from --intake, LAPOR_INTAKE_ADDR, or data/stack.json
+(services/cli/connection.py). The channel
 client's API key from --api-key, LAPOR_API_KEY, or (embedded stack) data/secrets.json.
 """
 
@@ -18,28 +20,13 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import grpc
 from lapor.v1 import common_pb2, intake_pb2, intake_pb2_grpc
 
 from services.cli import officer
-
-
-def _address(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    if os.environ.get("LAPOR_INTAKE_ADDR"):
-        return os.environ["LAPOR_INTAKE_ADDR"]
-    stack = _data_dir() / "stack.json"
-    if stack.exists():
-        return str(json.loads(stack.read_text())["intake_grpc"])
-    return "127.0.0.1:50051"
-
-
-def _data_dir() -> Path:
-    return Path(os.environ.get("LAPOR_DATA_DIR", "data"))
+from services.cli.connection import CliError, data_dir, intake_address
 
 
 def _api_key(explicit: str | None) -> str:
@@ -47,7 +34,7 @@ def _api_key(explicit: str | None) -> str:
         return explicit
     if os.environ.get("LAPOR_API_KEY"):
         return os.environ["LAPOR_API_KEY"]
-    secrets = _data_dir() / "secrets.json"
+    secrets = data_dir() / "secrets.json"
     if secrets.exists():
         from services.intake.devenv import dev_api_key
 
@@ -159,8 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             return 0
 
+    try:
+        address = intake_address(args.intake)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     key = _api_key(args.api_key)
-    with grpc.insecure_channel(_address(args.intake)) as channel:
+    with grpc.insecure_channel(address) as channel:
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
         try:
             if args.command == "submit":

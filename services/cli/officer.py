@@ -6,11 +6,15 @@ OfficerService and AdminService (protos/lapor/v1/officer.proto, docs/officers-ap
     lapor officer show TRACKING_ID
     lapor officer accept|forward|decline|respond|request-info|set-class|follow-up|resolve ...
     lapor officer queue|verify|defer|not-authority|archive ...        (national admins)
+    lapor officer evidence list TRACKING_ID                           (intake's EvidenceService)
+    lapor officer evidence get TRACKING_ID EVIDENCE_ID [--out PATH] [--force]
 
 Every call carries `authorization: Bearer <JWT>`: from --token or LAPOR_OFFICER_TOKEN; or,
 on the embedded development stack only, minted by --dev-as INSTITUTION [--role R] from
 data/secrets.json. Routing's address comes from --routing, LAPOR_ROUTING_ADDR or
-data/stack.json. A refused call prints `error: CODE: message` on stderr and exits 2.
+data/stack.json; intake's (for `evidence`, services/cli/officer_evidence.py) from --intake,
+LAPOR_INTAKE_ADDR or data/stack.json. A refused call prints `error: CODE: message` on stderr
+and exits 2.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
 from lapor.v1 import common_pb2, officer_pb2, officer_pb2_grpc
+
+from services.cli import officer_evidence
+from services.cli.connection import CliError, data_dir, intake_address, routing_address
 
 ROLES = ("officer", "institution_admin", "national_admin")
 STATES = (
@@ -59,25 +65,32 @@ SUBCOMMAND_OF_ACTION = {
 }
 
 
-class CliError(Exception):
-    """A problem found before any call (credentials, addresses): one line, exit 2."""
-
-
 # --- arguments ---------------------------------------------------------------------------
 
 
-def _connection_options(parser: argparse.ArgumentParser, *, leaf: bool) -> None:
+def _connection_options(
+    parser: argparse.ArgumentParser, *, leaf: bool, routing: bool = True, intake: bool = False
+) -> None:
     """The same options on `lapor officer` and on each of its subcommands, so both
     `lapor officer --dev-as X list` and `lapor officer list --dev-as X` work (a subcommand
-    sets only what it was given)."""
+    sets only what it was given). `--intake` (for `evidence`) never has a default here: the
+    top-level `lapor --intake` owns it."""
     default: Any = argparse.SUPPRESS if leaf else None
     group = parser.add_argument_group("connection and credentials")
-    group.add_argument(
-        "--routing",
-        default=default,
-        help="routing's gRPC address host:port (default: LAPOR_ROUTING_ADDR, else "
-        "data/stack.json of `make run`, else 127.0.0.1:50052)",
-    )
+    if routing:
+        group.add_argument(
+            "--routing",
+            default=default,
+            help="routing's gRPC address host:port (default: LAPOR_ROUTING_ADDR, else "
+            "data/stack.json of `make run`, else 127.0.0.1:50052)",
+        )
+    if intake:
+        group.add_argument(
+            "--intake",
+            default=argparse.SUPPRESS,
+            help="intake's gRPC address host:port, for `evidence` (default: "
+            "LAPOR_INTAKE_ADDR, else data/stack.json of `make run`, else 127.0.0.1:50051)",
+        )
     group.add_argument(
         "--token",
         default=default,
@@ -126,7 +139,7 @@ def add_parser(sub: Any) -> None:
         epilog="Credentials: --token or LAPOR_OFFICER_TOKEN. On the embedded development "
         "stack only, --dev-as INSTITUTION_ID [--role ...] mints a token from data/secrets.json.",
     )
-    _connection_options(officer, leaf=False)
+    _connection_options(officer, leaf=False, intake=True)
     cmds = officer.add_subparsers(dest="officer_command", required=True, metavar="COMMAND")
 
     ls = cmds.add_parser(
@@ -224,31 +237,17 @@ def add_parser(sub: Any) -> None:
         p = _action(cmds, name, help_text, rpc, admin=True)
         p.add_argument("--reason", required=True)
 
+    officer_evidence.add_parser(
+        cmds, lambda parser: _connection_options(parser, leaf=True, routing=False, intake=True)
+    )
+
 
 # --- connection and credentials ----------------------------------------------------------
 
 
-def _data_dir() -> Path:
-    return Path(os.environ.get("LAPOR_DATA_DIR", "data"))
-
-
-def routing_address(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    if os.environ.get("LAPOR_ROUTING_ADDR"):
-        return os.environ["LAPOR_ROUTING_ADDR"]
-    stack = _data_dir() / "stack.json"
-    if stack.exists():
-        try:
-            return str(json.loads(stack.read_text())["routing_grpc"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise CliError(f"cannot read routing's address from {stack}: {exc!r}") from None
-    return "127.0.0.1:50052"
-
-
 def dev_token(institution: str, role: str) -> str:
     """A development token signed with the embedded stack's secret (as tests/e2e do)."""
-    path = _data_dir() / "secrets.json"
+    path = data_dir() / "secrets.json"
     if not path.exists():
         raise CliError(
             f"--dev-as needs the embedded development stack's {path} (written by `make run`); "
@@ -460,19 +459,30 @@ def _call(args: argparse.Namespace, channel: grpc.Channel, metadata: Any) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
+    evidence = args.officer_command == "evidence"  # intake's EvidenceService
+    service = "intake" if evidence else "routing"
     try:
-        address = routing_address(args.routing)
+        if evidence:
+            address = intake_address(getattr(args, "intake", None))
+        else:
+            address = routing_address(args.routing)
         metadata = (("authorization", f"Bearer {bearer_token(args)}"),)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with grpc.insecure_channel(address) as channel:
         try:
-            _call(args, channel, metadata)
+            if evidence:
+                officer_evidence.call(args, channel, metadata)
+            else:
+                _call(args, channel, metadata)
             return 0
+        except CliError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
             print(f"error: {code.name}: {details}", file=sys.stderr)
             if code == grpc.StatusCode.UNAVAILABLE:
-                print(f"(is routing running at {address}?)", file=sys.stderr)
+                print(f"(is {service} running at {address}?)", file=sys.stderr)
             return 2

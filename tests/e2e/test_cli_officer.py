@@ -31,12 +31,16 @@ class Cli:
         self.data = data
 
     def __call__(
-        self, *argv: str, env: dict[str, str] | None = None, stdin: str = ""
+        self,
+        *argv: str,
+        env: dict[str, str] | None = None,
+        stdin: str = "",
+        cwd: Path = ROOT,
     ) -> subprocess.CompletedProcess[str]:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("LAPOR_")}
         result = subprocess.run(
             [sys.executable, "-m", "services.cli", *argv],
-            cwd=ROOT,
+            cwd=cwd,
             env={**clean, "LAPOR_DATA_DIR": str(self.data), **(env or {})},
             input=stdin,
             capture_output=True,
