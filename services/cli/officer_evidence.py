@@ -218,18 +218,33 @@ def save(
     return Saved(path, size, got, meta)
 
 
-def _refuse_early(out: str | None, force: bool) -> None:
-    """An explicit target that cannot be written is refused before the download is asked
-    for (and recorded by intake)."""
-    if out is None or force:
+def _refuse_early(
+    stub: evidence_pb2_grpc.EvidenceServiceStub, args: argparse.Namespace, metadata: Any
+) -> None:
+    """A target that cannot be written is refused before the download is asked for: intake
+    records every download, and a refused one should not be among them. When the target's
+    name is the stored one, it is learnt from the listing first."""
+    if args.force:
         return
-    path = Path(out)
-    if path.is_dir():
+    out: str | None = args.out
+    if out is not None and not Path(out).is_dir():
+        path = Path(out)
+        if path.exists() or path.is_symlink():
+            raise CliError(_exists_message(path))
+        if not path.parent.is_dir():
+            raise CliError(f"cannot write {path}: no directory {path.parent}")
         return
-    if path.exists() or path.is_symlink():
-        raise CliError(_exists_message(path))
-    if not path.parent.is_dir():
-        raise CliError(f"cannot write {path}: no directory {path.parent}")
+    reply = stub.ListEvidence(
+        evidence_pb2.ListEvidenceRequest(tracking_id=args.tracking_id),
+        metadata=metadata,
+        timeout=LIST_TIMEOUT_SECONDS,
+    )
+    for item in reply.evidence:
+        if item.evidence_id == args.evidence_id:
+            path = target_path(out, item.file_name)
+            if path.exists() or path.is_symlink():
+                raise CliError(_exists_message(path))
+    # Not listed: DownloadEvidence answers NOT_FOUND itself.
 
 
 def call(args: argparse.Namespace, channel: grpc.Channel, metadata: Any) -> None:
@@ -242,7 +257,7 @@ def call(args: argparse.Namespace, channel: grpc.Channel, metadata: Any) -> None
         )
         print_listing(reply)
         return
-    _refuse_early(args.out, args.force)
+    _refuse_early(stub, args, metadata)
     stream = stub.DownloadEvidence(
         evidence_pb2.DownloadEvidenceRequest(
             tracking_id=args.tracking_id, evidence_id=args.evidence_id

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from lapor.v1 import intake_pb2, reporter_pb2_grpc
+from pymongo import MongoClient
 
 from services.stack.supervisor import Stack, free_port
 from tests.e2e.conftest import SECRETS
@@ -151,9 +152,16 @@ def test_the_holder_lists_and_downloads_through_the_cli(
     ]  # fmt: skip
 
 
-def test_an_existing_file_is_kept_unless_force(cli: Cli, case: Case, tmp_path: Path) -> None:
+def test_an_existing_file_is_kept_unless_force(
+    cli: Cli,
+    case: Case,
+    tmp_path: Path,
+    mongo: MongoClient,  # type: ignore[type-arg]
+) -> None:
     me = ("--dev-as", case.holder)
     get = ("officer", "evidence", "get", case.tracking_id, case.photo.evidence_id, *me)
+    audit = mongo["lapor_intake"]["evidence_downloads"]
+    recorded = audit.count_documents({"evidence_id": case.photo.evidence_id})
     mine = tmp_path / "lubang.jpg"
     mine.write_bytes(b"my own photo")
     refused = cli.refused(*get, cwd=tmp_path)
@@ -163,6 +171,8 @@ def test_an_existing_file_is_kept_unless_force(cli: Cli, case: Case, tmp_path: P
     refused = cli.refused(*get, "--out", str(other), cwd=tmp_path)
     assert refused.startswith(f"error: {other} exists") and "--force" in refused, refused
     assert mine.read_bytes() == b"my own photo" and other.read_bytes() == b"another"
+    # Refused before asking: intake recorded no download.
+    assert audit.count_documents({"evidence_id": case.photo.evidence_id}) == recorded
 
     _saved(cli.ok(*get, "--force", cwd=tmp_path), case.photo, "lubang.jpg")
     assert mine.read_bytes() == case.photo.data
