@@ -184,8 +184,8 @@ def _processes(stack: Stack) -> dict[str, psutil.Process]:
     named = {name: proc for name, proc in stack.services.items()}
     if stack.kafka:
         named["broker"] = stack.kafka
-    if stack.mongo:
-        named["database" if not stack.service_mongos else "database (unused)"] = stack.mongo
+    if stack.mongo and not stack.service_mongos:  # else every service uses its own
+        named["database"] = stack.mongo
     for proc in stack.service_mongos:
         named[proc.name.replace("mongodb-", "database of ")] = proc
     return {name: psutil.Process(proc.popen.pid) for name, proc in named.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pymongo import AsyncMongoClient, UpdateOne
@@ -10,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
+    DuplicateKeyError,
     NetworkTimeout,
     ServerSelectionTimeoutError,
     WriteConcernError,
@@ -74,3 +76,13 @@ async def apply_once(
         {"_id": doc_id, **not_applied(event_id)}, remember_event(update, event_id)
     )
     return result.modified_count == 1
+
+
+async def upsert_racing(write: Callable[[], Awaitable[object]]) -> None:
+    """Run an upsert that may race another request creating the same document: MongoDB
+    answers the loser with a duplicate-key error, and the second try updates the document
+    the winner created. A second duplicate-key error is raised."""
+    try:
+        await write()
+    except DuplicateKeyError:
+        await write()

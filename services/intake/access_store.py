@@ -16,9 +16,8 @@ from datetime import datetime, timedelta
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
-from services.common.mongo import Doc
+from services.common.mongo import Doc, upsert_racing
 from services.intake.access_codes import AccessCodeMessage, AccessSettings, WebhookSettings
 from services.intake.access_webhook import WebhookCodeSender
 
@@ -46,13 +45,9 @@ class MongoAccessCodes:
 
     async def put(self, tracking_id: str, code_hash: str, expires_at: datetime, tries: int) -> None:
         doc = {"hash": code_hash, "expires_at": expires_at, "tries_left": tries}
-        for attempt in range(2):
-            try:
-                await self._collection.replace_one({"_id": tracking_id}, doc, upsert=True)
-                return
-            except DuplicateKeyError:  # two requests upserting one new code at once
-                if attempt:
-                    raise
+        await upsert_racing(
+            lambda: self._collection.replace_one({"_id": tracking_id}, doc, upsert=True)
+        )
 
     async def touch(self, tracking_id: str) -> None:
         await self._collection.update_one(
@@ -114,13 +109,7 @@ class MongoAttemptLog:
             "$push": {"at": {"$each": [at], "$slice": -max(keep, 1)}},
             "$max": {"expires_at": expires_at},
         }
-        for attempt in range(2):
-            try:
-                await self._collection.update_one({"_id": key}, update, upsert=True)
-                return
-            except DuplicateKeyError:  # two replicas upserting one new key at once
-                if attempt:
-                    raise
+        await upsert_racing(lambda: self._collection.update_one({"_id": key}, update, upsert=True))
 
 
 class CollectionCodeSender:

@@ -28,6 +28,7 @@ from services.common.errors import (
     require,
 )
 from services.common.ids import MalformedTrackingId, parse_tracking_id
+from services.common.status import REASON_MAX, TEXT_MAX
 from services.intake.access_codes import (
     NO_TOKEN_MATCH,
     TOKEN_PREFIX,
@@ -43,8 +44,6 @@ from services.intake.listing import Cursor, PublicQuery, encode_token
 from services.intake.reporter_rules import (
     COMMENT_MAX,
     EVENT_ACTION,
-    INFO_MAX,
-    REASON_MAX,
     CaseSnapshot,
     ReporterCommand,
     allowed_commands,
@@ -219,7 +218,7 @@ class ReporterHandlers:
     async def add_information(
         self, raw_tracking_id: str, code: str, text: str
     ) -> ReporterActionRecord:
-        more = text_violations("text", text, INFO_MAX, required=True)
+        more = text_violations("text", text, TEXT_MAX, required=True)
         return await self._act(
             ReporterCommand.ADD_INFORMATION, raw_tracking_id, code, more, text.strip(), 0
         )

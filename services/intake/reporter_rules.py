@@ -8,12 +8,12 @@ from enum import StrEnum
 from typing import Any
 
 from services.common.errors import FailedPrecondition, Violation
-from services.common.status import REASON_MAX as REASON_MAX  # re-exported
-from services.common.status import TEXT_MAX, CaseState
+from services.common.status import CaseState
 from services.intake.domain import Contact, Privacy
 
-INFO_MAX = TEXT_MAX  # what routing's state machine takes (services/common/status.py)
-COMMENT_MAX = 2_000  # a satisfaction comment: stays with intake and sla
+# Text and reason limits are routing's (services/common/status.py); a satisfaction comment
+# stays with intake and sla.
+COMMENT_MAX = 2_000
 
 
 class ReporterCommand(StrEnum):

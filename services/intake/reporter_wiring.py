@@ -114,12 +114,10 @@ def wire_reporter(
     kafka: KafkaSettings,
     group: str,
     dead_letter: Callable[[str, bytes | None, str], Awaitable[None]],
+    hasher: AbuseHasher,  # the channel side's: one key for every contact hash
     settings: ReporterSettings | None = None,
-    hasher: AbuseHasher | None = None,
 ) -> ReporterParts:
     settings = settings or ReporterSettings.from_env()
-    if hasher is None:  # the channel side's hasher, else the same key from the environment
-        hasher = AbuseHasher(Env().secret("LAPOR_ABUSE_HASH_KEY").reveal().encode())
     access_settings = settings.access
     attempts = MongoAttemptLog(db[ATTEMPTS])
     guard = GuessGuard(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -30,10 +30,6 @@ from services.sla.metrics import EXTENSIONS
 from services.sla.tally import cas_and_count, change
 
 MAX_REASON = 2000
-
-
-class Hierarchy(Protocol):
-    def is_within(self, id: str, ancestor_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ def validate(cmd: ExtendDeadline) -> None:
 class Officers:
     cases: AsyncCollection[Doc]
     rules: Rules
-    hierarchy: Hierarchy
+    hierarchy: scope.InstitutionTree
     clock: Clock
     on_stored: Callable[[], None] = lambda: None
 

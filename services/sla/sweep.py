@@ -85,13 +85,13 @@ def sweep_update(
     in the same transaction (see services/sla/relay.py)."""
     case = case_from_doc(doc)
     updated, transitions = due_transitions(case, now, policy.ladder, policy.ladder_interval)
-    if any(t.kind == "escalation" for t in transitions):
-        updated = replace(updated, escalated=True)
     entries = [transition_entry(t) for t in transitions]
     view = {**doc, "timeline": [*doc.get("timeline", []), *entries]}
-    top_id = str(doc.get("institution_id", "")).split("/", 1)[0]
-    if top_id and not doc.get("top_institution_name"):  # a unit's government, by name
-        view["top_institution_name"] = institution_name(top_id)
+    if any(t.kind == "escalation" for t in transitions):
+        updated = replace(updated, escalated=True)
+        top_id = str(doc.get("institution_id", "")).split("/", 1)[0]
+        if top_id and not doc.get("top_institution_name"):  # the Ombudsman's: by name
+            view["top_institution_name"] = institution_name(top_id)
     events = [transition_event(updated, t, view, now) for t in transitions]
     fields = case_fields(updated, doc["received_at"])
     update: Doc = {

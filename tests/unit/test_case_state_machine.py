@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.common.errors import FailedPrecondition, PermissionDenied, ValidationError
-from services.common.status import ACTIONS, CaseState, Colour
+from services.common.status import ACTIONS, TEXT_MAX, CaseState, Colour
 from services.routing.domain.case import (
     MAX_REOPENS,
-    MAX_TEXT,
     TRANSITIONS,
     VERIFICATION_QUEUE,
     CaseStatus,
@@ -169,7 +168,7 @@ def test_reopening_is_bounded() -> None:
     [
         ("responded", S.IN_PROGRESS, {"text": "   "}, "text"),
         ("resolved", S.IN_PROGRESS, {"text": ""}, "text"),
-        ("followed_up", S.IN_PROGRESS, {"text": "x" * (MAX_TEXT + 1)}, "text"),
+        ("followed_up", S.IN_PROGRESS, {"text": "x" * (TEXT_MAX + 1)}, "text"),
         ("declined", S.ASSIGNED, {"reason": ""}, "reason"),
         ("deferred", S.IN_VERIFICATION, {"reason": " "}, "reason"),
         ("archived", S.IN_VERIFICATION, {"reason": ""}, "reason"),

@@ -26,8 +26,6 @@ from services.common.status import (
     colour_of,
 )
 
-MAX_TEXT = TEXT_MAX
-MAX_REASON = REASON_MAX
 MAX_EVIDENCE = 20
 MAX_EVIDENCE_REF = 500
 VERIFICATION_QUEUE = "verification-queue"
@@ -136,12 +134,12 @@ def _validate(command: Command, rule: Transition) -> None:
     text, reason = command.text.strip(), command.reason.strip()
     if rule.needs_text and not text:
         violations.append(Violation("text", "must not be empty"))
-    if len(command.text) > MAX_TEXT:
-        violations.append(Violation("text", f"must be at most {MAX_TEXT} characters"))
+    if len(command.text) > TEXT_MAX:
+        violations.append(Violation("text", f"must be at most {TEXT_MAX} characters"))
     if rule.needs_reason and not reason:
         violations.append(Violation("reason", "must not be empty"))
-    if len(command.reason) > MAX_REASON:
-        violations.append(Violation("reason", f"must be at most {MAX_REASON} characters"))
+    if len(command.reason) > REASON_MAX:
+        violations.append(Violation("reason", f"must be at most {REASON_MAX} characters"))
     if rule.needs_institution and not command.institution_id.strip():
         violations.append(Violation("institution_id", "must not be empty"))
     if command.action == "handling_class_set" and command.handling_class not in HANDLING_CLASSES:
