@@ -9,7 +9,7 @@ nothing. Pure: the institution tree is a port (routing's directory satisfies it)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Protocol
 
 from services.common.errors import NotFound
@@ -40,17 +40,28 @@ class BrowsableTree(InstitutionTree, Protocol):
     def children(self, id: str) -> Iterable[_HasId]: ...
 
 
-def can_see(viewer: Viewer, holder_id: str, tree: InstitutionTree) -> bool:
+def can_see(
+    viewer: Viewer, holder_id: str, tree: InstitutionTree, ancestors: Collection[str] = ()
+) -> bool:
+    """``ancestors``: the ids above the holder as routing's event carried them (the
+    services that are not routing learn units added at run time from them); ``tree`` is
+    asked as well, for what was stored before events carried them."""
     if viewer.is_national_admin:
+        return True
+    if holder_id and (viewer.institution == holder_id or viewer.institution in ancestors):
         return True
     return tree.is_within(holder_id, viewer.institution)
 
 
 def require_visible(
-    viewer: Viewer, tracking_id: str, holder_id: str, tree: InstitutionTree
+    viewer: Viewer,
+    tracking_id: str,
+    holder_id: str,
+    tree: InstitutionTree,
+    ancestors: Collection[str] = (),
 ) -> None:
     """NOT_FOUND, worded as for an unknown tracking id, unless ``viewer`` sees the report."""
-    if not can_see(viewer, holder_id, tree):
+    if not can_see(viewer, holder_id, tree, ancestors):
         raise NotFound(f"tracking_id: no report {tracking_id!r}")
 
 

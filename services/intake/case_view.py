@@ -27,6 +27,7 @@ from services.common.pbtime import occurred_at
 from services.common.status import CaseState, Colour, colour_of
 from services.common.topics import CASE_ACTIONS
 from services.intake.domain import Status
+from services.intake.projection import holder
 
 # ComplaintStatus (common.proto) for each case state, so GetComplaint keeps working.
 STATUS_OF_STATE = {
@@ -142,7 +143,7 @@ def case_update(e: events_pb2.CaseAction) -> Doc:
         fields["status"] = STATUS_OF_STATE[CaseState(state)].value
         fields["colour"] = colour_of(state, responded).value
     if e.institution.id:
-        fields["institution"] = {"id": e.institution.id, "name": e.institution.name}
+        fields["institution"] = holder(e.institution, e.holder_ancestors)
     if fields:
         update["$set"] = fields
     if (state and state != e.from_state) or e.actor_role == "reporter":

@@ -51,6 +51,7 @@ class ReportEvidence:
     tracking_id: str
     holder_id: str  # the institution holding the report ("" before routing)
     items: tuple[EvidenceItem, ...]
+    holder_ancestors: tuple[str, ...] = ()  # as routing's last event carried them
 
     @property
     def total_bytes(self) -> int:
@@ -121,7 +122,7 @@ class OfficerEvidence:
         report = await self.catalog.report(tracking_id)
         if report is None:
             raise NotFound(f"tracking_id: no report {tracking_id!r}")
-        require_visible(who, tracking_id, report.holder_id, self.tree)
+        require_visible(who, tracking_id, report.holder_id, self.tree, report.holder_ancestors)
         return report
 
     async def list(self, who: Principal, tracking_id: str) -> ReportEvidence:

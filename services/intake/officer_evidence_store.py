@@ -43,13 +43,14 @@ class MongoEvidenceCatalog:
 
     async def report(self, tracking_id: str) -> ReportEvidence | None:
         doc = await self._complaints.find_one(
-            {"_id": tracking_id}, {"institution.id": 1, "evidence": 1}
+            {"_id": tracking_id}, {"institution.id": 1, "institution.ancestors": 1, "evidence": 1}
         )
         if doc is None:
             return None
-        holder = (doc.get("institution") or {}).get("id") or ""
+        institution = doc.get("institution") or {}
         items = tuple(_item(e) for e in doc.get("evidence") or [] if e.get("id"))
-        return ReportEvidence(tracking_id, str(holder), items)
+        ancestors = tuple(str(a) for a in institution.get("ancestors") or ())
+        return ReportEvidence(tracking_id, str(institution.get("id") or ""), items, ancestors)
 
     async def open(self, tracking_id: str, evidence_id: str) -> AsyncIterator[bytes] | None:
         try:

@@ -6,10 +6,11 @@ in the same atomic write), so redelivered events change nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from lapor.v1 import events_pb2
+from lapor.v1 import common_pb2, events_pb2
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -31,13 +32,19 @@ def _history(at: datetime, action: str, actor: str, detail: str) -> Doc:
 UNLESS_CASE_STATE = "$setUnlessCaseState"
 
 
+def holder(institution: common_pb2.Institution, ancestors: Iterable[str]) -> Doc:
+    """The holding institution as the tracking view keeps it: with the ids above it, as
+    routing's directory had them, for deciding which officers see the report's evidence."""
+    return {"id": institution.id, "name": institution.name, "ancestors": list(ancestors)}
+
+
 def routed_update(e: events_pb2.ComplaintRouted) -> Doc:
     at = occurred_at(e.meta.occurred_at)
     return {
         UNLESS_CASE_STATE: {
             "status": Status.ROUTED.value,
             "colour": Colour.RED.value,
-            "institution": {"id": e.institution.id, "name": e.institution.name},
+            "institution": holder(e.institution, e.holder_ancestors),
         },
         "$set": {**({"topic": e.topic} if e.topic else {})},  # a public-listing filter
         "$push": {

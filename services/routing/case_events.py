@@ -65,6 +65,7 @@ def refusal_message(
         reopen_count=status.reopen_count,
         refused_event_id=refused.meta.event_id,
         refused_action=refused.action,
+        holder_ancestors=directory.ancestors(status.institution_id),
     )
     event.meta.occurred_at.FromDatetime(now)
     return OutboxMessage(event.meta.event_id, CASE_ACTIONS, tracking_id, event.SerializeToString())

@@ -24,7 +24,11 @@ def institution_of(institution_id: str, directory: Directory) -> common_pb2.Inst
 
 
 def routed_event(
-    received: events_pb2.ComplaintReceived, decision: Decision, timezone: str, now: datetime
+    received: events_pb2.ComplaintReceived,
+    decision: Decision,
+    timezone: str,
+    now: datetime,
+    directory: Directory,
 ) -> OutboxMessage:
     institution = decision.institution
     event = events_pb2.ComplaintRouted(
@@ -41,6 +45,7 @@ def routed_event(
         classification=received.classification,
         region_code=received.region_code,
         timezone=timezone,
+        holder_ancestors=directory.ancestors(decision.institution_id),
     )
     event.meta.occurred_at.FromDatetime(now)
     return OutboxMessage(
@@ -66,6 +71,7 @@ def case_action_event(
         public_note=command.text if command.role in INSTITUTION else "",
         reason=command.reason,
         reopen_count=after.reopen_count,
+        holder_ancestors=directory.ancestors(after.institution_id),
     )
     event.meta.occurred_at.FromDatetime(now)
     return OutboxMessage(event.meta.event_id, CASE_ACTIONS, tracking_id, event.SerializeToString())

@@ -178,5 +178,5 @@ class RoutingHandlers:
                 }
             ],
             "_applied": [received.meta.event_id],
-            **outbox_fields([routed_event(received, decision, timezone, now)]),
+            **outbox_fields([routed_event(received, decision, timezone, now, self.directory())]),
         }

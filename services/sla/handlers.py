@@ -123,6 +123,7 @@ class SlaHandlers:
                 **case_fields(case, received_at),
                 "timezone": case.timezone,
                 "institution_name": routed.institution.name,
+                "institution_ancestors": list(routed.holder_ancestors),
                 "region_code": routed.region_code,
                 "classification": classification,
                 "topic": routed.topic,
@@ -279,8 +280,14 @@ class SlaHandlers:
                 entries.append(
                     {**_entry(msg), "action": f"{msg.action}_refused", "detail": str(exc)}
                 )
+        holders = [m for m in todo if m.institution.id]
+        ancestors = {"institution_ancestors": list(holders[-1].holder_ancestors)} if holders else {}
         update: Doc = {
-            "$set": {**case_fields(case, doc["received_at"]), "version": doc["version"] + 1},
+            "$set": {
+                **case_fields(case, doc["received_at"]),
+                **ancestors,
+                "version": doc["version"] + 1,
+            },
             "$unset": {"_early": ""},
             "$push": {
                 "_applied": {"$each": [m.meta.event_id for m in todo], "$slice": -200},

@@ -69,16 +69,18 @@ class Officers:
             raise NotFound(f"tracking_id: no report {tracking_id!r}")
         return doc
 
-    def _authorise(self, who: Principal, case: CaseClocks) -> None:
-        """Another institution's report answers as an unknown one (services/common/scope)."""
-        scope.require_visible(who, case.tracking_id, case.institution_id, self.hierarchy)
+    def _authorise(self, who: Principal, case: CaseClocks, doc: Doc) -> None:
+        """Another institution's report answers as an unknown one (services/common/scope);
+        the ids above the holder come from routing's last event (units added at run time)."""
+        ancestors = doc.get("institution_ancestors") or ()
+        scope.require_visible(who, case.tracking_id, case.institution_id, self.hierarchy, ancestors)
 
     async def status(self, who: Principal, tracking_id: str) -> tuple[CaseClocks, Doc]:
         if not tracking_id.strip():
             raise ValidationError([Violation("tracking_id", "must not be empty")])
         doc = await self._load(tracking_id)
         case = case_from_doc(doc)
-        self._authorise(who, case)
+        self._authorise(who, case, doc)
         return case, doc
 
     async def extend(self, who: Principal, cmd: ExtendDeadline) -> tuple[CaseClocks, Doc]:
@@ -86,7 +88,7 @@ class Officers:
         for _ in range(20):
             doc = await self._load(cmd.tracking_id)
             case = case_from_doc(doc)
-            self._authorise(who, case)
+            self._authorise(who, case, doc)
             now = self.clock.now()
             try:
                 updated = extend_resolution(case, cmd.extension, now, self.rules)

@@ -16,7 +16,16 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from lapor.v1 import common_pb2, evidence_pb2, evidence_pb2_grpc, intake_pb2, reporter_pb2_grpc
+from lapor.v1 import (
+    common_pb2,
+    evidence_pb2,
+    evidence_pb2_grpc,
+    intake_pb2,
+    officer_pb2,
+    reporter_pb2_grpc,
+    sla_pb2,
+    sla_pb2_grpc,
+)
 from pymongo import MongoClient
 
 from services.common.auth import issue_token
@@ -237,3 +246,77 @@ def test_the_reporters_identity_is_in_no_answer(evidence: Any, case: Case) -> No
     everything = b"".join(answers)
     for secret in (NAME, PHONE, PHONE.lstrip("+"), "081234509876", EMAIL):
         assert secret.encode() not in everything
+
+
+def test_a_unit_added_at_run_time_reads_what_is_forwarded_to_it(
+    stack: Stack, evidence: Any
+) -> None:
+    """Intake and sla never load routing's edited directory: the ids above the holder travel
+    on routing's events, so an officer of a unit created through the admin API sees the
+    evidence and the clocks of a report forwarded to it; its sibling still does not."""
+    channel, intake = intake_stub(stack.services["intake"].grpc_address)
+    with channel:
+        reply = intake.SubmitComplaint(submit_request(**POTHOLE), timeout=10)
+    with grpc.insecure_channel(stack.services["intake"].grpc_address) as plain:
+        reporter = reporter_pb2_grpc.ReporterServiceStub(plain)
+        receipt = upload(
+            reporter, reply.tracking_id, reply.follow_up_code, "a.jpg", "image/jpeg", tiny_jpeg()
+        )
+    tid = reply.tracking_id
+    with Officers(stack) as api:
+        report = api.routed(tid)
+        holder = report.institution.id
+        new_unit, sibling = f"{holder}/seksi-jalan-{marker()}", f"{holder}/seksi-lain-{marker()}"
+        for unit in (new_unit, sibling):
+            api.admin.UpsertInstitution(
+                officer_pb2.UpsertInstitutionRequest(
+                    institution=officer_pb2.InstitutionRecord(
+                        id=unit, name=unit, kind="unit", parent_id=holder, region_code="51.08"
+                    )
+                ),
+                metadata=bearer("national", "national_admin"),
+                timeout=5,
+            )
+        forwarded = api.officer.Forward(
+            officer_pb2.ForwardRequest(
+                tracking_id=tid, expected_version=report.version, institution_id=new_unit
+            ),
+            metadata=bearer(holder),
+            timeout=5,
+        )
+        assert forwarded.institution.id == new_unit
+
+    def listed() -> evidence_pb2.ListEvidenceResponse | None:
+        try:
+            return list_as(evidence, tid, bearer(new_unit))
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                return None
+            raise
+
+    listing = eventually(listed, what="intake to learn of the new unit")
+    assert [e.evidence_id for e in listing.evidence] == [receipt.evidence.evidence_id]
+    chunks = download(evidence, tid, receipt.evidence.evidence_id, bearer(new_unit))
+    assert b"".join(m.data for m in chunks[1:]) == tiny_jpeg()
+    assert len(list_as(evidence, tid, bearer(holder)).evidence) == 1  # the unit above it
+    assert code_of(lambda: list_as(evidence, tid, bearer(sibling))) == grpc.StatusCode.NOT_FOUND
+
+    with grpc.insecure_channel(stack.services["sla"].grpc_address) as sla_channel:
+        sla = sla_pb2_grpc.SlaServiceStub(sla_channel)
+
+        def clocks(who: str) -> sla_pb2.ReportStatus:
+            return sla.GetReportStatus(  # type: ignore[no-any-return]
+                sla_pb2.GetReportStatusRequest(tracking_id=tid), metadata=bearer(who), timeout=5
+            )
+
+        def held_by_new_unit() -> sla_pb2.ReportStatus | None:
+            try:
+                status = clocks(new_unit)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                    return None
+                raise
+            return status if status.institution.id == new_unit else None
+
+        eventually(held_by_new_unit, what="sla to learn of the new unit")
+        assert code_of(lambda: clocks(sibling)) == grpc.StatusCode.NOT_FOUND

@@ -148,3 +148,20 @@ async def test_only_the_reports_listed_files_are_found(db: Any) -> None:
     data = b"".join([piece async for piece in stream])
     assert hashlib.sha256(data).hexdigest() == mine.sha256
     assert await db[DOWNLOADS].count_documents({}) == 1
+
+
+async def test_a_unit_unknown_to_intakes_directory_reads_by_the_stored_ancestors(db: Any) -> None:
+    """A unit added at run time: intake's shipped directory does not know it, the ids above
+    it are stored from routing's event (services/intake/projection.py, ``holder``)."""
+    evidence, store = await setup(db)
+    section = f"{UNIT}/seksi-jalan"
+    await db["complaints"].update_one(
+        {"_id": TID},
+        {"$set": {"institution": {"id": section, "name": "Seksi Jalan", "ancestors": [UNIT]}}},
+    )
+    await store_file(store, TID, 1000)
+    for reader in (section, UNIT):
+        listed = await evidence.list(Principal("nip-3", reader, "officer"), TID)
+        assert listed.holder_ancestors == (UNIT,) and len(listed.items) == 1
+    with pytest.raises(NotFound, match="tracking_id"):
+        await evidence.list(Principal("nip-4", f"{UNIT}/seksi-lain", "officer"), TID)

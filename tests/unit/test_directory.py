@@ -239,3 +239,25 @@ def test_seed_rejects_a_local_body_in_the_national_file(tmp_path: Path) -> None:
     national.write_text("id,name,kind,topics\npdam-bali,PDAM,soe,\n", encoding="utf-8")
     with pytest.raises(ValueError):
         Directory.seed(default_regions(), national_csv=national)
+
+
+def test_ancestors_nearest_first_and_empty_at_the_top(directory: Directory) -> None:
+    section = Institution(
+        "pemda-51.08/dpupr/seksi-jalan", "Seksi Jalan", "unit", "pemda-51.08/dpupr", "51.08", ()
+    )
+    grown = Directory([*directory.all(), section])
+    assert grown.ancestors(section.id) == ["pemda-51.08/dpupr", "pemda-51.08"]
+    assert grown.ancestors("pemda-51.08/dpupr") == ["pemda-51.08"]
+    assert grown.ancestors("pemda-51.08") == []
+    assert grown.ancestors("nasional-pln") == []
+    assert grown.ancestors("no-such-id") == []
+
+
+def test_ancestors_stop_at_a_cycle() -> None:
+    loop = Directory(
+        [
+            Institution("a", "A", "unit", "b", None, ()),
+            Institution("b", "B", "unit", "a", None, ()),
+        ]
+    )
+    assert loop.ancestors("a") == ["b"]

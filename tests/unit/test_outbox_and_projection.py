@@ -88,9 +88,10 @@ def assert_private_free(update: dict[str, Any]) -> None:
 def test_routed_update() -> None:
     e = events_pb2.ComplaintRouted(
         meta=meta(),
-        institution=common_pb2.Institution(id="pemda-51.08", name="Pemkab Badung"),
+        institution=common_pb2.Institution(id="pemda-51.08/dlh", name="DLH Badung"),
         rule="region 51.08",
         region_code="51.08",
+        holder_ancestors=["pemda-51.08"],
     )
     update = routed_update(e)
     assert update == {
@@ -98,7 +99,11 @@ def test_routed_update() -> None:
         UNLESS_CASE_STATE: {
             "status": "routed",
             "colour": "red",
-            "institution": {"id": "pemda-51.08", "name": "Pemkab Badung"},
+            "institution": {
+                "id": "pemda-51.08/dlh",
+                "name": "DLH Badung",
+                "ancestors": ["pemda-51.08"],
+            },
         },
         "$set": {},
         "$push": {
@@ -106,7 +111,7 @@ def test_routed_update() -> None:
                 "at": AT,
                 "action": "routed",
                 "actor": "routing",
-                "detail": "to Pemkab Badung (region 51.08)",
+                "detail": "to DLH Badung (region 51.08)",
             }
         },
     }

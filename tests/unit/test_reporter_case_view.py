@@ -33,6 +33,7 @@ def test_accepted_sets_state_status_colour_and_institution() -> None:
             from_state="assigned",
             to_state="in_progress",
             institution=common_pb2.Institution(id="pemda-51.08/pupr", name="Dinas PUPR"),
+            holder_ancestors=["pemda-51.08"],
             public_note="Laporan diterima dan sedang ditangani",
         )
     )
@@ -41,7 +42,11 @@ def test_accepted_sets_state_status_colour_and_institution() -> None:
         "state": "in_progress",
         "status": "in_progress",
         "colour": "yellow",
-        "institution": {"id": "pemda-51.08/pupr", "name": "Dinas PUPR"},
+        "institution": {
+            "id": "pemda-51.08/pupr",
+            "name": "Dinas PUPR",
+            "ancestors": ["pemda-51.08"],
+        },
     }
     entry = update["$push"]["history"]
     assert entry == {

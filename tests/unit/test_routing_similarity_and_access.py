@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.common import scope
 from services.common.errors import NotFound, PermissionDenied
 from services.common.regions import default_regions
 from services.routing.case_events import deadlines_update, mark_clock
@@ -104,3 +105,16 @@ def test_deadlines_order_the_list_and_breaches_mark_overdue() -> None:
     assert deadlines_update(done)["$set"]["due_sort"] == FAR_FUTURE
     added = mark_clock([], "resolution", "warned", now)
     assert added == [{"clock": "resolution", "due_at": now, "state": "warned"}]
+
+
+def test_ancestors_from_the_event_widen_what_the_directory_knows(directory: Directory) -> None:
+    """Services other than routing learn units added at run time from routing's events."""
+    added = "pemda-51.08/dpupr/seksi-jalan"  # not in this (shipped) directory
+    ancestors = ("pemda-51.08/dpupr", "pemda-51.08")
+    assert scope.can_see(officer(added), added, directory)  # the holder itself, always
+    assert not scope.can_see(officer("pemda-51.08/dpupr"), added, directory)
+    assert scope.can_see(officer("pemda-51.08/dpupr"), added, directory, ancestors)
+    assert scope.can_see(officer("pemda-51.08"), added, directory, ancestors)
+    assert not scope.can_see(officer("pemda-51.08/disdukcapil"), added, directory, ancestors)
+    assert not scope.can_see(officer("pemda-51.71"), added, directory, ancestors)
+    assert not scope.can_see(officer(""), "", directory, ())  # nothing held: nobody

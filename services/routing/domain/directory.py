@@ -135,6 +135,17 @@ class Directory:
             current = None if current.parent_id is None else self._by_id.get(current.parent_id)
         return False
 
+    def ancestors(self, id: str) -> list[str]:
+        """The ids above ``id``, nearest first; [] for an unknown or top-level id."""
+        result: list[str] = []
+        current = self._by_id.get(id)
+        while current is not None and current.parent_id is not None:
+            if current.parent_id in result or current.parent_id == id:
+                break  # a cycle (an edit gone wrong): stop rather than loop
+            result.append(current.parent_id)
+            current = self._by_id.get(current.parent_id)
+        return result
+
     def __len__(self) -> int:
         return len(self._by_id)
 
