@@ -189,6 +189,7 @@ class CaseEventHandlers:
                 Role.REPORTER,
                 text=event.text if event.action == "info_provided" else "",
                 reason=event.text if event.action == "rejected" else "",
+                rating=event.rating if event.action == "confirmed" else 0,
             )
             outcome = await self._reporter(event, command, extra)
             EVENTS_CONSUMED.labels(topic=REPORTER_ACTIONS, outcome=outcome).inc()

@@ -72,6 +72,7 @@ def case_action_event(
         reason=command.reason,
         reopen_count=after.reopen_count,
         holder_ancestors=directory.ancestors(after.institution_id),
+        rating=command.rating,
     )
     event.meta.occurred_at.FromDatetime(now)
     return OutboxMessage(event.meta.event_id, CASE_ACTIONS, tracking_id, event.SerializeToString())

@@ -14,7 +14,7 @@ from services.common import topics
 from services.common.auth import TokenVerifier
 from services.common.clock import SystemClock
 from services.common.deadletter import DeadLetters
-from services.common.kafka import Delivery, EventConsumer, KafkaPublisher
+from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.regions import default_regions
 from services.common.runtime import ServiceParts
@@ -25,7 +25,7 @@ from services.sla.domain.actions import Rules
 from services.sla.domain.calendar import WorkingCalendar
 from services.sla.domain.policy import Policy, PolicyError, default_policy_path, load_policy
 from services.sla.grpc_api import SlaService
-from services.sla.handlers import SlaHandlers, handle_reporter_actions
+from services.sla.handlers import SlaHandlers
 from services.sla.lag import watch_lag
 from services.sla.officers import Officers
 from services.sla.relay import SlaRelay
@@ -84,9 +84,6 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
     cards = ReportCards(cases, clock)
     dead = DeadLetters(db["dead_letters"])
 
-    async def reporter_actions(deliveries: list[Delivery[events_pb2.ReporterAction]]) -> None:
-        await handle_reporter_actions(cases, deliveries)
-
     consumers: list[EventConsumer[Any]] = [
         EventConsumer(
             s.kafka,
@@ -110,14 +107,6 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
             GROUP,
             events_pb2.CaseAction,
             handlers.handle_actions,
-            dead.park,
-        ),
-        EventConsumer(
-            s.kafka,
-            topics.REPORTER_ACTIONS,
-            GROUP,
-            events_pb2.ReporterAction,
-            reporter_actions,
             dead.park,
         ),
     ]

@@ -29,7 +29,6 @@ from services.common.topics import (
     CASE_ACTIONS,
     COMPLAINTS_RECEIVED,
     COMPLAINTS_ROUTED,
-    REPORTER_ACTIONS,
 )
 from services.sla.codec import case_fields, case_from_doc, deadlines_pb, deadlines_set_event
 from services.sla.domain.actions import Action, ClockError, Rules, apply_action
@@ -232,7 +231,10 @@ class SlaHandlers:
                 return "duplicate"
             update, outcome = self._actions_update(doc, todo)
             counts = change(
-                doc.get("card"), doc.get("rating"), update["$set"]["card"], doc.get("rating")
+                doc.get("card"),
+                doc.get("rating"),
+                update["$set"]["card"],
+                update["$set"].get("rating", doc.get("rating")),
             )
             if await cas_and_count(self.cases, tracking_id, doc["version"], update, counts):
                 return outcome
@@ -281,11 +283,15 @@ class SlaHandlers:
                     {**_entry(msg), "action": f"{msg.action}_refused", "detail": str(exc)}
                 )
         holders = [m for m in todo if m.institution.id]
+        # The satisfaction rating counts when routing applied the confirm (it published the
+        # CaseAction); the latest confirm's rating stands (a reopened report confirmed again).
+        ratings = [m.rating for m in todo if m.action == "confirmed" and 1 <= m.rating <= 5]
         ancestors = {"institution_ancestors": list(holders[-1].holder_ancestors)} if holders else {}
         update: Doc = {
             "$set": {
                 **case_fields(case, doc["received_at"]),
                 **ancestors,
+                **({"rating": ratings[-1]} if ratings else {}),
                 "version": doc["version"] + 1,
             },
             "$unset": {"_early": ""},
@@ -304,43 +310,3 @@ class SlaHandlers:
 
 def _deadlines(case: CaseClocks) -> list[tuple[str, int, str]]:
     return [(d.clock, d.due_at.seconds, d.state) for d in deadlines_pb(case)]
-
-
-async def handle_reporter_actions(
-    cases: AsyncCollection[Doc], deliveries: list[Delivery[events_pb2.ReporterAction]]
-) -> None:
-    """Keep the reporter's satisfaction rating (1..5, with "confirmed") for report cards."""
-    ratings = {
-        d.message.meta.tracking_id: d.message.rating
-        for d in deliveries
-        if d.message.action == "confirmed" and 1 <= d.message.rating <= 5
-    }
-    for tid, rating in ratings.items():
-        await _set_rating(cases, tid, rating)
-    applied = sum(
-        1 for d in deliveries if d.message.action == "confirmed" and 1 <= d.message.rating <= 5
-    )
-    EVENTS_CONSUMED.labels(topic=REPORTER_ACTIONS, outcome="applied").inc(applied)
-    EVENTS_CONSUMED.labels(topic=REPORTER_ACTIONS, outcome="ignored").inc(len(deliveries) - applied)
-
-
-async def _set_rating(cases: AsyncCollection[Doc], tracking_id: str, rating: int) -> None:
-    """Set the rating (compare-and-set on the previous one) and move the report card's
-    satisfaction counters by the difference, in one transaction."""
-    tallies = tallies_of(cases)
-
-    async def work(session: AsyncClientSession) -> None:
-        doc = await cases.find_one({"_id": tracking_id}, {"card": 1, "rating": 1}, session=session)
-        old = (doc or {}).get("rating")
-        if doc is not None and old == rating:
-            return
-        await cases.update_one(
-            {"_id": tracking_id, "rating": old if doc is not None else {"$exists": False}},
-            {"$set": {"rating": rating}},
-            upsert=doc is None,
-            session=session,
-        )
-        card = (doc or {}).get("card")
-        await apply_counts(tallies, change(card, old, card, rating), session)
-
-    await in_transaction(cases, work)

@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Producer
 from lapor.v1 import common_pb2, events_pb2, reporter_pb2, reporter_pb2_grpc
 from lapor.v1 import officer_pb2 as pb
+from pymongo import MongoClient
 
 from services.common.topics import CASE_ACTIONS, REPORTER_ACTIONS
 from services.stack.supervisor import Stack
@@ -66,7 +67,9 @@ def earlier_rejection(stack: Stack, tid: str) -> None:
 
 
 def test_an_action_routing_refuses_unblocks_the_reporter_and_says_why(
-    stack: Stack, reporter: Any
+    stack: Stack,
+    reporter: Any,
+    mongo: MongoClient,  # type: ignore[type-arg]
 ) -> None:
     tid, code = submit_with_code(stack)
     unit = auth(OWNER)
@@ -118,6 +121,13 @@ def test_an_action_routing_refuses_unblocks_the_reporter_and_says_why(
         (f"{accepted.event_id}:refused", accepted.event_id, "confirmed")
     ]
     assert refusals[0].from_state == refusals[0].to_state == "in_progress"
+    # sla saw the refusal and counted no rating: only an applied confirm carries one.
+    clocks = mongo["lapor_sla"]["clocks"]
+    eventually(
+        lambda: clocks.find_one({"_id": tid, "_applied": f"{accepted.event_id}:refused"}),
+        what="sla to apply the refusal",
+    )
+    assert "rating" not in clocks.find_one({"_id": tid})
 
     # Not stuck: once the institution resolves the reopened report again, the reporter
     # confirms, and routing closes it.
@@ -134,8 +144,13 @@ def test_an_action_routing_refuses_unblocks_the_reporter_and_says_why(
         lambda: "confirm_resolution" in mine(reporter, tid, code).allowed_actions,
         what="the reporter free to confirm the new resolution",
     )
+    confirm.rating = 5
     assert reporter.ConfirmResolution(confirm, timeout=5).action == "confirmed"
     eventually(
         lambda: mine(reporter, tid, code).view.state == "closed",
         what="the confirmation applied by routing",
+    )
+    eventually(
+        lambda: (clocks.find_one({"_id": tid}) or {}).get("rating") == 5,
+        what="sla to count the applied confirm's rating",
     )

@@ -22,7 +22,7 @@ from services.sla.cards import ReportCards
 from services.sla.domain.actions import Rules
 from services.sla.domain.calendar import WorkingCalendar
 from services.sla.domain.policy import parse_policy
-from services.sla.handlers import SlaHandlers, handle_reporter_actions
+from services.sla.handlers import SlaHandlers
 from services.sla.officers import ExtendDeadline, Officers
 from services.sla.relay import BATCH_OUTBOX, SlaRelay
 from services.sla.sweep import Sweeper
@@ -267,14 +267,8 @@ async def test_report_card_from_stored_cases(parts: Any, db: Any) -> None:
     await handlers.handle_routed([delivery(routed(t, f"pemda-9{tids[0]}")) for t in tids])
     await handlers.handle_actions([delivery(action(tids[0], "responded", 5))])
     await handlers.handle_actions([delivery(action(tids[0], "resolved", 6, to_state="resolved"))])
-    await handle_reporter_actions(
-        db["clocks"],
-        [
-            delivery(
-                events_pb2.ReporterAction(meta=meta(tids[0], "c", 7), action="confirmed", rating=4)
-            )
-        ],
-    )
+    confirmed = action(tids[0], "confirmed", 7, to_state="closed", rating=4)  # routing applied it
+    await handlers.handle_actions([delivery(confirmed)])
     clock.set(T0 + timedelta(seconds=31))
     await sweeper.sweep_once()
     card = await ReportCards(db["clocks"], clock).card(f"pemda-9{tids[0]}", "2026-03")

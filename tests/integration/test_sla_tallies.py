@@ -14,7 +14,6 @@ from prometheus_client import REGISTRY
 
 from services.common.auth import Principal
 from services.sla.cards import ReportCards
-from services.sla.handlers import handle_reporter_actions
 from services.sla.officers import ExtendDeadline
 from services.sla.sweep import Sweeper
 from services.sla.tally import TALLIES, from_reports
@@ -40,8 +39,11 @@ async def recount(db: Any) -> dict[str, dict[str, int]]:
 
 
 def rating(tid: str, value: int, n: int) -> Any:
+    """Routing's CaseAction for a confirm it applied, with the reporter's rating."""
     return delivery(
-        events_pb2.ReporterAction(meta=meta(tid, f"c{n}", 7), action="confirmed", rating=value)
+        events_pb2.CaseAction(
+            meta=meta(tid, f"{tid}:c{n}", 7), action="confirmed", to_state="closed", rating=value
+        )
     )
 
 
@@ -64,9 +66,16 @@ async def test_counters_follow_every_write_once(parts: Any, db: Any) -> None:
     resolved = [delivery(action(t, "resolved", 6, to_state="resolved")) for t in tids[:3]]
     await handlers.handle_actions(responded + resolved)
     await handlers.handle_actions(responded[:2] + resolved[:1])  # redelivered: no change
-    await handle_reporter_actions(db["clocks"], [rating(tids[0], 4, 1), rating(tids[1], 2, 2)])
-    await handle_reporter_actions(db["clocks"], [rating(tids[0], 4, 1)])  # redelivered
-    await handle_reporter_actions(db["clocks"], [rating(tids[1], 5, 3)])  # changed its mind
+    await handlers.handle_actions([rating(tids[0], 4, 1), rating(tids[1], 2, 2)])
+    await handlers.handle_actions([rating(tids[0], 4, 1)])  # redelivered
+    await handlers.handle_actions([rating(tids[1], 5, 3)])  # reopened, confirmed again
+    refused = events_pb2.CaseAction(  # a confirm routing refused carries no rating
+        meta=meta(tids[2], f"{tids[2]}:r", 7),
+        action="reporter_action_refused",
+        refused_action="confirmed",
+        to_state="resolved",
+    )
+    await handlers.handle_actions([delivery(refused)])
     await officers.extend(
         Principal("o", inst, "officer"),
         ExtendDeadline(tids[7], "", timedelta(seconds=20), "survey"),

@@ -120,6 +120,7 @@ class Command:
     reason: str = ""
     handling_class: str = ""
     evidence: tuple[str, ...] = field(default_factory=tuple)
+    rating: int = 0  # the reporter's satisfaction with "confirmed" (1..5; 0: none)
 
 
 @dataclass(frozen=True)
