@@ -122,3 +122,8 @@ async def test_intake_view_unblocks_the_reporter_once_and_tells_them(db: Any) ->
     doc = await complaints.find_one({"_id": "T1"})
     assert doc["reporter_seq"] == 2 and doc["rejections"] == 0
     assert len([h for h in doc["history"] if h["action"] == "reporter_action_refused"]) == 1
+
+    # A refusal of an action this report never recorded (nothing intake sent) changes nothing.
+    await projection.apply([refusal("r-unknown", "confirmed", "resolved")])
+    after = await complaints.find_one({"_id": "T1"})
+    assert after == doc
