@@ -62,10 +62,16 @@ def remember_event(update: Doc, event_id: str) -> Doc:
     return out
 
 
-def once_per_event(doc_id: str, event_id: str, update: Doc) -> UpdateOne:
-    """`update` for one document unless `event_id` was already applied to it: the check and
-    the update are one atomic document write, so a redelivered event is never applied twice."""
-    return UpdateOne({"_id": doc_id, **not_applied(event_id)}, remember_event(update, event_id))
+def once_per_event(
+    doc_id: str, event_id: str, update: Doc, condition: Doc | None = None
+) -> UpdateOne:
+    """`update` for one document unless `event_id` was already applied to it (and only
+    while it matches `condition`, when given): the check and the update are one atomic
+    document write, so a redelivered event is never applied twice."""
+    return UpdateOne(
+        {"_id": doc_id, **not_applied(event_id), **(condition or {})},
+        remember_event(update, event_id),
+    )
 
 
 async def apply_once(

@@ -22,7 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from services.common.errors import Unavailable
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import Doc, not_applied, once_per_event, remember_event
+from services.common.mongo import Doc, once_per_event
 from services.common.pbtime import occurred_at
 from services.common.status import CaseState, Colour, colour_of
 from services.common.topics import CASE_ACTIONS
@@ -161,22 +161,15 @@ class CaseActionProjection:
         refusals: list[events_pb2.CaseAction] = []
         for d in deliveries:
             e = d.message
+            tid, event_id = e.meta.tracking_id, e.meta.event_id
             if e.action == REFUSED:
                 refusals.append(e)
                 # Only for an action this report recorded: a refusal of anything else (not
                 # sent by intake) adds no history line.
-                ops.append(
-                    UpdateOne(
-                        {
-                            "_id": e.meta.tracking_id,
-                            **not_applied(e.meta.event_id),
-                            "my_actions.event_id": e.refused_event_id,
-                        },
-                        remember_event(refusal_update(e), e.meta.event_id),
-                    )
-                )
+                recorded = {"my_actions.event_id": e.refused_event_id}
+                ops.append(once_per_event(tid, event_id, refusal_update(e), recorded))
             else:
-                ops.append(once_per_event(e.meta.tracking_id, e.meta.event_id, case_update(e)))
+                ops.append(once_per_event(tid, event_id, case_update(e)))
             touched.append(e.meta.tracking_id)
         if not ops:
             return

@@ -27,7 +27,7 @@ from services.common.outbox import OutboxMessage, outbox_update
 from services.common.topics import CASE_ACTIONS, REPORTER_ACTIONS, SLA_EVENTS
 from services.routing.actions import MAX_ATTEMPTS, CaseActions
 from services.routing.case_store import FAR_FUTURE, CaseStore, status_of
-from services.routing.codec import institution_of
+from services.routing.codec import holder_fields
 from services.routing.domain.case import Command, Role, apply
 from services.routing.domain.directory import Directory
 
@@ -59,13 +59,12 @@ def refusal_message(
         actor_role=Role.SYSTEM.value,
         from_state=status.state.value,
         to_state=status.state.value,
-        institution=institution_of(status.institution_id, directory),
+        **holder_fields(status.institution_id, directory),
         handling_class=status.handling_class,
         reason=reason,
         reopen_count=status.reopen_count,
         refused_event_id=refused.meta.event_id,
         refused_action=refused.action,
-        holder_ancestors=directory.ancestors(status.institution_id),
     )
     event.meta.occurred_at.FromDatetime(now)
     return OutboxMessage(event.meta.event_id, CASE_ACTIONS, tracking_id, event.SerializeToString())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from lapor.v1 import common_pb2, events_pb2
 
@@ -21,6 +22,14 @@ def institution_of(institution_id: str, directory: Directory) -> common_pb2.Inst
         return common_pb2.Institution(id=VERIFICATION_QUEUE, name=QUEUE_NAME)
     known = directory.get(institution_id)
     return common_pb2.Institution(id=institution_id, name=known.name if known else "")
+
+
+def holder_fields(institution_id: str, directory: Directory) -> dict[str, Any]:
+    """A case's holder as a CaseAction carries it: the institution and the ids above it."""
+    return {
+        "institution": institution_of(institution_id, directory),
+        "holder_ancestors": directory.ancestors(institution_id),
+    }
 
 
 def routed_event(
@@ -66,12 +75,11 @@ def case_action_event(
         actor_id=command.actor_id,
         from_state=outcome.before.state.value,
         to_state=after.state.value,
-        institution=institution_of(after.institution_id, directory),
+        **holder_fields(after.institution_id, directory),
         handling_class=after.handling_class,
         public_note=command.text if command.role in INSTITUTION else "",
         reason=command.reason,
         reopen_count=after.reopen_count,
-        holder_ancestors=directory.ancestors(after.institution_id),
         rating=command.rating,
     )
     event.meta.occurred_at.FromDatetime(now)

@@ -126,24 +126,19 @@ class Directory:
 
     def is_within(self, id: str, ancestor_id: str) -> bool:
         """True when ``id`` is ``ancestor_id`` or lies below it."""
-        seen: set[str] = set()
-        current = self._by_id.get(id)
-        while current is not None and current.id not in seen:
-            if current.id == ancestor_id:
-                return True
-            seen.add(current.id)
-            current = None if current.parent_id is None else self._by_id.get(current.parent_id)
-        return False
+        return id in self._by_id and (id == ancestor_id or ancestor_id in self.ancestors(id))
 
     def ancestors(self, id: str) -> list[str]:
-        """The ids above ``id``, nearest first; [] for an unknown or top-level id."""
+        """The ids above ``id`` that the directory knows, nearest first; [] for an unknown
+        or top-level id."""
         result: list[str] = []
         current = self._by_id.get(id)
         while current is not None and current.parent_id is not None:
             if current.parent_id in result or current.parent_id == id:
                 break  # a cycle (an edit gone wrong): stop rather than loop
-            result.append(current.parent_id)
             current = self._by_id.get(current.parent_id)
+            if current is not None:
+                result.append(current.id)
         return result
 
     def __len__(self) -> int:
