@@ -8,7 +8,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 import grpc
+import pytest
 from confluent_kafka import Consumer, TopicPartition
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from lapor.v1 import common_pb2, intake_pb2, intake_pb2_grpc
 
 T = TypeVar("T")
@@ -130,3 +133,21 @@ def read_topic(
         return out
     finally:
         consumer.close()
+
+
+def refused(call: Callable[[], object]) -> grpc.RpcError:
+    """The error a gRPC call is expected to fail with."""
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    return err.value
+
+
+def retry_delay(err: grpc.RpcError) -> float:
+    """Seconds of the RetryInfo in a refusal's rich status (RESOURCE_EXHAUSTED)."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return float(info.retry_delay.ToTimedelta().total_seconds())
+    raise AssertionError("no RetryInfo")

@@ -20,9 +20,11 @@ from pymongo import MongoClient
 from services.stack.supervisor import Stack, free_port
 from tests.e2e.conftest import SECRETS
 from tests.e2e.officer_support import Officers
-from tests.e2e.test_cli_officer import Cli
+from tests.e2e.test_cli_officer import Cli, cli
 from tests.e2e.test_reporter_evidence import tiny_jpeg, tiny_pdf, upload
 from tests.support import eventually, intake_stub, marker, submit_request
+
+__all__ = ["cli"]  # the fixture, shared with test_cli_officer
 
 FOREIGN = "pemda-51.71/dpupr"
 HEADER = ["EVIDENCE ID", "FILE NAME", "CONTENT TYPE", "SIZE", "SHA-256", "UPLOADED AT"]
@@ -46,16 +48,6 @@ class Case:
     holder: str
     photo: File
     pdf: File
-
-
-@pytest.fixture(scope="module")
-def cli(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Cli:
-    data = tmp_path_factory.mktemp("cli-evidence-data")
-    (data / "stack.json").write_text(
-        json.dumps({f"{n}_grpc": s.grpc_address for n, s in stack.services.items()})
-    )
-    (data / "secrets.json").write_text(json.dumps(SECRETS))
-    return Cli(data)
 
 
 @pytest.fixture(scope="module")

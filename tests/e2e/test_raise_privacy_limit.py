@@ -5,14 +5,11 @@ the right code included, for known and unknown tracking ids alike."""
 from __future__ import annotations
 
 import grpc
-import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from lapor.v1 import common_pb2, intake_pb2, reporter_pb2, reporter_pb2_grpc
 
 from services.common.ids import new_tracking_id
 from services.stack.supervisor import Stack
-from tests.support import intake_stub, submit_request
+from tests.support import intake_stub, refused, retry_delay, submit_request
 
 LIMIT = 5  # LAPOR_REPORTER_MAX_WRONG_CODES, default
 WRONG = "AAAA-BBBB-CCCC"
@@ -25,22 +22,6 @@ def raise_privacy(stub: object, tracking_id: str, code: str) -> object:
         ),
         timeout=5,
     )
-
-
-def refused(call: object) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as err:
-        call()  # type: ignore[operator]
-    return err.value
-
-
-def retry_delay(err: grpc.RpcError) -> float:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None
-    for detail in status.details:
-        info = error_details_pb2.RetryInfo()
-        if detail.Unpack(info):
-            return float(info.retry_delay.ToTimedelta().total_seconds())
-    raise AssertionError("no RetryInfo")
 
 
 def test_wrong_codes_on_raise_privacy_hit_the_limit(stack: Stack) -> None:

@@ -12,15 +12,13 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from lapor.v1 import common_pb2, intake_pb2, reporter_pb2, reporter_pb2_grpc
 from pymongo import MongoClient
 
 from services.common.ids import new_tracking_id
 from services.stack.supervisor import Stack
 from tests.e2e.test_reporter_api import drive_and_wait, error_of, violations
-from tests.support import eventually, intake_stub, marker, submit_request
+from tests.support import eventually, intake_stub, marker, retry_delay, submit_request
 
 Stub = reporter_pb2_grpc.ReporterServiceStub
 Mongo = MongoClient  # type: ignore[type-arg]
@@ -62,16 +60,6 @@ def verify(reporter: Stub, tid: str, code: str) -> reporter_pb2.VerifyAccessCode
 
 def inbox(mongo: Mongo, tid: str) -> list[dict[str, Any]]:
     return list(mongo["lapor_intake"]["access_code_inbox"].find({"tracking_id": tid}))
-
-
-def retry_delay(err: grpc.RpcError) -> float:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None
-    for detail in status.details:
-        info = error_details_pb2.RetryInfo()
-        if detail.Unpack(info):
-            return float(info.retry_delay.ToTimedelta().total_seconds())
-    raise AssertionError("no RetryInfo")
 
 
 def test_a_verified_contact_opens_the_report(stack: Stack, stubs: Any, mongo: Mongo) -> None:

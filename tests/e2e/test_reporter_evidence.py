@@ -26,7 +26,7 @@ from pymongo import MongoClient
 
 from services.stack.supervisor import Stack
 from tests.e2e.conftest import start_stack
-from tests.support import eventually, intake_stub, submit_request
+from tests.support import eventually, intake_stub, refused, submit_request
 
 LIMITS = {
     "LAPOR_EVIDENCE_MAX_FILE_BYTES": "200000",
@@ -125,12 +125,6 @@ def upload(
             yield reporter_pb2.EvidenceChunk(data=data[i : i + chunk])
 
     return reporter.UploadEvidence(chunks(), timeout=20)
-
-
-def refused(call: Any) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as err:
-        call()
-    return err.value
 
 
 def stored_files(db: Any, tid: str) -> int:

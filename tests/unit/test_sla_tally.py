@@ -5,23 +5,12 @@ from __future__ import annotations
 
 from services.sla.domain.cards import tally
 from services.sla.tally import add, change, contribution, from_reports, tally_ops
+from tests.unit.test_sla_cards import row
 
 
 def card(**facts: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "top_institution": "pemda-51.08",
-        "period": "2026-03",
-        "open": True,
-        "colour": "red",
-        "handling_class": "complaint",
-        "verified_on_time": None,
-        "first_response_on_time": None,
-        "resolved_on_time": None,
-        "overdue": False,
-        "first_response_overdue": False,
-        "escalated": False,
-    }
-    return {**base, **facts}
+    """A stored report's card facts: the report card's row, with what the gauges add."""
+    return row(**{"period": "2026-03", "colour": "red", "handling_class": "complaint", **facts})
 
 
 def test_a_new_report_counts_once_as_open_and_received() -> None:
