@@ -1,22 +1,36 @@
-"""Transactional outbox kept inside the aggregate's own document.
+"""Transactional outbox, in two forms.
 
-A service stores the events it must publish in the same document write that changes
-the state (field ``_outbox``), so state and events are saved or lost together without a
-multi-document transaction. The relay publishes pending events (at least once, in order
-per document) and then removes exactly the ones it published. Consumers de-duplicate on
-the event id, so a relay that crashes between publishing and marking does no harm.
+* **In the document**: a service stores the events it must publish in the same document
+  write that changes the state (field ``_outbox``), so state and events are saved or lost
+  together without a multi-document transaction. The relay publishes pending events (at
+  least once, in order per document) and then removes exactly the ones it published.
+* **Queued**: a document written in bulk and rarely changed again (a new complaint, a new
+  case) is inserted together with its events in a queue collection, in one multi-document
+  transaction. The relay publishes queue entries in insertion order and deletes them: it
+  never rewrites the document itself. On the embedded database that halves what a new
+  document costs (an update there rewrites the whole document and every index entry of it,
+  twice the CPU of the insert), and the document's collection is left to its writers.
+
+A document's first event may wait in a queue and its later ones in the document; the relay
+publishes a round's queued events before its in-document ones, and holds the in-document
+ones back while the queue has more than one round's worth, so no later event overtakes the
+first. Consumers de-duplicate on the event id, so a relay that crashes between publishing
+and marking (or deleting) does no harm.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, CollectionInvalid
 
 from services.common.clock import sleep_until_or_stop
 from services.common.metrics import OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
@@ -28,6 +42,7 @@ PENDING = "_outbox_pending"
 OUTBOX = "_outbox"
 PUBLISHED = "_published"
 PUBLISHED_KEEP = 50  # published events kept per document, for replay
+QUEUE_SUFFIX = "_outbox"  # a queue collection is named after its documents' collection
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,104 @@ def outbox_update(messages: list[OutboxMessage]) -> Doc:
     }
 
 
+def queued_fields(messages: list[OutboxMessage]) -> Doc:
+    """Fields of a new document whose events go into the queue (`queue_entries`): the
+    document keeps them for replay from the start (a replay may then publish one that the
+    relay has not yet: consumers de-duplicate)."""
+    return {OUTBOX: [], PENDING: False, PUBLISHED: [m.as_doc() for m in messages]}
+
+
+def queue_entries(messages: list[OutboxMessage]) -> list[Doc]:
+    """Queue documents for `messages`, in order (an ObjectId ``_id`` orders the queue)."""
+    return [{"_id": ObjectId(), **m.as_doc()} for m in messages]
+
+
+def queue_for(collection: AsyncCollection[Doc]) -> AsyncCollection[Doc]:
+    """The queue collection that belongs to `collection` (same database)."""
+    return collection.database[collection.name + QUEUE_SUFFIX]
+
+
+async def ensure_queue(collection: AsyncCollection[Doc]) -> None:
+    """Create `collection`'s queue up front: a transaction may not create a collection."""
+    with contextlib.suppress(CollectionInvalid):  # it exists
+        await collection.database.create_collection(queue_for(collection).name)
+
+
+async def insert_queued(
+    collection: AsyncCollection[Doc],
+    items: list[tuple[Doc, list[OutboxMessage]]],
+    unique_field: str = "_id",
+) -> dict[int, Doc]:
+    """Insert each new document with its events queued, all in one transaction.
+
+    A document that a unique index refuses (a duplicate) is left out with its events, and
+    the others are stored: the answer maps the refused items' positions to their write
+    errors (code 11000; ``keyPattern`` names the index). A transaction stops at its first
+    refused write, so after one refusal a single query on `unique_field` (the index
+    duplicates are expected on, a scalar or an array field) finds the batch's other
+    collisions before the next attempt. Transient errors are retried by the driver's
+    ``with_transaction``.
+    """
+    failed: dict[int, Doc] = {}
+    remaining = list(range(len(items)))
+    queue = queue_for(collection)
+    checked = False
+    while remaining:
+        docs = [items[i][0] for i in remaining]
+        entries = [e for i in remaining for e in queue_entries(items[i][1])]
+
+        async def write(session: Any, docs: list[Doc] = docs, entries: list[Doc] = entries) -> None:
+            await collection.insert_many(docs, ordered=False, session=session)
+            if entries:
+                await queue.insert_many(entries, session=session)
+
+        try:
+            async with collection.database.client.start_session() as session:
+                await session.with_transaction(write)
+            return failed
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if not errors or any(e.get("code") != 11000 for e in errors):
+                raise
+            for error in errors:
+                failed[remaining[error["index"]]] = error
+        if not checked:
+            checked = True
+            failed.update(await _collisions(collection, items, remaining, failed, unique_field))
+        remaining = [i for i in remaining if i not in failed]
+    return failed
+
+
+async def _collisions(
+    collection: AsyncCollection[Doc],
+    items: list[tuple[Doc, list[OutboxMessage]]],
+    remaining: list[int],
+    failed: dict[int, Doc],
+    field: str,
+) -> dict[int, Doc]:
+    """The items whose `field` value(s) a stored document already holds."""
+
+    def values(doc: Doc) -> list[Any]:
+        value = doc.get(field)
+        return list(value) if isinstance(value, list) else [value]
+
+    owners: dict[Any, int] = {}
+    for i in remaining:
+        if i not in failed:
+            for value in values(items[i][0]):
+                owners.setdefault(value, i)
+    if not owners:
+        return {}
+    found: dict[int, Doc] = {}
+    stored = collection.find({field: {"$in": list(owners)}}, {field: 1})
+    async for doc in stored:
+        for value in values(doc):
+            if value in owners:
+                error = {"code": 11000, "keyPattern": {field: 1}, "errmsg": "duplicate key"}
+                found[owners[value]] = error
+    return found
+
+
 def merge_updates(*updates: Doc) -> Doc:
     merged: dict[str, dict[str, Any]] = {}
     for update in updates:
@@ -73,8 +186,10 @@ class OutboxRelay:
         publisher: Publisher,
         batch_size: int = 500,
         poll_interval: float = 0.5,
+        queues: list[AsyncCollection[Doc]] | None = None,
     ) -> None:
         self._collections = collections
+        self._queues = queues or []
         self._publisher = publisher
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -115,9 +230,29 @@ class OutboxRelay:
         return total
 
     async def relay_once(self) -> int:
+        # In-document events are read before the queues and published after them: an event
+        # read here belongs to a document whose queued first event was committed earlier,
+        # so it is in this round's queue batch unless that batch is full.
+        pending = [
+            (c, await c.find({PENDING: True}, {OUTBOX: 1}).to_list(self._batch_size))
+            for c in self._collections
+        ]
         total = 0
-        for collection in self._collections:
-            docs = await collection.find({PENDING: True}, {OUTBOX: 1}).to_list(self._batch_size)
+        drained = True
+        for queue in self._queues:
+            entries = await queue.find({}).sort("_id", 1).to_list(self._batch_size)
+            if not entries:
+                continue
+            messages = [OutboxMessage(e["id"], e["topic"], e["key"], e["value"]) for e in entries]
+            await self._publisher.publish_many(messages)
+            for message in messages:
+                OUTBOX_PUBLISHED.labels(topic=message.topic).inc()
+            await queue.delete_many({"_id": {"$in": [e["_id"] for e in entries]}})
+            total += len(messages)
+            drained = drained and len(entries) < self._batch_size
+        if not drained:
+            return total  # the next round, at once, takes more of the queue first
+        for collection, docs in pending:
             if not docs:
                 continue
             messages = [

@@ -14,7 +14,7 @@ from services.common.deadletter import DeadLetters
 from services.common.ids import new_tracking_id
 from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
-from services.common.outbox import OutboxRelay
+from services.common.outbox import OutboxRelay, queue_for
 from services.common.regions import default_regions
 from services.common.runtime import ServiceParts
 from services.common.settings import CommonSettings, Env, Secret
@@ -62,7 +62,9 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
     db = client[s.mongodb_database]
     complaints = db["complaints"]
     publisher = KafkaPublisher(s.kafka, "lapor-intake")
-    relay = OutboxRelay([complaints], publisher, batch_size=RELAY_BATCH)
+    relay = OutboxRelay(
+        [complaints], publisher, batch_size=RELAY_BATCH, queues=[queue_for(complaints)]
+    )
     relay.replay_on_start = s.outbox_replay
     store = MongoComplaintStore(complaints, cipher, on_stored=relay.wake)
     regions = default_regions()

@@ -1,10 +1,11 @@
 """MongoDB adapter for complaints, with group commit.
 
 Concurrent submissions are gathered while the previous write is in flight and stored
-with one unordered ``insert_many``: one round trip, one journal write, many complaints.
-Each document carries its own ComplaintReceived event (outbox), so a complaint is never
-stored without its event. A duplicate idempotency scope fails only its own document; that
-submission gets the stored original back.
+with one ``insert_many``: one round trip, one journal write, many complaints. Their
+ComplaintReceived events go into the outbox queue (``complaints_outbox``) in the same
+transaction, so a complaint is never stored without its event, and the relay publishes them
+without rewriting the complaints. A duplicate idempotency scope fails only its own
+document; that submission gets the stored original back.
 """
 
 from __future__ import annotations
@@ -17,11 +18,18 @@ from typing import Any
 
 from prometheus_client import Histogram
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
 
 from services.common.metrics import LATENCY_BUCKETS
 from services.common.mongo import Doc
-from services.common.outbox import PENDING, merge_updates, outbox_fields, outbox_update
+from services.common.outbox import (
+    PENDING,
+    OutboxMessage,
+    ensure_queue,
+    insert_queued,
+    merge_updates,
+    outbox_update,
+    queued_fields,
+)
 from services.intake.abuse import DEDUPE_PREFIX, dedupe_key
 from services.intake.codec import privacy_raised_event, received_event
 from services.intake.domain import Complaint, Privacy, Status, colour_for
@@ -51,6 +59,7 @@ class _Pending:
     complaint: Complaint
     doc: Doc
     future: asyncio.Future[Stored]
+    events: list[OutboxMessage]
 
 
 class MongoComplaintStore:
@@ -73,6 +82,7 @@ class MongoComplaintStore:
     async def ensure_indexes(self) -> None:
         await self._collection.create_index("idem", unique=True)
         await self._collection.create_index(PENDING)
+        await ensure_queue(self._collection)
         await self._collection.create_index([("region_code", 1), ("received_at", -1)])
 
     def start(self) -> None:
@@ -87,7 +97,10 @@ class MongoComplaintStore:
     async def add(self, complaint: Complaint) -> Stored:
         self.start()
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(complaint, self._document(complaint), future))
+        events = [received_event(complaint)]
+        await self._queue.put(
+            _Pending(complaint, self._document(complaint, events), future, events)
+        )
         return await future
 
     async def get(self, tracking_id: str) -> Doc | None:
@@ -124,7 +137,7 @@ class MongoComplaintStore:
         result = await self._collection.update_many({"idem": expired}, {"$pull": {"idem": expired}})
         return result.modified_count
 
-    def _document(self, c: Complaint) -> Doc:
+    def _document(self, c: Complaint, events: list[OutboxMessage]) -> Doc:
         doc: Doc = {
             "_id": c.tracking_id,
             "channel": c.channel.value,
@@ -155,7 +168,7 @@ class MongoComplaintStore:
             "overdue": False,
             "escalated": False,
             "_applied": [],
-            **outbox_fields([received_event(c)]),
+            **queued_fields(events),  # the events themselves go to the queue
         }
         if c.follow_up_hash:
             doc[FOLLOW_UP_CODES] = [c.follow_up_hash]
@@ -202,13 +215,13 @@ class MongoComplaintStore:
                 unique.append(item)
             else:
                 followers.append((item, leader))
-        failed: dict[int, dict[str, Any]] = {}
         BATCH_SIZE.observe(len(unique))
         with WRITE_LATENCY.time():
-            try:
-                await self._collection.insert_many([i.doc for i in unique], ordered=False)
-            except BulkWriteError as exc:
-                failed = {e["index"]: e for e in exc.details.get("writeErrors", [])}
+            failed = await insert_queued(
+                self._collection,
+                [(i.doc, i.events) for i in unique],
+                unique_field="idem",
+            )
         for index, item in enumerate(unique):
             error = failed.get(index)
             if error is None:

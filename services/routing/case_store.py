@@ -10,7 +10,14 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.mongo import Doc, not_applied, remember_event
-from services.common.outbox import OUTBOX, PENDING, PUBLISHED, OutboxMessage, outbox_update
+from services.common.outbox import (
+    OUTBOX,
+    PENDING,
+    PUBLISHED,
+    OutboxMessage,
+    ensure_queue,
+    outbox_update,
+)
 from services.common.status import CaseState
 from services.routing.domain.case import CaseStatus, Outcome
 
@@ -50,6 +57,7 @@ class CaseStore:
         self.cases = cases
 
     async def ensure_indexes(self) -> None:
+        await ensure_queue(self.cases)  # new cases' events wait there (handlers.handle_received)
         await self.cases.create_index(PENDING)
         await self.cases.create_index([("institution_id", 1), ("due_sort", 1)])
         await self.cases.create_index([("state", 1), ("received_at", 1)])

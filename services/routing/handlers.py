@@ -1,5 +1,5 @@
 """Routing's use case: a received complaint is classified, routed by the rules and stored as a
-case with its ComplaintRouted event, once. A new case lists the earlier near-duplicates it
+case with its ComplaintRouted event (in the outbox queue, same transaction), once. A new case lists the earlier near-duplicates it
 resembles (``similar``); the earlier ones find it by that field when read (no rewrite)."""
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lapor.v1 import common_pb2, events_pb2
-from pymongo.errors import BulkWriteError
 
 from services.common.clock import Clock
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.mongo import Doc
-from services.common.outbox import outbox_fields
+from services.common.outbox import OutboxMessage, insert_queued, queued_fields
 from services.common.regions import RegionTable
 from services.common.topics import COMPLAINTS_RECEIVED
 from services.routing.case_store import FAR_FUTURE, CaseStore
@@ -35,6 +34,7 @@ log = logging.getLogger(__name__)
 class Routed:
     doc: Doc
     fingerprint: list[int]
+    events: list[OutboxMessage]
 
 
 @dataclass
@@ -74,18 +74,15 @@ class RoutingHandlers:
             timezone = region.timezone if region else "Asia/Jakarta"
             words = self.classifier.normaliser.words(f"{received.title} {received.body}")
             fingerprint = similarity.shingles(words)
-            doc = self._case(received, decision, timezone, now)
+            events = [routed_event(received, decision, timezone, now, self.directory())]
+            doc = self._case(received, decision, timezone, now, events)
             doc["fingerprint"] = fingerprint
-            routed.append(Routed(doc, fingerprint))
+            routed.append(Routed(doc, fingerprint, events))
         await self._link_similar(routed)
-        duplicates = 0
-        try:
-            await self.store.cases.insert_many([r.doc for r in routed], ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors):
-                raise
-            duplicates = len(errors)
+        # Each case with its ComplaintRouted in the outbox queue, in one transaction; a
+        # redelivered complaint's case exists (unique _id) and is left out with its event.
+        refused = await insert_queued(self.store.cases, [(r.doc, r.events) for r in routed])
+        duplicates = len(refused)
         EVENTS_CONSUMED.labels(topic=COMPLAINTS_RECEIVED, outcome="applied").inc(
             len(routed) - duplicates
         )
@@ -126,6 +123,7 @@ class RoutingHandlers:
         decision: Decision,
         timezone: str,
         now: datetime,
+        events: list[OutboxMessage],
     ) -> Doc:
         state = initial_state(decision.institution_id)
         return {
@@ -178,5 +176,5 @@ class RoutingHandlers:
                 }
             ],
             "_applied": [received.meta.event_id],
-            **outbox_fields([routed_event(received, decision, timezone, now, self.directory())]),
+            **queued_fields(events),
         }

@@ -7,8 +7,11 @@ import base64
 import os
 from datetime import UTC, datetime
 
+from lapor.v1 import events_pb2
+
 from services.common.ids import new_tracking_id
 from services.common.settings import Secret
+from services.common.topics import COMPLAINTS_RECEIVED
 from services.intake.domain import (
     Channel,
     Classification,
@@ -64,9 +67,47 @@ async def test_a_burst_is_stored_in_shared_writes_each_with_its_event(db: object
         *(store.add(receive(command(f"k{i}"), new_tracking_id(), now)) for i in range(300))
     )
     assert len({r.tracking_id for r in results}) == 300
-    docs = await db["complaints"].find({}, {"_outbox": 1, "_outbox_pending": 1}).to_list(None)  # type: ignore[index]
-    assert len(docs) == 300
-    assert all(d["_outbox_pending"] and len(d["_outbox"]) == 1 for d in docs)
+    assert len(await db["complaints"].find({}).to_list(None)) == 300  # type: ignore[index]
+    await assert_one_queued_event_each(db, {r.tracking_id for r in results})
+    await store.close()
+
+
+async def assert_one_queued_event_each(db: object, tracking_ids: set[str]) -> None:
+    """Each complaint's ComplaintReceived waits in the queue, and only theirs; the complaint
+    keeps it for replay and has nothing pending in its own outbox."""
+    queued = await db["complaints_outbox"].find({}).sort("_id", 1).to_list(None)  # type: ignore[index]
+    assert sorted(e["key"] for e in queued) == sorted(tracking_ids)
+    for entry in queued:
+        event = events_pb2.ComplaintReceived.FromString(entry["value"])
+        assert entry["topic"] == COMPLAINTS_RECEIVED and event.meta.tracking_id == entry["key"]
+    docs = await db["complaints"].find({"_id": {"$in": list(tracking_ids)}}).to_list(None)  # type: ignore[index]
+    assert all(not d["_outbox_pending"] and d["_outbox"] == [] for d in docs)
+    kept = {d["_id"]: [e["id"] for e in d["_published"]] for d in docs}
+    assert kept == {e["key"]: [e["id"]] for e in queued}
+
+
+async def test_a_batch_with_stored_duplicates_stores_the_rest_and_their_events_only(
+    db: object,
+) -> None:
+    store = await make_store(db)
+    now = datetime.now(UTC)
+    first = await asyncio.gather(
+        *(store.add(receive(command(f"d{i}"), new_tracking_id(), now)) for i in range(3))
+    )
+    # One burst mixes retries of all three (each refused by the unique index in its own
+    # write) with new reports: one transaction refuses at its first duplicate; the rest are
+    # found by one query and the new ones stored in the next attempt.
+    keys = ["d0", "n0", "d1", "n1", "n2", "d2", "n3"]
+    results = await asyncio.gather(
+        *(store.add(receive(command(k), new_tracking_id(), now)) for k in keys)
+    )
+    by_key = dict(zip(keys, results, strict=True))
+    for i, original in enumerate(first):
+        assert by_key[f"d{i}"].duplicate and by_key[f"d{i}"].tracking_id == original.tracking_id
+    new = {by_key[k].tracking_id for k in keys if k.startswith("n")}
+    assert not any(by_key[k].duplicate for k in keys if k.startswith("n")) and len(new) == 4
+    assert await db["complaints"].count_documents({}) == 7  # type: ignore[index]
+    await assert_one_queued_event_each(db, new | {r.tracking_id for r in first})
     await store.close()
 
 

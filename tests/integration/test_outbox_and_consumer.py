@@ -9,7 +9,16 @@ from lapor.v1 import common_pb2
 from pymongo.errors import AutoReconnect
 
 from services.common.kafka import Delivery, EventConsumer, KafkaPublisher
-from services.common.outbox import OutboxMessage, OutboxRelay, outbox_fields
+from services.common.outbox import (
+    OutboxMessage,
+    OutboxRelay,
+    ensure_queue,
+    insert_queued,
+    outbox_fields,
+    outbox_update,
+    queue_for,
+    queued_fields,
+)
 from services.common.settings import KafkaSettings
 from services.stack.supervisor import Stack
 from tests.support import read_topic
@@ -58,6 +67,70 @@ async def test_relay_publishes_once_marks_and_replays(
         assert len(mine) == 50  # replay republishes; consumers de-duplicate on event ids
     finally:
         await publisher.stop()
+
+
+class Recorder:
+    """A publisher that keeps what it was asked to publish, in order (the ordering rule is
+    the relay's, not the broker's)."""
+
+    def __init__(self) -> None:
+        self.sent: list[OutboxMessage] = []
+
+    async def publish_many(self, messages: list[OutboxMessage]) -> None:
+        self.sent.extend(messages)
+
+
+async def test_queued_first_events_go_out_before_later_ones_and_leave_the_queue(db: object) -> None:
+    things = db["things"]  # type: ignore[index]
+    await ensure_queue(things)
+    topic = "t"
+    items = [
+        (
+            {"_id": f"d{i}", **queued_fields([OutboxMessage(f"first-{i}", topic, f"d{i}", b"1")])},
+            [OutboxMessage(f"first-{i}", topic, f"d{i}", b"1")],
+        )
+        for i in range(5)
+    ]
+    assert await insert_queued(things, items) == {}
+    # A later event of d0 and d3 waits in their own documents.
+    for i in (0, 3):
+        await things.update_one(
+            {"_id": f"d{i}"}, outbox_update([OutboxMessage(f"later-{i}", topic, f"d{i}", b"2")])
+        )
+    recorder = Recorder()
+    relay = OutboxRelay([things], recorder, batch_size=2, queues=[queue_for(things)])
+    # Rounds of 2: while the queue holds a full round, the documents' events wait.
+    assert await relay.relay_once() == 2 and await relay.relay_once() == 2
+    assert [m.id for m in recorder.sent] == ["first-0", "first-1", "first-2", "first-3"]
+    assert await relay.relay_once() == 3  # the queue's last entry, then the documents'
+    assert [m.id for m in recorder.sent][4:] == ["first-4", "later-0", "later-3"]
+    assert await relay.relay_once() == 0
+    assert await queue_for(things).count_documents({}) == 0
+    assert await things.count_documents({"_outbox_pending": True}) == 0
+    # Replay carries every event the documents kept, queued ones included.
+    recorder.sent.clear()
+    assert await relay.replay() == 7
+    assert sorted(m.id for m in recorder.sent) == sorted(
+        [f"first-{i}" for i in range(5)] + ["later-0", "later-3"]
+    )
+
+
+async def test_insert_queued_leaves_out_duplicates_with_their_events(db: object) -> None:
+    things = db["things"]  # type: ignore[index]
+    await ensure_queue(things)
+    await ensure_queue(things)  # idempotent
+
+    def item(i: int) -> tuple[dict[str, object], list[OutboxMessage]]:
+        return {"_id": f"d{i}"}, [OutboxMessage(f"e{i}-{uuid.uuid4().hex}", "t", f"d{i}", b"")]
+
+    assert await insert_queued(things, [item(1), item(3)]) == {}
+    failed = await insert_queued(things, [item(0), item(1), item(2), item(3), item(4)])
+    assert sorted(failed) == [1, 3] and all(e["code"] == 11000 for e in failed.values())
+    assert sorted(d["_id"] for d in await things.find({}).to_list(None)) == [
+        f"d{i}" for i in range(5)
+    ]
+    queued = await queue_for(things).find({}).to_list(None)
+    assert sorted(e["key"] for e in queued) == [f"d{i}" for i in range(5)]  # one each
 
 
 async def test_consumer_retries_transient_errors_and_commits_after_work(

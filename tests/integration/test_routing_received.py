@@ -1,0 +1,79 @@
+"""Routing's received-complaint handler against the real database process: each new case is
+stored with its ComplaintRouted in the outbox queue, in one transaction, once."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from lapor.v1 import common_pb2, events_pb2
+
+from services.common.clock import ManualClock
+from services.common.kafka import Delivery
+from services.common.outbox import OutboxMessage, OutboxRelay, queue_for
+from services.common.regions import default_regions
+from services.common.topics import COMPLAINTS_ROUTED
+from services.routing.case_store import CaseStore
+from services.routing.domain.classifier import TopicClassifier
+from services.routing.domain.directory import Directory
+from services.routing.domain.rules import DEFAULT_RULES_FILE, RuleSet
+from services.routing.handlers import RoutingHandlers
+from tests.integration.test_sla_store import T0
+
+
+def received(tid: str) -> Delivery[events_pb2.ComplaintReceived]:
+    message = events_pb2.ComplaintReceived(
+        meta=common_pb2.EventMeta(event_id=f"{tid}:received", tracking_id=tid),
+        title="Jalan berlubang",
+        body="Jalan di depan pasar rusak parah dan berlubang, mohon segera diperbaiki",
+        region_code="51.08",
+        classification=common_pb2.CLASSIFICATION_COMPLAINT,
+    )
+    message.meta.occurred_at.FromDatetime(T0)
+    return Delivery(message, tid, 0, 0)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[OutboxMessage] = []
+
+    async def publish_many(self, messages: list[OutboxMessage]) -> None:
+        self.sent.extend(messages)
+
+
+async def test_new_cases_queue_their_routed_event_once_also_when_redelivered(db: Any) -> None:
+    regions = default_regions()
+    directory = Directory.seed(regions)
+    rules = RuleSet.load(DEFAULT_RULES_FILE, directory)
+    store = CaseStore(db["cases"])
+    handlers = RoutingHandlers(
+        store,
+        lambda: directory,
+        lambda: rules,
+        TopicClassifier.default(),
+        regions,
+        ManualClock(T0),
+    )
+    await handlers.ensure_indexes()
+    first = [uuid.uuid4().hex[:10] for _ in range(3)]
+    await handlers.handle_received([received(t) for t in first])
+    # A redelivered batch (the consumer crashed before committing) with one new complaint.
+    late = uuid.uuid4().hex[:10]
+    await handlers.handle_received([received(t) for t in [*first, late]])
+
+    cases = await db["cases"].find({}).to_list(None)
+    assert sorted(c["_id"] for c in cases) == sorted([*first, late])
+    assert all(not c["_outbox_pending"] and c["_outbox"] == [] for c in cases)
+    queued = await queue_for(db["cases"]).find({}).to_list(None)
+    assert sorted(e["key"] for e in queued) == sorted([*first, late])  # one each
+    for entry in queued:
+        event = events_pb2.ComplaintRouted.FromString(entry["value"])
+        assert entry["topic"] == COMPLAINTS_ROUTED and event.meta.tracking_id == entry["key"]
+    kept = {c["_id"]: [e["id"] for e in c["_published"]] for c in cases}
+    assert kept == {e["key"]: [e["id"]] for e in queued}  # the case keeps it for replay
+
+    recorder = Recorder()
+    relay = OutboxRelay([store.cases], recorder, queues=[queue_for(store.cases)])
+    assert await relay.relay_once() == 4
+    assert await relay.relay_once() == 0
+    assert await queue_for(db["cases"]).count_documents({}) == 0
