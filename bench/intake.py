@@ -4,10 +4,12 @@ Run from the repository root: ``python -m bench.intake [--complaints N] [--concu
 Starts its own broker, database and intake (the other services are not started, so they do
 not compete for the cores), then prints:
 
-* a burst of C concurrent submitters (grpc.aio): complaints/s sustained, p50/p99
+* a burst of C concurrent submitters (grpc.aio): complaints/s acknowledged, and
+  acknowledged *and* published (until the burst's last event has left the outbox), p50/p99
   acknowledgement latency, intake CPU-ms per complaint (psutil on the intake process);
-* the raw single-document ``insert_one`` rate against the same database, sequential and
-  with the same concurrency, and the ratio intake / raw (target: at least 1.5x);
+* the raw single-document ``insert_one`` rate against the same database once it is quiet
+  (the relay done with the burst), sequential and with the same concurrency, and the ratio
+  intake (acknowledged) / raw (target: at least 1.5x);
 * p50/p99 at half of the sustained rate, paced open-loop, after the outbox relay has
   caught up with the burst (target: p99 under 100 ms);
 * intake SIGKILLed mid-burst: acknowledged ids counted against stored ones (target: 0 lost).
@@ -214,8 +216,11 @@ def group_commit(metrics_port: int) -> str:
 async def outbox_drained(uri: str, patience: float = 120) -> None:
     client: AsyncMongoClient = AsyncMongoClient(uri)  # type: ignore[type-arg]
     complaints = client["lapor_intake"]["complaints"]
+    queue = client["lapor_intake"]["complaints_outbox"]
     for _ in range(int(patience / 0.5)):
-        if not await complaints.count_documents({"_outbox_pending": True}, limit=1):
+        if not await complaints.count_documents(
+            {"_outbox_pending": True}, limit=1
+        ) and not await queue.count_documents({}, limit=1):
             break
         await asyncio.sleep(0.5)  # noqa: ASYNC110 - polling another process's database
     await client.close()
@@ -246,18 +251,28 @@ async def measure(
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
         await parallel(clients * 100)  # warm up the client processes and intake
         cpu0 = sum(process.cpu_times()[:2])
+        began = time.perf_counter()
         b = await parallel(count)
+        # Sustained means the relay keeps up too: the burst counts as done when the last
+        # of its events has left the outbox.
+        await outbox_drained(stack.mongodb_uri)
+        published = len(b.acked) / (time.perf_counter() - began)
         cpu_ms = (sum(process.cpu_times()[:2]) - cpu0) * 1000 / max(len(b.acked), 1)
         rate = len(b.acked) / b.seconds
         print(
             f"burst         : {len(b.acked)} acknowledged, {b.errors} errors, {concurrency} in "
             f"flight from {clients} client processes"
         )
-        print(f"sustained     : {rate:8.0f} complaints/s")
+        print(
+            f"sustained     : {rate:8.0f} complaints/s acknowledged, {published:.0f}/s "
+            "acknowledged and published (the burst's last event out of the outbox)"
+        )
         print(
             f"latency       : p50 {pct(b.latencies, 0.5):6.1f} ms   p99 {pct(b.latencies, 0.99):6.1f} ms"
         )
-        print(f"intake CPU    : {cpu_ms:8.2f} ms per complaint")
+        print(f"intake CPU    : {cpu_ms:8.2f} ms per complaint (acknowledged and published)")
+        # The raw rate on a quiet database, the relay done with the burst (an earlier version
+        # measured it while the relay still worked through the burst: a third of this rate).
         seq, conc = await raw_inserts(stack.mongodb_uri, min(count, 2000), concurrency)
         print(
             f"raw insert_one: {seq:8.0f} /s sequential   {conc:8.0f} /s with {concurrency} in flight"
@@ -267,7 +282,7 @@ async def measure(
         print(
             f"ratio         : {rate / best:8.2f}x the better raw rate ({verdict} the 1.5x target)"
         )
-        await outbox_drained(stack.mongodb_uri)  # steady state: no backlog from the burst
+        await outbox_drained(stack.mongodb_uri)  # steady state: nothing left from the raw run
         half = await parallel(max(int(rate / 2 * 8), 200), pace=rate / 2)
         p99 = pct(half.latencies, 0.99)
         print(
