@@ -14,6 +14,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from lapor.v1 import common_pb2, intake_pb2, intake_pb2_grpc
 
+from services.common.outbox import OutboxMessage
+
 T = TypeVar("T")
 
 
@@ -151,3 +153,14 @@ def retry_delay(err: grpc.RpcError) -> float:
         if detail.Unpack(info):
             return float(info.retry_delay.ToTimedelta().total_seconds())
     raise AssertionError("no RetryInfo")
+
+
+class RecordingPublisher:
+    """A publisher for the outbox relay that keeps what it was asked to publish, in order:
+    for tests of the relay's own rules (what goes out, in which order), not of the broker."""
+
+    def __init__(self) -> None:
+        self.sent: list[OutboxMessage] = []
+
+    async def publish_many(self, messages: list[OutboxMessage]) -> None:
+        self.sent.extend(messages)

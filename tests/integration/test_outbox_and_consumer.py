@@ -21,7 +21,7 @@ from services.common.outbox import (
 )
 from services.common.settings import KafkaSettings
 from services.stack.supervisor import Stack
-from tests.support import read_topic
+from tests.support import RecordingPublisher, read_topic
 
 
 def meta_message(tracking_id: str) -> bytes:
@@ -69,17 +69,6 @@ async def test_relay_publishes_once_marks_and_replays(
         await publisher.stop()
 
 
-class Recorder:
-    """A publisher that keeps what it was asked to publish, in order (the ordering rule is
-    the relay's, not the broker's)."""
-
-    def __init__(self) -> None:
-        self.sent: list[OutboxMessage] = []
-
-    async def publish_many(self, messages: list[OutboxMessage]) -> None:
-        self.sent.extend(messages)
-
-
 async def test_queued_first_events_go_out_before_later_ones_and_leave_the_queue(db: object) -> None:
     things = db["things"]  # type: ignore[index]
     await ensure_queue(things)
@@ -97,7 +86,7 @@ async def test_queued_first_events_go_out_before_later_ones_and_leave_the_queue(
         await things.update_one(
             {"_id": f"d{i}"}, outbox_update([OutboxMessage(f"later-{i}", topic, f"d{i}", b"2")])
         )
-    recorder = Recorder()
+    recorder = RecordingPublisher()
     relay = OutboxRelay([things], recorder, batch_size=2, queues=[queue_for(things)])
     # Rounds of 2: while the queue holds a full round, the documents' events wait.
     assert await relay.relay_once() == 2 and await relay.relay_once() == 2

@@ -10,7 +10,7 @@ from lapor.v1 import common_pb2, events_pb2
 
 from services.common.clock import ManualClock
 from services.common.kafka import Delivery
-from services.common.outbox import OutboxMessage, OutboxRelay, queue_for
+from services.common.outbox import OutboxRelay, queue_for
 from services.common.regions import default_regions
 from services.common.topics import COMPLAINTS_ROUTED
 from services.routing.case_store import CaseStore
@@ -19,6 +19,7 @@ from services.routing.domain.directory import Directory
 from services.routing.domain.rules import DEFAULT_RULES_FILE, RuleSet
 from services.routing.handlers import RoutingHandlers
 from tests.integration.test_sla_store import T0
+from tests.support import RecordingPublisher
 
 
 def received(tid: str) -> Delivery[events_pb2.ComplaintReceived]:
@@ -31,14 +32,6 @@ def received(tid: str) -> Delivery[events_pb2.ComplaintReceived]:
     )
     message.meta.occurred_at.FromDatetime(T0)
     return Delivery(message, tid, 0, 0)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[OutboxMessage] = []
-
-    async def publish_many(self, messages: list[OutboxMessage]) -> None:
-        self.sent.extend(messages)
 
 
 async def test_new_cases_queue_their_routed_event_once_also_when_redelivered(db: Any) -> None:
@@ -72,7 +65,7 @@ async def test_new_cases_queue_their_routed_event_once_also_when_redelivered(db:
     kept = {c["_id"]: [e["id"] for e in c["_published"]] for c in cases}
     assert kept == {e["key"]: [e["id"]] for e in queued}  # the case keeps it for replay
 
-    recorder = Recorder()
+    recorder = RecordingPublisher()
     relay = OutboxRelay([store.cases], recorder, queues=[queue_for(store.cases)])
     assert await relay.relay_once() == 4
     assert await relay.relay_once() == 0
