@@ -29,12 +29,14 @@ from typing import Any, Protocol
 
 from bson import ObjectId
 from pymongo import UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, CollectionInvalid
+from pymongo.asynchronous.mongo_client import AsyncMongoClient
+from pymongo.errors import BulkWriteError, CollectionInvalid, PyMongoError
 
 from services.common.clock import sleep_until_or_stop
 from services.common.metrics import OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
-from services.common.mongo import Doc
+from services.common.mongo import TRANSIENT_ERRORS, Doc
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +117,15 @@ async def insert_queued(
         docs = [items[i][0] for i in remaining]
         entries = [e for i in remaining for e in queue_entries(items[i][1])]
 
-        async def write(session: Any, docs: list[Doc] = docs, entries: list[Doc] = entries) -> None:
+        async def write(
+            session: AsyncClientSession, docs: list[Doc] = docs, entries: list[Doc] = entries
+        ) -> None:
             await collection.insert_many(docs, ordered=False, session=session)
             if entries:
                 await queue.insert_many(entries, session=session)
 
         try:
-            async with collection.database.client.start_session() as session:
-                await session.with_transaction(write)
+            await in_transaction(collection.database.client, write)
             return failed
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
@@ -135,6 +138,36 @@ async def insert_queued(
             failed.update(await _collisions(collection, items, remaining, failed, unique_field))
         remaining = [i for i in remaining if i not in failed]
     return failed
+
+
+TRANSACTION_ATTEMPTS = 3
+
+
+async def in_transaction(
+    client: AsyncMongoClient[Doc], write: Callable[[AsyncClientSession], Awaitable[None]]
+) -> None:
+    """Run `write` in one transaction and commit it. A transaction the database aborted for
+    a conflict (label ``TransientTransactionError``) is run again, up to
+    `TRANSACTION_ATTEMPTS` times. A database that cannot be reached raises at once, as a
+    single write would (the channel gets UNAVAILABLE and retries with its idempotency key;
+    a consumer retries the batch): the driver's ``with_transaction`` would keep trying for
+    two minutes while callers wait."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        async with client.start_session() as session:
+            await session.start_transaction()
+            try:
+                await write(session)
+                await session.commit_transaction()
+                return
+            except PyMongoError as exc:
+                if session.in_transaction:
+                    with contextlib.suppress(PyMongoError):
+                        await session.abort_transaction()
+                retry = exc.has_error_label("TransientTransactionError") and not isinstance(
+                    exc, TRANSIENT_ERRORS
+                )
+                if not retry or attempt == TRANSACTION_ATTEMPTS:
+                    raise
 
 
 async def _collisions(

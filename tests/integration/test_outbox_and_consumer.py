@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
+from typing import Any
 
+import pytest
 from lapor.v1 import common_pb2
+from pymongo import AsyncMongoClient
 from pymongo.errors import AutoReconnect
 
 from services.common.kafka import Delivery, EventConsumer, KafkaPublisher
+from services.common.mongo import TRANSIENT_ERRORS
 from services.common.outbox import (
     OutboxMessage,
     OutboxRelay,
@@ -219,3 +224,30 @@ async def test_a_message_that_keeps_failing_is_parked_and_the_rest_go_on(
     await asyncio.wait_for(consumer.run(stop), 90)
     assert parked == [bad]
     assert good in handled
+
+
+async def test_insert_queued_fails_fast_when_the_database_is_gone(tmp_path: Path) -> None:
+    """A transaction against a database that went away raises the driver's transient error
+    within the server-selection timeout (the channel gets UNAVAILABLE and retries with its
+    idempotency key), instead of retrying for minutes while submissions wait."""
+    stack = Stack(tmp_path)
+    uri = stack.start_mongo()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        uri, serverSelectionTimeoutMS=1000, w="majority"
+    )
+    try:
+        things = client["it"]["things"]
+        await ensure_queue(things)
+        assert (
+            await insert_queued(things, [({"_id": 1}, [OutboxMessage("e1", "t", "1", b"")])]) == {}
+        )
+        assert stack.mongo is not None
+        stack.mongo.popen.kill()
+        stack.mongo.popen.wait()
+        with pytest.raises(TRANSIENT_ERRORS):
+            await asyncio.wait_for(
+                insert_queued(things, [({"_id": 2}, [OutboxMessage("e2", "t", "2", b"")])]), 30
+            )
+    finally:
+        await client.close()
+        stack.stop()
