@@ -38,6 +38,15 @@ OUTBOX_PUBLISHED = Counter(
     "lapor_outbox_published_total", "Events published from the outbox, by topic", ["topic"]
 )
 OUTBOX_RELAY_ERRORS = Counter("lapor_outbox_relay_errors_total", "Outbox relay failures")
+OUTBOX_OLDEST = Gauge(
+    "lapor_outbox_oldest_pending_seconds",
+    "Age of the oldest event waiting in an outbox queue at the relay's last round (0: none)",
+    ["queue"],
+)
+OUTBOX_LAST_ROUND = Gauge(
+    "lapor_outbox_relay_last_round_timestamp_seconds",
+    "When the outbox relay last finished a round (Unix time)",
+)
 DEPENDENCY_UP = Gauge(
     "lapor_dependency_up", "1 when the dependency answered the last health probe", ["dependency"]
 )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,7 +36,12 @@ from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import BulkWriteError, CollectionInvalid, PyMongoError
 
 from services.common.clock import sleep_until_or_stop
-from services.common.metrics import OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
+from services.common.metrics import (
+    OUTBOX_LAST_ROUND,
+    OUTBOX_OLDEST,
+    OUTBOX_PUBLISHED,
+    OUTBOX_RELAY_ERRORS,
+)
 from services.common.mongo import TRANSIENT_ERRORS, Doc
 
 log = logging.getLogger(__name__)
@@ -223,6 +229,9 @@ class OutboxRelay:
     ) -> None:
         self._collections = collections
         self._queues = queues or []
+        for queue in self._queues:  # the series exist from the start
+            OUTBOX_OLDEST.labels(queue=queue.name).set(0)
+        OUTBOX_LAST_ROUND.set_to_current_time()
         self._publisher = publisher
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -263,6 +272,14 @@ class OutboxRelay:
         return total
 
     async def relay_once(self) -> int:
+        """One round: publish what is pending, then mark (or delete) it. Returns the number
+        of events published; records the round's end and each queue's oldest entry's age
+        (for the alert on an outbox that falls behind or a relay that stopped)."""
+        published = await self._round()
+        OUTBOX_LAST_ROUND.set_to_current_time()
+        return published
+
+    async def _round(self) -> int:
         # In-document events are read before the queues and published after them: an event
         # read here belongs to a document whose queued first event was committed earlier,
         # so it is in this round's queue batch unless that batch is full.
@@ -274,6 +291,8 @@ class OutboxRelay:
         drained = True
         for queue in self._queues:
             entries = await queue.find({}).sort("_id", 1).to_list(self._batch_size)
+            waited = time.time() - entries[0]["_id"].generation_time.timestamp() if entries else 0
+            OUTBOX_OLDEST.labels(queue=queue.name).set(max(0.0, waited))
             if not entries:
                 continue
             messages = [OutboxMessage(e["id"], e["topic"], e["key"], e["value"]) for e in entries]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.common.metrics import OUTBOX_PUBLISHED
+from services.common.metrics import OUTBOX_OLDEST, OUTBOX_PUBLISHED
 from services.common.mongo import Doc
 from services.common.outbox import OutboxMessage, OutboxRelay, Publisher, relay_loop
 
@@ -52,6 +52,7 @@ class SlaRelay:
         poll_interval: float = 0.5,
     ) -> None:
         self.documents = OutboxRelay([cases], publisher, batch_size=batch_size)
+        OUTBOX_OLDEST.labels(queue=BATCH_OUTBOX).set(0)  # the series exists from the start
         self.outbox = batch_outbox_of(cases)
         self._publisher = publisher
         self._batches = batches
@@ -69,6 +70,9 @@ class SlaRelay:
 
     async def relay_batches_once(self) -> int:
         docs = await self.outbox.find({"pending": True}).sort("at", 1).to_list(self._batches)
+        oldest = docs[0]["at"].replace(tzinfo=UTC) if docs else None  # stored in UTC
+        waited = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        OUTBOX_OLDEST.labels(queue=BATCH_OUTBOX).set(max(0.0, waited))
         if not docs:
             return 0
         messages = [m for doc in docs for m in messages_of(doc)]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from lapor.v1 import common_pb2
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 from pymongo.errors import AutoReconnect
 
@@ -251,3 +254,26 @@ async def test_insert_queued_fails_fast_when_the_database_is_gone(tmp_path: Path
     finally:
         await client.close()
         stack.stop()
+
+
+async def test_the_relay_reports_how_long_the_oldest_queued_event_has_waited(db: object) -> None:
+    things = db["things"]  # type: ignore[index]
+    await ensure_queue(things)
+    queue = queue_for(things)
+    five_minutes_ago = datetime.now(UTC) - timedelta(minutes=5)
+    await queue.insert_one(
+        {
+            "_id": ObjectId.from_datetime(five_minutes_ago),
+            **OutboxMessage("e", "t", "k", b"").as_doc(),
+        }
+    )
+    relay = OutboxRelay([things], RecordingPublisher(), queues=[queue])
+    oldest = {"queue": queue.name}
+    assert REGISTRY.get_sample_value("lapor_outbox_oldest_pending_seconds", oldest) == 0
+    started = REGISTRY.get_sample_value("lapor_outbox_relay_last_round_timestamp_seconds")
+    assert await relay.relay_once() == 1
+    assert REGISTRY.get_sample_value("lapor_outbox_oldest_pending_seconds", oldest) >= 300
+    assert await relay.relay_once() == 0  # published and deleted: nothing waits
+    assert REGISTRY.get_sample_value("lapor_outbox_oldest_pending_seconds", oldest) == 0
+    ended = REGISTRY.get_sample_value("lapor_outbox_relay_last_round_timestamp_seconds")
+    assert started is not None and ended is not None and ended >= started
