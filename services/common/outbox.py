@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -146,19 +147,25 @@ async def insert_queued(
     return failed
 
 
-TRANSACTION_ATTEMPTS = 3
+TRANSACTION_PATIENCE = 10.0  # seconds a transaction is run again after write conflicts
 
 
 async def in_transaction(
     client: AsyncMongoClient[Doc], write: Callable[[AsyncClientSession], Awaitable[None]]
 ) -> None:
-    """Run `write` in one transaction and commit it. A transaction the database aborted for
-    a conflict (label ``TransientTransactionError``) is run again, up to
-    `TRANSACTION_ATTEMPTS` times. A database that cannot be reached raises at once, as a
-    single write would (the channel gets UNAVAILABLE and retries with its idempotency key;
-    a consumer retries the batch): the driver's ``with_transaction`` would keep trying for
-    two minutes while callers wait."""
-    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+    """Run `write` in one transaction and commit it.
+
+    A transaction the database aborted for a conflict (label ``TransientTransactionError``:
+    another transaction holds one of the same keys, e.g. a retry of the same submission
+    written by the other writer or another replica) is run again after a short, growing
+    pause, for up to `TRANSACTION_PATIENCE` seconds: once the other one commits, this one
+    sees a duplicate; if it aborts, this one goes through. A database that cannot be reached
+    raises at once, as a single write would (the channel gets UNAVAILABLE and retries with
+    its idempotency key; a consumer retries the batch): the driver's ``with_transaction``
+    would keep trying for two minutes while callers wait."""
+    deadline = time.monotonic() + TRANSACTION_PATIENCE
+    pause = 0.005
+    while True:
         async with client.start_session() as session:
             await session.start_transaction()
             try:
@@ -169,11 +176,13 @@ async def in_transaction(
                 if session.in_transaction:
                     with contextlib.suppress(PyMongoError):
                         await session.abort_transaction()
-                retry = exc.has_error_label("TransientTransactionError") and not isinstance(
+                conflict = exc.has_error_label("TransientTransactionError") and not isinstance(
                     exc, TRANSIENT_ERRORS
                 )
-                if not retry or attempt == TRANSACTION_ATTEMPTS:
+                if not conflict or time.monotonic() + pause > deadline:
                     raise
+        await asyncio.sleep(pause * (0.5 + random.random()))  # noqa: S311 - jitter
+        pause = min(pause * 2, 0.25)
 
 
 async def _collisions(

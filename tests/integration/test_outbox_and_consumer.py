@@ -277,3 +277,28 @@ async def test_the_relay_reports_how_long_the_oldest_queued_event_has_waited(db:
     assert REGISTRY.get_sample_value("lapor_outbox_oldest_pending_seconds", oldest) == 0
     ended = REGISTRY.get_sample_value("lapor_outbox_relay_last_round_timestamp_seconds")
     assert started is not None and ended is not None and ended >= started
+
+
+async def test_insert_queued_waits_out_a_transaction_holding_the_same_key(db: object) -> None:
+    """Two writers (or replicas) storing retries of one submission: the second transaction
+    conflicts with the first, uncommitted one, and is run again until the first commits;
+    then it sees the duplicate instead of failing."""
+    things = db["things"]  # type: ignore[index]
+    await things.create_index("idem", unique=True)
+    await ensure_queue(things)
+    client = things.database.client
+    async with client.start_session() as first:
+        await first.start_transaction()
+        await things.insert_one({"_id": "a", "idem": "k"}, session=first)
+        second = asyncio.create_task(
+            insert_queued(
+                things, [({"_id": "b", "idem": "k"}, [OutboxMessage("e", "t", "b", b"")])], "idem"
+            )
+        )
+        await asyncio.sleep(0.5)  # the second keeps conflicting meanwhile
+        assert not second.done()
+        await first.commit_transaction()
+    failed = await asyncio.wait_for(second, 30)
+    assert list(failed) == [0] and failed[0]["code"] == 11000
+    assert [d["_id"] for d in await things.find({}).to_list(None)] == ["a"]
+    assert await queue_for(things).count_documents({}) == 0
