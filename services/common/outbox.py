@@ -64,6 +64,11 @@ class OutboxMessage:
     def as_doc(self) -> Doc:
         return {"id": self.id, "topic": self.topic, "key": self.key, "value": self.value}
 
+    @classmethod
+    def from_doc(cls, entry: Doc) -> OutboxMessage:
+        """The message `as_doc` stored (an outbox, queue or replay entry)."""
+        return cls(entry["id"], entry["topic"], entry["key"], entry["value"])
+
 
 def outbox_fields(messages: list[OutboxMessage]) -> Doc:
     """Fields to put into a new document."""
@@ -113,8 +118,8 @@ async def insert_queued(
     errors (code 11000; ``keyPattern`` names the index). A transaction stops at its first
     refused write, so after one refusal a single query on `unique_field` (the index
     duplicates are expected on, a scalar or an array field) finds the batch's other
-    collisions before the next attempt. Transient errors are retried by the driver's
-    ``with_transaction``.
+    collisions before the next attempt. A write conflict with another transaction is
+    waited out by `in_transaction`.
     """
     failed: dict[int, Doc] = {}
     remaining = list(range(len(items)))
@@ -227,6 +232,13 @@ class Publisher(Protocol):
     async def publish_many(self, messages: list[OutboxMessage]) -> None: ...
 
 
+async def publish_counted(publisher: Publisher, messages: list[OutboxMessage]) -> None:
+    """Publish `messages` and count them by topic (``lapor_outbox_published_total``)."""
+    await publisher.publish_many(messages)
+    for message in messages:
+        OUTBOX_PUBLISHED.labels(topic=message.topic).inc()
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -269,7 +281,7 @@ class OutboxRelay:
             batch: list[OutboxMessage] = []
             async for doc in cursor:
                 for e in doc.get(PUBLISHED, []):
-                    batch.append(OutboxMessage(e["id"], e["topic"], e["key"], e["value"]))
+                    batch.append(OutboxMessage.from_doc(e))
                 if len(batch) >= self._batch_size:
                     await self._publisher.publish_many(batch)
                     total += len(batch)
@@ -304,10 +316,8 @@ class OutboxRelay:
             OUTBOX_OLDEST.labels(queue=queue.name).set(max(0.0, waited))
             if not entries:
                 continue
-            messages = [OutboxMessage(e["id"], e["topic"], e["key"], e["value"]) for e in entries]
-            await self._publisher.publish_many(messages)
-            for message in messages:
-                OUTBOX_PUBLISHED.labels(topic=message.topic).inc()
+            messages = [OutboxMessage.from_doc(e) for e in entries]
+            await publish_counted(self._publisher, messages)
             await queue.delete_many({"_id": {"$in": [e["_id"] for e in entries]}})
             total += len(messages)
             drained = drained and len(entries) < self._batch_size
@@ -316,14 +326,8 @@ class OutboxRelay:
         for collection, docs in pending:
             if not docs:
                 continue
-            messages = [
-                OutboxMessage(e["id"], e["topic"], e["key"], e["value"])
-                for doc in docs
-                for e in doc.get(OUTBOX, [])
-            ]
-            await self._publisher.publish_many(messages)
-            for message in messages:
-                OUTBOX_PUBLISHED.labels(topic=message.topic).inc()
+            messages = [OutboxMessage.from_doc(e) for doc in docs for e in doc.get(OUTBOX, [])]
+            await publish_counted(self._publisher, messages)
             pairs = [mark_published(doc["_id"], doc[OUTBOX]) for doc in docs if doc.get(OUTBOX)]
             if pairs:
                 result = await collection.bulk_write([fast for fast, _ in pairs], ordered=False)

@@ -1,6 +1,7 @@
 """Routing's use case: a received complaint is classified, routed by the rules and stored as a
-case with its ComplaintRouted event (in the outbox queue, same transaction), once. A new case lists the earlier near-duplicates it
-resembles (``similar``); the earlier ones find it by that field when read (no rewrite)."""
+case with its ComplaintRouted event (in the outbox queue, same transaction), once. A new case
+lists the earlier near-duplicates it resembles (``similar``); the earlier ones find it by that
+field when read (no rewrite)."""
 
 from __future__ import annotations
 

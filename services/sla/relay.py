@@ -24,9 +24,15 @@ from datetime import UTC, datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.common.metrics import OUTBOX_OLDEST, OUTBOX_PUBLISHED
+from services.common.metrics import OUTBOX_OLDEST
 from services.common.mongo import Doc
-from services.common.outbox import OutboxMessage, OutboxRelay, Publisher, relay_loop
+from services.common.outbox import (
+    OutboxMessage,
+    OutboxRelay,
+    Publisher,
+    publish_counted,
+    relay_loop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,7 @@ def batch_outbox_of(cases: AsyncCollection[Doc]) -> AsyncCollection[Doc]:
 
 
 def messages_of(doc: Doc) -> list[OutboxMessage]:
-    return [OutboxMessage(e["id"], e["topic"], e["key"], e["value"]) for e in doc["events"]]
+    return [OutboxMessage.from_doc(e) for e in doc["events"]]
 
 
 class SlaRelay:
@@ -76,9 +82,7 @@ class SlaRelay:
         if not docs:
             return 0
         messages = [m for doc in docs for m in messages_of(doc)]
-        await self._publisher.publish_many(messages)
-        for message in messages:
-            OUTBOX_PUBLISHED.labels(topic=message.topic).inc()
+        await publish_counted(self._publisher, messages)
         await self.outbox.update_many(
             {"_id": {"$in": [d["_id"] for d in docs]}, "pending": True},
             {"$set": {"pending": False, "published_at": datetime.now(UTC)}},
