@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bson import ObjectId
 from pymongo import UpdateOne
@@ -155,10 +155,13 @@ async def insert_queued(
 TRANSACTION_PATIENCE = 10.0  # seconds a transaction is run again after write conflicts
 
 
+_T = TypeVar("_T")
+
+
 async def in_transaction(
-    client: AsyncMongoClient[Doc], write: Callable[[AsyncClientSession], Awaitable[None]]
-) -> None:
-    """Run `write` in one transaction and commit it.
+    client: AsyncMongoClient[Doc], write: Callable[[AsyncClientSession], Awaitable[_T]]
+) -> _T:
+    """Run `write` in one transaction, commit it and return what `write` returned.
 
     A transaction the database aborted for a conflict (label ``TransientTransactionError``:
     another transaction holds one of the same keys, e.g. a retry of the same submission
@@ -167,22 +170,31 @@ async def in_transaction(
     sees a duplicate; if it aborts, this one goes through. A database that cannot be reached
     raises at once, as a single write would (the channel gets UNAVAILABLE and retries with
     its idempotency key; a consumer retries the batch): the driver's ``with_transaction``
-    would keep trying for two minutes while callers wait."""
+    would keep trying for two minutes while callers wait.
+
+    `write` is run again only after an attempt the database aborted, so it need not be
+    idempotent. A commit whose outcome is unknown (label ``UnknownTransactionCommitResult``:
+    the connection failed or the write concern timed out during the commit, after the
+    driver's own single retry of the commit) is raised, neither committed again nor run
+    again: the caller finds out what was stored when it retries, as after any failed write.
+    """
     deadline = time.monotonic() + TRANSACTION_PATIENCE
     pause = 0.005
     while True:
         async with client.start_session() as session:
             await session.start_transaction()
             try:
-                await write(session)
+                result = await write(session)
                 await session.commit_transaction()
-                return
+                return result
             except PyMongoError as exc:
                 if session.in_transaction:
                     with contextlib.suppress(PyMongoError):
                         await session.abort_transaction()
-                conflict = exc.has_error_label("TransientTransactionError") and not isinstance(
-                    exc, TRANSIENT_ERRORS
+                conflict = (
+                    exc.has_error_label("TransientTransactionError")
+                    and not exc.has_error_label("UnknownTransactionCommitResult")
+                    and not isinstance(exc, TRANSIENT_ERRORS)
                 )
                 if not conflict or time.monotonic() + pause > deadline:
                     raise

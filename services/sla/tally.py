@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from services.common import outbox
 from services.common.mongo import Doc
 from services.sla.domain.cards import ReportCard
 
@@ -126,19 +127,61 @@ async def apply_counts(
         await tallies.bulk_write(ops, ordered=True, session=session)
 
 
+DUPLICATE_ATTEMPTS = 3  # runs of a transaction refused for a duplicate key, in all
+
+
+def _duplicate_key(exc: PyMongoError) -> bool:
+    """Whether a write was refused only for a duplicate key (code 11000): a single write's
+    `DuplicateKeyError`, or a bulk write's `BulkWriteError` all of whose errors are one."""
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    if isinstance(exc, BulkWriteError):
+        errors = exc.details.get("writeErrors", [])
+        return bool(errors) and all(e.get("code") == 11000 for e in errors)
+    return False
+
+
 async def in_transaction(
     collection: AsyncCollection[Doc], work: Callable[[AsyncClientSession], Awaitable[T]]
 ) -> T:
-    """Run ``work`` in one multi-document transaction (retried on transient errors, and
-    when two writers create the same counter document at once)."""
+    """Run ``work`` in one multi-document transaction and return its result: the shared
+    `services.common.outbox.in_transaction`, plus a run again after a duplicate key.
+
+    * A write conflict (two writers creating or changing the same counter document at once:
+      SecantusDB refuses the second with ``WriteConflict``, label
+      ``TransientTransactionError``, for ``update_one`` and ``bulk_write`` upserts alike) is
+      run again by the shared helper, with a growing pause, for up to
+      ``TRANSACTION_PATIENCE`` (10) seconds; a conflict that lasts longer raises.
+    * A database that cannot be reached raises at once (one of
+      `services.common.mongo.TRANSIENT_ERRORS`): a consumer retries its batch, the sweep its
+      round, an officer's request fails. The driver's ``with_transaction``, used before,
+      kept retrying for two minutes while they waited.
+    * A duplicate key (a `DuplicateKeyError`, or a `BulkWriteError` whose errors are all
+      code 11000, as the counters' ``bulk_write`` would report it) runs the transaction
+      again at once, `DUPLICATE_ATTEMPTS` runs in all: a server that reports the loser of
+      two upserts creating the same counter document as a duplicate key (instead of a
+      conflict) has the winner's document visible by then, and the next run's upsert
+      increments it. SecantusDB has not been seen to do so (it reports the conflict); a
+      duplicate that stays (a real one) raises after the last run.
+    * A commit whose outcome is unknown (label ``UnknownTransactionCommitResult``) raises,
+      neither committed again nor run again; ``with_transaction`` committed again for up to
+      two minutes. Running ``work`` again after a commit that did apply would be safe for
+      `cas_and_count` (its compare-and-set on ``version`` no longer applies) and for the
+      routed handler (it re-reads which reports are routed), but not for the sweep's chunk:
+      it recognises its wins by its ``swept_by`` token, so a second run would take the
+      first run's wins for its own and count them again. So the
+      caller's own retry decides, after re-reading what was stored, as after any failed
+      write (a lost connection is a transient error: a consumer retries the batch).
+
+    Every run before the last was aborted by the database, so ``work`` is never applied
+    twice."""
     client = collection.database.client
-    for attempt in range(5):
-        async with client.start_session() as session:
-            try:
-                return await session.with_transaction(work)
-            except DuplicateKeyError:
-                if attempt == 4:
-                    raise
+    for attempt in range(1, DUPLICATE_ATTEMPTS + 1):
+        try:
+            return await outbox.in_transaction(client, work)
+        except PyMongoError as exc:
+            if attempt == DUPLICATE_ATTEMPTS or not _duplicate_key(exc):
+                raise
     raise AssertionError("unreachable")
 
 

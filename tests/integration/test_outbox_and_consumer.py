@@ -13,6 +13,7 @@ from bson import ObjectId
 from lapor.v1 import common_pb2
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import AutoReconnect
 
 from services.common.kafka import Delivery, EventConsumer, KafkaPublisher
@@ -21,6 +22,7 @@ from services.common.outbox import (
     OutboxMessage,
     OutboxRelay,
     ensure_queue,
+    in_transaction,
     insert_queued,
     outbox_fields,
     outbox_update,
@@ -302,3 +304,17 @@ async def test_insert_queued_waits_out_a_transaction_holding_the_same_key(db: ob
     assert list(failed) == [0] and failed[0]["code"] == 11000
     assert [d["_id"] for d in await things.find({}).to_list(None)] == ["a"]
     assert await queue_for(things).count_documents({}) == 0
+
+
+async def test_in_transaction_returns_what_the_write_returned(db: object) -> None:
+    """The shared transaction helper hands back the write's result (sla's counted writes
+    return whether their compare-and-set applied), after the commit."""
+    things = db["things"]  # type: ignore[index]
+    await things.insert_one({"_id": "a", "n": 0})
+
+    async def write(session: AsyncClientSession) -> int:
+        result = await things.update_one({"_id": "a"}, {"$inc": {"n": 1}}, session=session)
+        return result.modified_count
+
+    assert await in_transaction(things.database.client, write) == 1
+    assert (await things.find_one({"_id": "a"}))["n"] == 1

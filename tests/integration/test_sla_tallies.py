@@ -7,16 +7,31 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from lapor.v1 import events_pb2
 from prometheus_client import REGISTRY
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.common.auth import Principal
+from services.common.mongo import TRANSIENT_ERRORS
+from services.sla import tally
 from services.sla.cards import ReportCards
 from services.sla.officers import ExtendDeadline
 from services.sla.sweep import Sweeper
-from services.sla.tally import TALLIES, from_reports
+from services.sla.tally import (
+    TALLIES,
+    Counts,
+    cas_and_count,
+    ensure_indexes,
+    from_reports,
+    open_key,
+    tallies_of,
+)
+from services.stack.supervisor import Stack
 from tests.integration.test_sla_store import T0, action, delivery, meta, parts, routed
 
 __all__ = ["parts"]  # the fixture, shared with test_sla_store
@@ -108,3 +123,67 @@ async def test_counters_follow_every_write_once(parts: Any, db: Any) -> None:
                 == fields["n"]
             )
     assert gauge("lapor_sla_overdue_reports") == counted.get("overdue", {}).get("n", 0)
+
+
+async def test_two_reports_creating_the_same_counter_both_count(db: Any, monkeypatch: Any) -> None:
+    """Two compare-and-sets of different reports whose transactions both create the same new
+    counter document at the same moment: the database refuses one of them (a write conflict
+    on SecantusDB), which is run again, so both apply and the counter holds both."""
+    cases = db["clocks"]
+    await ensure_indexes(tallies_of(cases))
+    await cases.insert_many([{"_id": "a", "version": 1}, {"_id": "b", "version": 1}])
+    key = open_key("red", f"new-{uuid.uuid4().hex[:6]}")
+    counts: Counts = {key: {"n": 1}}
+    both_inside = asyncio.Barrier(2)
+    calls = 0
+    real_apply = tally.apply_counts
+
+    async def apply_together(
+        tallies: Any, counts: Counts, session: AsyncClientSession | None
+    ) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:  # both first attempts hold their report's write, then race
+            await asyncio.wait_for(both_inside.wait(), 10)
+        await real_apply(tallies, counts, session)
+
+    monkeypatch.setattr(tally, "apply_counts", apply_together)
+    update = {"$inc": {"version": 1}}
+    applied = await asyncio.wait_for(
+        asyncio.gather(
+            cas_and_count(cases, "a", 1, update, counts),
+            cas_and_count(cases, "b", 1, update, counts),
+        ),
+        30,
+    )
+    assert applied == [True, True]
+    assert calls == 3  # the loser ran once more
+    assert (await stored_counts(db))[key] == {"n": 2}
+    assert [d["version"] async for d in cases.find({}).sort("_id")] == [2, 2]
+
+
+async def test_a_counted_write_fails_fast_when_the_database_is_gone(tmp_path: Path) -> None:
+    """A report's compare-and-set with its counters (a transaction) against a database that
+    went away raises the driver's transient error within the server-selection timeout, so a
+    consumer retries its batch and the sweep its round, instead of the driver retrying the
+    transaction for two minutes while they wait. Its own database: this one is killed."""
+    stack = Stack(tmp_path)
+    uri = stack.start_mongo()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        uri, serverSelectionTimeoutMS=1000, w="majority"
+    )
+    try:
+        cases = client["it"]["clocks"]
+        await ensure_indexes(tallies_of(cases))
+        await cases.insert_one({"_id": "r", "version": 1})
+        counts: Counts = {open_key("red", "complaint"): {"n": 1}}
+        update = {"$inc": {"version": 1}}
+        assert await cas_and_count(cases, "r", 1, update, counts)
+        assert stack.mongo is not None
+        stack.mongo.popen.kill()
+        stack.mongo.popen.wait()
+        with pytest.raises(TRANSIENT_ERRORS):
+            await asyncio.wait_for(cas_and_count(cases, "r", 2, update, counts), 30)
+    finally:
+        await client.close()
+        stack.stop()
