@@ -12,7 +12,7 @@ from services.common.clock import SystemClock
 from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
-from services.common.outbox import OutboxRelay
+from services.common.outbox import OutboxRelay, queue_for
 from services.common.runtime import ServiceParts
 from services.common.settings import CommonSettings, Env
 from services.notify.handlers import NotifyHandlers
@@ -37,7 +37,9 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
         CollectionProvider(db["inbox"]) if provider_name == "collection" else LogProvider()
     )
     publisher = KafkaPublisher(s.kafka, "lapor-notify")
-    relay = OutboxRelay([notifications], publisher)
+    # New notifications' events wait in the queue; the in-document outbox still carries
+    # those of notifications the previous version left pending (handlers' module docstring).
+    relay = OutboxRelay([notifications], publisher, queues=[queue_for(notifications)])
     relay.replay_on_start = s.outbox_replay
     handlers = NotifyHandlers(notifications, provider, SystemClock(), relay.wake)
     dead = DeadLetters(db["dead_letters"])

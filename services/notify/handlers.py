@@ -1,8 +1,24 @@
 """Notify's use case: one notification per (cause event, template), whatever the redeliveries.
 
-The notification is recorded first (unique id), then sent through the provider, then
-marked sent with its NotificationRecorded event in the same write (outbox). A crash
-between recording and sending resends on redelivery; the provider gets the same id.
+For each batch of deliveries, one query finds which of its notifications (id
+``<cause event id>:<template>``) are stored already. A new one is sent through the provider
+first and only then stored, already in state "sent", with its NotificationRecorded event in
+the outbox queue (``notifications_outbox``): the batch's sent notifications and their events
+in one transaction, so neither is stored without the other. Nothing is written before the
+send, so a crash (or a failed write) between sending and storing leaves the notification
+unstored and its delivery uncommitted: the redelivery sends it again with the same
+notification id, and the provider must de-duplicate it (its contract, see `providers`). If
+the provider raises part-way through a batch, the notifications it did send are stored
+before the error propagates; the rest are sent on redelivery.
+
+A notification stored already (state "sent") is a duplicate and is not sent again. One that
+a concurrent redelivery stored between the query and the insert is refused by the unique
+``_id`` and left out with its event: a duplicate too, though both sent it (same id).
+
+Documents in state "pending" were written by the previous version (record, send, mark sent)
+and left so by a crash or a rolling upgrade; they take that path: send, then one update
+marks them sent with their event in the document's own outbox (``_outbox``), which the
+relay publishes as before. They are handled before the batch's new notifications.
 """
 
 from __future__ import annotations
@@ -14,13 +30,19 @@ from typing import Any
 
 from lapor.v1 import common_pb2, events_pb2
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
 from services.common.clock import Clock
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.mongo import Doc
-from services.common.outbox import PENDING, OutboxMessage, outbox_update
+from services.common.outbox import (
+    PENDING,
+    OutboxMessage,
+    ensure_queue,
+    insert_queued,
+    outbox_update,
+    queued_fields,
+)
 from services.common.topics import NOTIFICATIONS
 from services.notify import domain
 from services.notify.metrics import SENT
@@ -44,6 +66,23 @@ def recorded_event(
     )
 
 
+@dataclass(frozen=True)
+class Request:
+    """One consumed event and what the reporter should hear about it (None: nothing)."""
+
+    topic: str
+    tracking_id: str
+    cause_event_id: str
+    message: domain.Message | None
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    topic: str
+    notification: Notification
+    cause_event_id: str
+
+
 @dataclass
 class NotifyHandlers:
     notifications: AsyncCollection[Doc]
@@ -52,57 +91,116 @@ class NotifyHandlers:
     on_stored: Callable[[], None] = lambda: None
 
     async def ensure_indexes(self) -> None:
-        await self.notifications.create_index(PENDING)
+        await ensure_queue(self.notifications)  # new notifications' events wait there
+        await self.notifications.create_index(PENDING)  # events of the previous version's path
         await self.notifications.create_index("tracking_id")
 
-    async def notify(
-        self, topic: str, tracking_id: str, cause_event_id: str, message: domain.Message | None
-    ) -> None:
-        if message is None:
-            EVENTS_CONSUMED.labels(topic=topic, outcome="ignored").inc()
-            return
+    async def notify(self, requests: list[Request]) -> None:
+        """Send and store the notifications of one batch (see the module docstring)."""
         now = self.clock.now()
-        n = Notification(
-            f"{cause_event_id}:{message.template}", tracking_id, message.template, message.text, now
-        )
-        try:
-            await self.notifications.insert_one(
-                {
-                    "_id": n.id,
-                    "tracking_id": tracking_id,
-                    "template": n.template,
-                    "text": n.text,
-                    "created_at": now,
-                    "state": "pending",
-                    PENDING: False,
-                    "_outbox": [],
-                }
+        wanted: dict[str, _Wanted] = {}  # by notification id, in delivery order
+        for r in requests:
+            if r.message is None:
+                EVENTS_CONSUMED.labels(topic=r.topic, outcome="ignored").inc()
+                continue
+            n = Notification(
+                f"{r.cause_event_id}:{r.message.template}",
+                r.tracking_id,
+                r.message.template,
+                r.message.text,
+                now,
             )
-        except DuplicateKeyError:
-            existing = await self.notifications.find_one({"_id": n.id}, {"state": 1})
-            if existing and existing["state"] == "sent":
-                EVENTS_CONSUMED.labels(topic=topic, outcome="duplicate").inc()
-                return
-        await self.provider.send(n)
-        update: Any = outbox_update([recorded_event(n, self.provider.name, cause_event_id, now)])
-        update["$set"].update({"state": "sent", "sent_at": now, "provider": self.provider.name})
-        result = await self.notifications.update_one({"_id": n.id, "state": "pending"}, update)
-        if result.modified_count:
-            SENT.labels(template=n.template, provider=self.provider.name).inc()
+            if n.id in wanted:  # the same event twice in one batch
+                EVENTS_CONSUMED.labels(topic=r.topic, outcome="duplicate").inc()
+                continue
+            wanted[n.id] = _Wanted(r.topic, n, r.cause_event_id)
+        if not wanted:
+            return
+        found = self.notifications.find({"_id": {"$in": list(wanted)}}, {"state": 1})
+        states = {doc["_id"]: doc.get("state") async for doc in found}
+        legacy: list[_Wanted] = []
+        new: list[_Wanted] = []
+        for w in wanted.values():
+            if w.notification.id not in states:
+                new.append(w)
+            elif states[w.notification.id] == "pending":
+                legacy.append(w)
+            else:  # sent already
+                EVENTS_CONSUMED.labels(topic=w.topic, outcome="duplicate").inc()
+        await self._send_legacy(legacy, now)
+        sent: list[_Wanted] = []
+        try:
+            for w in new:
+                await self.provider.send(w.notification)
+                sent.append(w)
+        except Exception:
+            if sent:  # what went out is stored; the rest is sent again on redelivery
+                await self._store(sent, now)
+            raise
+        if sent:
+            await self._store(sent, now)
+
+    async def _store(self, sent: list[_Wanted], now: datetime) -> None:
+        """Store sent notifications as sent, each with its event in the outbox queue, all in
+        one transaction, in order (the relay publishes the queue in insertion order)."""
+        items: list[tuple[Doc, list[OutboxMessage]]] = []
+        for w in sent:
+            n = w.notification
+            events = [recorded_event(n, self.provider.name, w.cause_event_id, now)]
+            doc = {
+                "_id": n.id,
+                "tracking_id": n.tracking_id,
+                "template": n.template,
+                "text": n.text,
+                "created_at": now,
+                "state": "sent",
+                "sent_at": now,
+                "provider": self.provider.name,
+                **queued_fields(events),  # the events themselves go to the queue
+            }
+            items.append((doc, events))
+        refused = await insert_queued(self.notifications, items)
+        for i, w in enumerate(sent):
+            if i in refused:  # a concurrent redelivery stored it first (and sent it, same id)
+                EVENTS_CONSUMED.labels(topic=w.topic, outcome="duplicate").inc()
+            else:
+                SENT.labels(template=w.notification.template, provider=self.provider.name).inc()
+                EVENTS_CONSUMED.labels(topic=w.topic, outcome="applied").inc()
+        if len(refused) < len(sent):
             self.on_stored()
-        EVENTS_CONSUMED.labels(topic=topic, outcome="applied").inc()
+
+    async def _send_legacy(self, legacy: list[_Wanted], now: datetime) -> None:
+        """The previous version's path for its "pending" documents: send, then mark sent
+        with the event appended to the document's own outbox."""
+        for w in legacy:
+            n = w.notification
+            await self.provider.send(n)
+            event = recorded_event(n, self.provider.name, w.cause_event_id, now)
+            update: Any = outbox_update([event])
+            update["$set"].update({"state": "sent", "sent_at": now, "provider": self.provider.name})
+            result = await self.notifications.update_one({"_id": n.id, "state": "pending"}, update)
+            if result.modified_count:
+                SENT.labels(template=n.template, provider=self.provider.name).inc()
+                EVENTS_CONSUMED.labels(topic=w.topic, outcome="applied").inc()
+                self.on_stored()
+            else:  # another consumer marked it meanwhile
+                EVENTS_CONSUMED.labels(topic=w.topic, outcome="duplicate").inc()
 
     async def handle_routed(self, deliveries: list[Delivery[events_pb2.ComplaintRouted]]) -> None:
-        for d in deliveries:
-            e = d.message
-            await self.notify(
-                "routed",
-                e.meta.tracking_id,
-                e.meta.event_id,
-                domain.forwarded(e.meta.tracking_id, e.institution.name),
-            )
+        await self.notify(
+            [
+                Request(
+                    "routed",
+                    d.message.meta.tracking_id,
+                    d.message.meta.event_id,
+                    domain.forwarded(d.message.meta.tracking_id, d.message.institution.name),
+                )
+                for d in deliveries
+            ]
+        )
 
     async def handle_sla(self, deliveries: list[Delivery[events_pb2.SlaEvent]]) -> None:
+        requests: list[Request] = []
         for d in deliveries:
             e = d.message
             message = (
@@ -110,24 +208,30 @@ class NotifyHandlers:
                 if e.HasField("breached")
                 else None
             )
-            await self.notify("sla", e.meta.tracking_id, e.meta.event_id, message)
+            requests.append(Request("sla", e.meta.tracking_id, e.meta.event_id, message))
+        await self.notify(requests)
 
     async def handle_escalation(
         self, deliveries: list[Delivery[events_pb2.OmbudsmanEscalation]]
     ) -> None:
-        for d in deliveries:
-            e = d.message
-            await self.notify(
-                "escalation",
-                e.meta.tracking_id,
-                e.meta.event_id,
-                domain.escalated(e.meta.tracking_id),
-            )
+        await self.notify(
+            [
+                Request(
+                    "escalation",
+                    d.message.meta.tracking_id,
+                    d.message.meta.event_id,
+                    domain.escalated(d.message.meta.tracking_id),
+                )
+                for d in deliveries
+            ]
+        )
 
     async def handle_case_actions(self, deliveries: list[Delivery[events_pb2.CaseAction]]) -> None:
+        requests: list[Request] = []
         for d in deliveries:
             e = d.message
             message = domain.for_case_action(
                 e.meta.tracking_id, e.action, e.institution.name, e.public_note
             )
-            await self.notify("case_action", e.meta.tracking_id, e.meta.event_id, message)
+            requests.append(Request("case_action", e.meta.tracking_id, e.meta.event_id, message))
+        await self.notify(requests)

@@ -1,0 +1,297 @@
+"""Notify's handlers against the real database process: a notification is sent, then stored
+as sent with its NotificationRecorded in the outbox queue (one transaction), once; a
+notification the previous version left "pending" goes the old way (in-document outbox)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from lapor.v1 import common_pb2, events_pb2
+from prometheus_client import REGISTRY
+
+from services.common.clock import ManualClock
+from services.common.kafka import Delivery
+from services.common.outbox import OUTBOX, PENDING, PUBLISHED, OutboxRelay, queue_for
+from services.common.topics import NOTIFICATIONS
+from services.notify.handlers import NotifyHandlers
+from services.notify.providers import CollectionProvider, Notification
+from tests.integration.test_sla_store import T0
+from tests.support import RecordingPublisher
+
+
+class SpyProvider(CollectionProvider):
+    """The inbox provider, remembering each send and failing those it is told to."""
+
+    def __init__(self, collection: Any, fail: set[str] | None = None) -> None:
+        super().__init__(collection)
+        self.sent: list[str] = []
+        self.fail = fail or set()
+
+    async def send(self, notification: Notification) -> None:
+        if notification.id in self.fail:
+            raise RuntimeError("provider down")
+        await super().send(notification)
+        self.sent.append(notification.id)
+
+
+class Setup:
+    def __init__(self, db: Any, provider: SpyProvider | None = None) -> None:
+        self.db = db
+        self.provider = provider or SpyProvider(db["inbox"])
+        self.stored_calls = 0
+        self.handlers = NotifyHandlers(
+            db["notifications"], self.provider, ManualClock(T0), self.on_stored
+        )
+        self.publisher = RecordingPublisher()
+        self.relay = OutboxRelay(
+            [db["notifications"]], self.publisher, queues=[queue_for(db["notifications"])]
+        )
+
+    def on_stored(self) -> None:
+        self.stored_calls += 1
+
+    async def docs(self) -> list[Any]:
+        return await self.db["notifications"].find({}).sort("_id", 1).to_list(None)
+
+    async def queued(self) -> list[Any]:
+        return await queue_for(self.db["notifications"]).find({}).sort("_id", 1).to_list(None)
+
+    async def inbox(self) -> list[Any]:
+        return await self.db["inbox"].find({}).sort("_id", 1).to_list(None)
+
+    def published(self) -> list[events_pb2.NotificationRecorded]:
+        assert all(m.topic == NOTIFICATIONS for m in self.publisher.sent)
+        return [events_pb2.NotificationRecorded.FromString(m.value) for m in self.publisher.sent]
+
+
+def routed(tid: str) -> Delivery[events_pb2.ComplaintRouted]:
+    message = events_pb2.ComplaintRouted(
+        meta=common_pb2.EventMeta(event_id=f"{tid}:routed", tracking_id=tid),
+        institution=common_pb2.Institution(id="pemda-51.08/pupr", name="Dinas PUPR Buleleng"),
+    )
+    return Delivery(message, tid, 0, 0)
+
+
+def action(tid: str, name: str) -> Delivery[events_pb2.CaseAction]:
+    message = events_pb2.CaseAction(
+        meta=common_pb2.EventMeta(event_id=f"{tid}:{name}", tracking_id=tid),
+        action=name,
+        institution=common_pb2.Institution(id="pemda-51.08/pupr", name="Dinas PUPR Buleleng"),
+        public_note="Sudah kami periksa.",
+    )
+    return Delivery(message, tid, 0, 0)
+
+
+def forwarded_id(tid: str) -> str:
+    return f"{tid}:routed:complaint_forwarded"
+
+
+def sent_count(template: str) -> float:
+    labels = {"template": template, "provider": "collection"}
+    return REGISTRY.get_sample_value("lapor_notify_notifications_sent_total", labels) or 0.0
+
+
+def consumed(topic: str, outcome: str) -> float:
+    labels = {"topic": topic, "outcome": outcome}
+    return REGISTRY.get_sample_value("lapor_events_consumed_total", labels) or 0.0
+
+
+async def test_a_routed_event_is_stored_sent_with_its_event_queued_and_published_once(
+    db: Any,
+) -> None:
+    s = Setup(db)
+    await s.handlers.ensure_indexes()
+    tid = uuid.uuid4().hex[:10]
+    nid = forwarded_id(tid)
+    sent_before = sent_count("complaint_forwarded")
+
+    await s.handlers.handle_routed([routed(tid)])
+
+    [doc] = await s.docs()
+    assert doc["_id"] == nid and doc["state"] == "sent" and doc["provider"] == "collection"
+    assert doc["tracking_id"] == tid and doc["template"] == "complaint_forwarded"
+    assert doc[OUTBOX] == [] and doc[PENDING] is False  # nothing for the in-document relay
+    assert [e["id"] for e in doc[PUBLISHED]] == [f"{nid}:recorded"]  # kept for replay
+    [delivered] = await s.inbox()
+    assert delivered["_id"] == nid and delivered["tracking_id"] == tid
+    assert "Dinas PUPR Buleleng" in delivered["text"]
+    [entry] = await s.queued()
+    assert (entry["id"], entry["topic"], entry["key"]) == (f"{nid}:recorded", NOTIFICATIONS, tid)
+    assert s.provider.sent == [nid]
+    assert sent_count("complaint_forwarded") == sent_before + 1
+    assert s.stored_calls >= 1
+
+    assert await s.relay.relay_once() == 1
+    assert await s.relay.relay_once() == 0
+    [event] = s.published()
+    assert event.meta.event_id == f"{nid}:recorded" and event.meta.tracking_id == tid
+    assert event.cause_event_id == f"{tid}:routed" and event.template == "complaint_forwarded"
+    assert event.channel == "collection"
+    assert await s.queued() == []
+    assert await s.docs() == [doc]  # the relay deleted the queue entry, never rewrote the doc
+
+
+async def test_a_redelivered_batch_sends_stores_and_publishes_nothing_new(db: Any) -> None:
+    s = Setup(db)
+    await s.handlers.ensure_indexes()
+    tid, other = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    batch = [action(tid, "responded"), action(tid, "accepted"), action(tid, "resolved")]
+    await s.handlers.handle_case_actions(batch)
+    routed_duplicates = consumed("routed", "duplicate")
+    await s.handlers.handle_routed([routed(tid), routed(tid)])  # twice in one batch
+    assert consumed("routed", "duplicate") == routed_duplicates + 1
+    assert s.provider.sent == [
+        f"{tid}:responded:institution_responded",
+        f"{tid}:resolved:complaint_resolved",
+        forwarded_id(tid),
+    ]  # once each, 'accepted' is not told
+    assert await s.relay.relay_once() == 3
+    docs_before, inbox_before = await s.docs(), await s.inbox()
+    sends_before = list(s.provider.sent)
+    sent_before = sent_count("complaint_forwarded")
+    duplicates_before = consumed("case_action", "duplicate")
+
+    await s.handlers.handle_case_actions(batch)  # redelivered: the consumer did not commit
+    await s.handlers.handle_routed([routed(tid), routed(other)])  # with one new event
+
+    assert s.provider.sent == [*sends_before, forwarded_id(other)]
+    assert sent_count("complaint_forwarded") == sent_before + 1
+    assert consumed("case_action", "duplicate") == duplicates_before + 2
+    docs = await s.docs()
+    assert [d for d in docs if d["tracking_id"] == tid] == docs_before
+    assert [d["_id"] for d in docs if d["tracking_id"] == other] == [forwarded_id(other)]
+    assert len(await s.inbox()) == len(inbox_before) + 1
+    assert [e["key"] for e in await s.queued()] == [other]
+    assert await s.relay.relay_once() == 1
+    assert await s.relay.relay_once() == 0
+    ids = [e.meta.event_id for e in s.published()]
+    assert ids == [
+        f"{tid}:responded:institution_responded:recorded",  # in the order of the deliveries
+        f"{tid}:resolved:complaint_resolved:recorded",
+        f"{forwarded_id(tid)}:recorded",
+        f"{forwarded_id(other)}:recorded",
+    ]
+
+
+async def test_a_pending_notification_of_the_previous_version_is_sent_and_published_in_place(
+    db: Any,
+) -> None:
+    s = Setup(db)
+    await s.handlers.ensure_indexes()
+    tid = uuid.uuid4().hex[:10]
+    nid = forwarded_id(tid)
+    # As the previous version recorded it before sending (and then crashed).
+    await db["notifications"].insert_one(
+        {
+            "_id": nid,
+            "tracking_id": tid,
+            "template": "complaint_forwarded",
+            "text": "old text",
+            "created_at": T0,
+            "state": "pending",
+            PENDING: False,
+            OUTBOX: [],
+        }
+    )
+    sent_before = sent_count("complaint_forwarded")
+
+    await s.handlers.handle_routed([routed(tid)])
+
+    [doc] = await s.docs()
+    assert doc["state"] == "sent" and doc[PENDING] is True
+    assert [e["id"] for e in doc[OUTBOX]] == [f"{nid}:recorded"]
+    assert await s.queued() == []  # its event went the old way, into the document
+    assert [d["_id"] for d in await s.inbox()] == [nid]
+    assert s.provider.sent == [nid]
+    assert sent_count("complaint_forwarded") == sent_before + 1
+    assert s.stored_calls >= 1
+
+    assert await s.relay.relay_once() == 1
+    assert await s.relay.relay_once() == 0
+    assert [e.meta.event_id for e in s.published()] == [f"{nid}:recorded"]
+    [doc] = await s.docs()
+    assert doc[OUTBOX] == [] and doc[PENDING] is False
+    assert [e["id"] for e in doc[PUBLISHED]] == [f"{nid}:recorded"]
+
+    await s.handlers.handle_routed([routed(tid)])  # and redelivered: a duplicate now
+    assert s.provider.sent == [nid]
+    assert await s.relay.relay_once() == 0
+    assert await s.docs() == [doc]
+
+
+async def test_a_failing_provider_leaves_nothing_stored_and_the_redelivery_sends_once(
+    db: Any,
+) -> None:
+    tid = uuid.uuid4().hex[:10]
+    nid = forwarded_id(tid)
+    provider = SpyProvider(db["inbox"], fail={nid})
+    s = Setup(db, provider)
+    await s.handlers.ensure_indexes()
+
+    with pytest.raises(RuntimeError):
+        await s.handlers.handle_routed([routed(tid)])
+    assert await s.docs() == [] and await s.queued() == [] and await s.inbox() == []
+    assert s.stored_calls == 0
+
+    provider.fail.clear()
+    await s.handlers.handle_routed([routed(tid)])
+    await s.handlers.handle_routed([routed(tid)])
+    assert [(d["_id"], d["state"]) for d in await s.docs()] == [(nid, "sent")]
+    assert [d["_id"] for d in await s.inbox()] == [nid]
+    assert provider.sent == [nid]
+    assert await s.relay.relay_once() == 1
+    assert [e.meta.event_id for e in s.published()] == [f"{nid}:recorded"]
+
+
+async def test_a_provider_failing_mid_batch_stores_what_it_sent_and_only_the_rest_is_resent(
+    db: Any,
+) -> None:
+    first, second = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    provider = SpyProvider(db["inbox"], fail={forwarded_id(second)})
+    s = Setup(db, provider)
+    await s.handlers.ensure_indexes()
+    batch = [routed(first), routed(second)]
+
+    with pytest.raises(RuntimeError):
+        await s.handlers.handle_routed(batch)
+    assert [d["_id"] for d in await s.docs()] == [forwarded_id(first)]
+    assert [e["key"] for e in await s.queued()] == [first]
+
+    provider.fail.clear()
+    await s.handlers.handle_routed(batch)  # the redelivery
+    assert provider.sent == [forwarded_id(first), forwarded_id(second)]
+    assert sorted(d["_id"] for d in await s.docs()) == sorted(map(forwarded_id, [first, second]))
+    assert await s.relay.relay_once() == 2
+    assert [e.meta.tracking_id for e in s.published()] == [first, second]
+
+
+async def test_a_notification_a_concurrent_redelivery_stored_first_is_a_duplicate(
+    db: Any,
+) -> None:
+    tid = uuid.uuid4().hex[:10]
+    nid = forwarded_id(tid)
+    rival = Setup(db)
+    await rival.handlers.ensure_indexes()
+
+    class RacedProvider(SpyProvider):
+        async def send(self, notification: Notification) -> None:
+            # Another consumer handles the same delivery (after a rebalance) while this one
+            # is sending: it finds nothing stored either, sends and stores first.
+            await rival.handlers.handle_routed([routed(tid)])
+            await super().send(notification)
+
+    s = Setup(db, RacedProvider(db["inbox"]))
+    duplicates_before = consumed("routed", "duplicate")
+    sent_before = sent_count("complaint_forwarded")
+
+    await s.handlers.handle_routed([routed(tid)])
+
+    assert rival.provider.sent == [nid] and s.provider.sent == [nid]  # same id: one delivery
+    assert [d["_id"] for d in await s.inbox()] == [nid]
+    assert [(d["_id"], d["state"]) for d in await s.docs()] == [(nid, "sent")]
+    assert [e["id"] for e in await s.queued()] == [f"{nid}:recorded"]  # the rival's, once
+    assert consumed("routed", "duplicate") == duplicates_before + 1
+    assert sent_count("complaint_forwarded") == sent_before + 1
+    assert s.stored_calls == 0 and rival.stored_calls >= 1
