@@ -1,35 +1,88 @@
 """Keeps each complaint's tracking view current from the other services' events.
 
-Every update is applied at most once per event id (the id is remembered in the document
-in the same atomic write), so redelivered events change nothing.
+The view lives in two documents with the report's tracking id as `_id`:
+
+- the complaint (collection ``complaints``) keeps what listings, filters and access decisions
+  read: status, colour, holding institution, topic, overdue, escalated. Few events change
+  these, and a write there is dear: the collection carries the public listing's indexes, and
+  the embedded database rewrites every index entry of a document it updates.
+- its timeline (``complaint_timelines``, no secondary index) takes what most events only add:
+  history lines, the deadlines and the notifications sent. It is created by the first event
+  that reaches it; readers merge it into the complaint (`with_timeline`).
+
+A timeline update is applied at most once per event id (the id is remembered in the
+timeline in the same atomic write), so redelivered events add nothing; the complaint's
+fields are set to values the event carries, which a redelivery sets again unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from lapor.v1 import common_pb2, events_pb2
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
 
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import Doc, once_per_event
+from services.common.mongo import Doc, not_applied, remember_event
 from services.common.pbtime import occurred_at
 from services.common.status import Colour
 from services.intake.domain import Status
+
+TIMELINES = "complaint_timelines"
+
+
+def timelines_of(complaints: AsyncCollection[Doc]) -> AsyncCollection[Doc]:
+    return complaints.database[TIMELINES]
+
+
+def with_timeline(doc: Doc | None, timeline: Doc | None) -> Doc | None:
+    """The complaint as its readers see it: its own history (reception, case actions, the
+    reporter's actions) with the timeline's, the timeline's deadlines, all notifications."""
+    if doc is None or not timeline:
+        return doc
+    merged = dict(doc)
+    merged["history"] = [*doc.get("history", []), *timeline.get("history", [])]
+    merged["notifications"] = [*doc.get("notifications", []), *timeline.get("notifications", [])]
+    if "deadlines" in timeline:
+        merged["deadlines"] = timeline["deadlines"]
+    return merged
+
+
+async def read_view(complaints: AsyncCollection[Doc], tracking_id: str, hidden: Doc) -> Doc | None:
+    """One complaint with its timeline merged in (`hidden`: fields left out)."""
+    doc = await complaints.find_one({"_id": tracking_id}, hidden)
+    if doc is None:
+        return None
+    timeline = await timelines_of(complaints).find_one({"_id": tracking_id}, {"_applied": 0})
+    return with_timeline(doc, timeline)
+
+
+@dataclass(frozen=True)
+class ViewChange:
+    """What one event changes: the complaint's fields (an update, or an update pipeline
+    when a value depends on the stored document) and its timeline (an update)."""
+
+    complaint: Doc | list[Doc] | None = None
+    timeline: Doc | None = None
 
 
 def _history(at: datetime, action: str, actor: str, detail: str) -> Doc:
     return {"at": at, "action": action, "actor": actor, "detail": detail}
 
 
-# Fields an event sets only while the case has no state from routing's CaseActions yet:
-# ComplaintRouted and CaseAction travel on different topics, so a late ComplaintRouted must
-# not put a case that was accepted, forwarded or resolved meanwhile back to "routed".
-UNLESS_CASE_STATE = "$setUnlessCaseState"
+def _unless_case_state(value: Any, field: str) -> Doc:
+    """Pipeline expression: `value` while the case has no state from routing's CaseActions
+    and has not been escalated, else the stored `field`. ComplaintRouted and CaseAction
+    travel on different topics, so a late (or redelivered) ComplaintRouted must not put a
+    case that was accepted, forwarded, resolved or escalated meanwhile back to "routed"."""
+    untouched = {"$and": [{"$eq": [{"$type": "$state"}, "missing"]}, {"$ne": ["$escalated", True]}]}
+    return {"$cond": [untouched, {"$literal": value}, f"${field}"]}
 
 
 def holder(institution: common_pb2.Institution, ancestors: Iterable[str]) -> Doc:
@@ -38,22 +91,27 @@ def holder(institution: common_pb2.Institution, ancestors: Iterable[str]) -> Doc
     return {"id": institution.id, "name": institution.name, "ancestors": list(ancestors)}
 
 
-def routed_update(e: events_pb2.ComplaintRouted) -> Doc:
+def routed_update(e: events_pb2.ComplaintRouted) -> ViewChange:
     at = occurred_at(e.meta.occurred_at)
-    return {
-        UNLESS_CASE_STATE: {
-            "status": Status.ROUTED.value,
-            "colour": Colour.RED.value,
-            "institution": holder(e.institution, e.holder_ancestors),
-        },
-        "$set": {**({"topic": e.topic} if e.topic else {})},  # a public-listing filter
-        "$push": {
-            "history": _history(at, "routed", "routing", f"to {e.institution.name} ({e.rule})")
-        },
+    routed = {
+        "status": Status.ROUTED.value,
+        "colour": Colour.RED.value,
+        "institution": holder(e.institution, e.holder_ancestors),
     }
+    fields = {name: _unless_case_state(value, name) for name, value in routed.items()}
+    if e.topic:  # a public-listing filter, whatever the case's state
+        fields["topic"] = {"$literal": e.topic}
+    return ViewChange(
+        complaint=[{"$set": fields}],
+        timeline={
+            "$push": {
+                "history": _history(at, "routed", "routing", f"to {e.institution.name} ({e.rule})")
+            }
+        },
+    )
 
 
-def sla_update(e: events_pb2.SlaEvent) -> Doc:
+def sla_update(e: events_pb2.SlaEvent) -> ViewChange:
     at = occurred_at(e.meta.occurred_at)
     kind = e.WhichOneof("kind")
     if kind == "deadlines_set":
@@ -66,68 +124,100 @@ def sla_update(e: events_pb2.SlaEvent) -> Doc:
             for d in e.deadlines_set.deadlines
         ]
         detail = ", ".join(f"{d['clock']} by {d['due_at']:%Y-%m-%d %H:%M} UTC" for d in deadlines)
-        return {
-            "$set": {"deadlines": deadlines},
-            "$push": {"history": _history(at, "deadlines_set", "sla", detail)},
-        }
+        return ViewChange(
+            timeline={
+                "$set": {"deadlines": deadlines},
+                "$push": {"history": _history(at, "deadlines_set", "sla", detail)},
+            }
+        )
     if kind == "warning":
-        return {"$push": {"history": _history(at, "deadline_warning", "sla", e.warning.clock)}}
+        return ViewChange(
+            timeline={
+                "$push": {"history": _history(at, "deadline_warning", "sla", e.warning.clock)}
+            }
+        )
     if kind == "breached":
-        return {
-            "$set": {"overdue": True},
-            "$push": {"history": _history(at, "deadline_breached", "sla", e.breached.clock)},
-        }
-    return {}
+        return ViewChange(
+            complaint={"$set": {"overdue": True}},
+            timeline={
+                "$push": {"history": _history(at, "deadline_breached", "sla", e.breached.clock)}
+            },
+        )
+    return ViewChange()
 
 
-def notification_update(e: events_pb2.NotificationRecorded) -> Doc:
+def notification_update(e: events_pb2.NotificationRecorded) -> ViewChange:
     at = occurred_at(e.meta.occurred_at)
-    return {
-        "$push": {
-            "notifications": {"template": e.template, "channel": e.channel, "at": at},
-            "history": _history(at, "notified", "notify", e.template),
+    return ViewChange(
+        timeline={
+            "$push": {
+                "notifications": {"template": e.template, "channel": e.channel, "at": at},
+                "history": _history(at, "notified", "notify", e.template),
+            }
         }
-    }
+    )
 
 
-def escalation_update(e: events_pb2.OmbudsmanEscalation) -> Doc:
+def escalation_update(e: events_pb2.OmbudsmanEscalation) -> ViewChange:
     at = occurred_at(e.meta.occurred_at)
-    return {
-        "$set": {"status": Status.ESCALATED.value, "escalated": True},
-        "$push": {"history": _history(at, "escalated", "sla", "handed to Ombudsman RI")},
-    }
+    return ViewChange(
+        complaint={"$set": {"status": Status.ESCALATED.value, "escalated": True}},
+        timeline={"$push": {"history": _history(at, "escalated", "sla", "handed to Ombudsman RI")}},
+    )
 
 
 class TrackingProjection:
-    def __init__(self, collection: AsyncCollection[Doc]) -> None:
-        self._collection = collection
+    def __init__(self, complaints: AsyncCollection[Doc]) -> None:
+        self._complaints = complaints
+        self._timelines = timelines_of(complaints)
 
     async def apply(self, topic: str, deliveries: list[Delivery[Any]], build: Any) -> None:
-        ops = []
-        guarded = []
+        complaint_ops: list[UpdateOne] = []
+        timeline_ops: list[tuple[Doc, Doc]] = []
         for d in deliveries:
-            update = build(d.message)
-            if not update:
+            change: ViewChange = build(d.message)
+            if change.complaint is None and change.timeline is None:
                 EVENTS_CONSUMED.labels(topic=topic, outcome="ignored").inc()
                 continue
-            event_id = d.message.meta.event_id
-            tracking_id = d.message.meta.tracking_id
-            unless_state = update.pop(UNLESS_CASE_STATE, None)
-            if not update.get("$set"):
-                update.pop("$set", None)
-            ops.append(once_per_event(tracking_id, event_id, update))
-            if unless_state:  # idempotent by itself: the same values, only without a state
-                guarded.append(
-                    UpdateOne(
-                        {"_id": tracking_id, "state": {"$exists": False}}, {"$set": unless_state}
+            tracking_id, event_id = d.message.meta.tracking_id, d.message.meta.event_id
+            if change.complaint is not None:
+                complaint_ops.append(UpdateOne({"_id": tracking_id}, change.complaint))
+            if change.timeline is not None:
+                timeline_ops.append(
+                    (
+                        {"_id": tracking_id, **not_applied(event_id)},
+                        remember_event(change.timeline, event_id),
                     )
                 )
-        if not ops:
-            return
-        result = await self._collection.bulk_write(ops, ordered=True)
-        if guarded:
-            await self._collection.bulk_write(guarded, ordered=True)
-        EVENTS_CONSUMED.labels(topic=topic, outcome="applied").inc(result.modified_count)
-        EVENTS_CONSUMED.labels(topic=topic, outcome="duplicate").inc(
-            len(ops) - result.modified_count
-        )
+        if complaint_ops:  # the same values again on a redelivery: no guard needed
+            await self._complaints.bulk_write(complaint_ops, ordered=True)
+        applied = await self._apply_timeline(timeline_ops)
+        EVENTS_CONSUMED.labels(topic=topic, outcome="applied").inc(applied)
+        EVENTS_CONSUMED.labels(topic=topic, outcome="duplicate").inc(len(timeline_ops) - applied)
+
+    async def _apply_timeline(self, ops: list[tuple[Doc, Doc]]) -> int:
+        """Apply the timeline updates in order, each creating its timeline when it has none
+        yet; the number applied (the rest were already applied: redeliveries).
+
+        An update whose event the timeline already holds matches nothing, so its upsert
+        tries to create the existing timeline and the database refuses it (duplicate key):
+        the same update without upsert then applies it if a concurrent first write had
+        just created the timeline, and does nothing for a redelivery. An ordered bulk stops
+        at the refusal; the rest continue after it, so each timeline's order holds."""
+        applied = 0
+        while ops:
+            try:
+                result = await self._timelines.bulk_write(
+                    [UpdateOne(f, u, upsert=True) for f, u in ops], ordered=True
+                )
+                return applied + result.modified_count + result.upserted_count
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if len(errors) != 1 or errors[0].get("code") != 11000:
+                    raise
+                applied += exc.details.get("nModified", 0) + exc.details.get("nUpserted", 0)
+                refused = errors[0]["index"]
+                again = await self._timelines.update_one(*ops[refused])
+                applied += again.modified_count
+                ops = ops[refused + 1 :]
+        return applied

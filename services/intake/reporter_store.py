@@ -16,6 +16,7 @@ from services.common.outbox import OUTBOX, PENDING, PUBLISHED, OutboxMessage, ou
 from services.common.pbtime import timestamp
 from services.common.topics import REPORTER_ACTIONS
 from services.intake.listing import PublicQuery
+from services.intake.projection import read_view
 from services.intake.reporter import ReporterActionRecord
 from services.intake.reporter_rules import CaseSnapshot
 
@@ -94,7 +95,7 @@ class MongoReportRepository:
             await self._collection.create_index(keys)
 
     async def get(self, tracking_id: str) -> Doc | None:
-        return await self._collection.find_one({"_id": tracking_id}, HIDDEN)
+        return await read_view(self._collection, tracking_id, HIDDEN)
 
     async def record_action(
         self, expected: CaseSnapshot, record: ReporterActionRecord, counts_as_rejection: bool

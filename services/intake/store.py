@@ -36,6 +36,7 @@ from services.intake.domain import Complaint, Privacy, Status, colour_for
 from services.intake.followup import FIELD as FOLLOW_UP_CODES
 from services.intake.handlers import Stored
 from services.intake.identity import IdentityCipher
+from services.intake.projection import read_view
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class MongoComplaintStore:
         return await future
 
     async def get(self, tracking_id: str) -> Doc | None:
-        return await self._collection.find_one({"_id": tracking_id}, {"_outbox": 0, "_applied": 0})
+        return await read_view(self._collection, tracking_id, {"_outbox": 0, "_applied": 0})
 
     async def add_follow_up_code(self, tracking_id: str, code_hash: str) -> None:
         await self._collection.update_one(

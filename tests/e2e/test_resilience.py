@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from pymongo import MongoClient
 
+from services.common.mongo import Doc
+from services.intake.projection import TIMELINES, with_timeline
 from services.stack.supervisor import SERVICES, Stack, health_status
 from tests.support import eventually, intake_stub, marker, submit_request
 
@@ -27,13 +29,16 @@ def _assert_each_processed_once(stack: Stack, ids: list[str]) -> None:
     db = MongoClient(stack.mongodb_uri, tz_aware=True)
     try:
         complaints = db["lapor_intake"]["complaints"]
+        timelines = db["lapor_intake"][TIMELINES]
+
+        def views() -> list[Doc]:
+            """Each complaint as its readers see it: with its timeline merged in."""
+            lines = {t["_id"]: t for t in timelines.find({"_id": {"$in": ids}})}
+            docs = complaints.find({"_id": {"$in": ids}})
+            return [with_timeline(d, lines.get(d["_id"])) or d for d in docs]
 
         def all_done() -> bool:
-            docs = list(
-                complaints.find(
-                    {"_id": {"$in": ids}}, {"history": 1, "notifications": 1, "deadlines": 1}
-                )
-            )
+            docs = views()
             return len(docs) == len(ids) and all(
                 d["deadlines"]
                 and d["notifications"]
@@ -42,7 +47,7 @@ def _assert_each_processed_once(stack: Stack, ids: list[str]) -> None:
             )
 
         eventually(all_done, timeout=60, what="every complaint routed, with deadlines and notified")
-        for doc in complaints.find({"_id": {"$in": ids}}):
+        for doc in views():
             actions = [h["action"] for h in doc["history"]]
             assert actions.count("received") == 1, doc["_id"]
             assert actions.count("routed") == 1, doc["_id"]

@@ -17,7 +17,7 @@ from services.common.outbox import (
     outbox_update,
 )
 from services.intake.projection import (
-    UNLESS_CASE_STATE,
+    ViewChange,
     escalation_update,
     notification_update,
     routed_update,
@@ -93,19 +93,9 @@ def test_routed_update() -> None:
         region_code="51.08",
         holder_ancestors=["pemda-51.08"],
     )
-    update = routed_update(e)
-    assert update == {
-        # only while routing has not moved the case yet (a late event must not roll it back)
-        UNLESS_CASE_STATE: {
-            "status": "routed",
-            "colour": "red",
-            "institution": {
-                "id": "pemda-51.08/dlh",
-                "name": "DLH Badung",
-                "ancestors": ["pemda-51.08"],
-            },
-        },
-        "$set": {},
+    change = routed_update(e)
+    # the history line goes to the timeline, once per event
+    assert change.timeline == {
         "$push": {
             "history": {
                 "at": AT,
@@ -113,9 +103,37 @@ def test_routed_update() -> None:
                 "actor": "routing",
                 "detail": "to DLH Badung (region 51.08)",
             }
+        }
+    }
+    # the complaint's fields: one pipeline stage, each value only while routing has not
+    # moved the case yet (a late event must not roll it back; see the integration test)
+    assert isinstance(change.complaint, list) and len(change.complaint) == 1
+    fields = change.complaint[0]["$set"]
+    assert set(fields) == {"status", "colour", "institution"}  # no topic in the event
+    literals = {name: value["$cond"][1]["$literal"] for name, value in fields.items()}
+    assert literals == {
+        "status": "routed",
+        "colour": "red",
+        "institution": {
+            "id": "pemda-51.08/dlh",
+            "name": "DLH Badung",
+            "ancestors": ["pemda-51.08"],
         },
     }
-    assert_private_free(update)
+    assert {name: value["$cond"][2] for name, value in fields.items()} == {
+        "status": "$status",
+        "colour": "$colour",
+        "institution": "$institution",
+    }
+    assert_private_free(change.timeline)
+    assert_private_free(fields)
+
+
+def test_routed_update_sets_the_topic_whatever_the_state() -> None:
+    e = events_pb2.ComplaintRouted(meta=meta(), topic="jalan_rusak")
+    change = routed_update(e)
+    assert isinstance(change.complaint, list)
+    assert change.complaint[0]["$set"]["topic"] == {"$literal": "jalan_rusak"}
 
 
 def test_sla_deadlines_set() -> None:
@@ -124,7 +142,10 @@ def test_sla_deadlines_set() -> None:
     first.due_at.FromDatetime(DUE)
     ombudsman = e.deadlines_set.deadlines.add(clock="ombudsman", state="warned")
     ombudsman.due_at.FromDatetime(datetime(2026, 5, 1, 15, 59, tzinfo=UTC))
-    update = sla_update(e)
+    change = sla_update(e)
+    assert change.complaint is None  # deadlines live in the timeline only
+    update = change.timeline
+    assert update is not None
     assert update["$set"] == {
         "deadlines": [
             {"clock": "first_response", "due_at": DUE, "state": "running"},
@@ -148,16 +169,18 @@ def test_sla_deadlines_set() -> None:
 
 def test_sla_warning_only_adds_history() -> None:
     e = events_pb2.SlaEvent(meta=meta(), warning=events_pb2.DeadlineWarning(clock="resolution"))
-    assert sla_update(e) == {
-        "$push": {
-            "history": {
-                "at": AT,
-                "action": "deadline_warning",
-                "actor": "sla",
-                "detail": "resolution",
+    assert sla_update(e) == ViewChange(
+        timeline={
+            "$push": {
+                "history": {
+                    "at": AT,
+                    "action": "deadline_warning",
+                    "actor": "sla",
+                    "detail": "resolution",
+                }
             }
         }
-    }
+    )
 
 
 def test_sla_breach_marks_overdue() -> None:
@@ -165,40 +188,44 @@ def test_sla_breach_marks_overdue() -> None:
         meta=meta(),
         breached=events_pb2.DeadlineBreached(clock="first_response", escalation_level="unit"),
     )
-    assert sla_update(e) == {
-        "$set": {"overdue": True},
-        "$push": {
-            "history": {
-                "at": AT,
-                "action": "deadline_breached",
-                "actor": "sla",
-                "detail": "first_response",
+    assert sla_update(e) == ViewChange(
+        complaint={"$set": {"overdue": True}},  # a listing filter
+        timeline={
+            "$push": {
+                "history": {
+                    "at": AT,
+                    "action": "deadline_breached",
+                    "actor": "sla",
+                    "detail": "first_response",
+                }
             }
         },
-    }
+    )
 
 
 def test_sla_event_without_kind_changes_nothing() -> None:
-    assert sla_update(events_pb2.SlaEvent(meta=meta())) == {}
+    assert sla_update(events_pb2.SlaEvent(meta=meta())) == ViewChange()
 
 
 def test_notification_update() -> None:
     e = events_pb2.NotificationRecorded(
         meta=meta(), template="complaint_routed", channel="sms", cause_event_id="ev-0"
     )
-    update = notification_update(e)
-    assert update == {
-        "$push": {
-            "notifications": {"template": "complaint_routed", "channel": "sms", "at": AT},
-            "history": {
-                "at": AT,
-                "action": "notified",
-                "actor": "notify",
-                "detail": "complaint_routed",
-            },
+    change = notification_update(e)
+    assert change == ViewChange(
+        timeline={
+            "$push": {
+                "notifications": {"template": "complaint_routed", "channel": "sms", "at": AT},
+                "history": {
+                    "at": AT,
+                    "action": "notified",
+                    "actor": "notify",
+                    "detail": "complaint_routed",
+                },
+            }
         }
-    }
-    assert_private_free(update)
+    )
+    assert_private_free(change.timeline)
 
 
 def test_escalation_update_copies_no_report_content() -> None:
@@ -209,16 +236,19 @@ def test_escalation_update_copies_no_report_content() -> None:
         body=f"Hubungi saya di {PRIVATE[1]} atau {PRIVATE[2]}",
         reason="not resolved within 60 days",
     )
-    update = escalation_update(e)
-    assert update == {
-        "$set": {"status": "escalated", "escalated": True},
-        "$push": {
-            "history": {
-                "at": AT,
-                "action": "escalated",
-                "actor": "sla",
-                "detail": "handed to Ombudsman RI",
+    change = escalation_update(e)
+    assert change == ViewChange(
+        complaint={"$set": {"status": "escalated", "escalated": True}},
+        timeline={
+            "$push": {
+                "history": {
+                    "at": AT,
+                    "action": "escalated",
+                    "actor": "sla",
+                    "detail": "handed to Ombudsman RI",
+                }
             }
         },
-    }
-    assert_private_free(update)
+    )
+    assert_private_free(change.timeline)
+    assert_private_free(change.complaint)
