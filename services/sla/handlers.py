@@ -24,7 +24,15 @@ from services.common.clock import Clock
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.mongo import Doc
-from services.common.outbox import PENDING, outbox_fields, outbox_update
+from services.common.outbox import (
+    PENDING,
+    OutboxMessage,
+    ensure_queue,
+    outbox_update,
+    queue_entries,
+    queue_for,
+    queued_fields,
+)
 from services.common.topics import (
     CASE_ACTIONS,
     COMPLAINTS_RECEIVED,
@@ -94,6 +102,7 @@ class SlaHandlers:
         counters (services/sla/tally.py), not the reports."""
         await self.cases.create_index(PENDING)
         await self.cases.create_index("next_due_at")
+        await ensure_queue(self.cases)  # a routed report's deadlines_set waits there
         existing = {i["name"] async for i in await self.cases.list_indexes()}
         for obsolete in OBSOLETE_INDEXES & existing:
             await self.cases.drop_index(obsolete)
@@ -137,8 +146,9 @@ class SlaHandlers:
                     }
                 ],
                 "_applied": [routed.meta.event_id],
-                **outbox_fields([deadlines_set_event(case, routed.meta.event_id, now)]),
             }
+            events = [deadlines_set_event(case, routed.meta.event_id, now)]
+            fields.update(queued_fields(events))  # the events themselves go to the queue
             ops.append(
                 (
                     case.tracking_id,
@@ -148,6 +158,7 @@ class SlaHandlers:
                         upsert=True,
                     ),
                     fields["card"],
+                    events,
                 )
             )
         duplicates = await self._store_routed(ops)
@@ -160,27 +171,33 @@ class SlaHandlers:
             await self._apply_actions(doc["_id"], [])
         self.on_stored()
 
-    async def _store_routed(self, ops: list[tuple[str, UpdateOne, Doc]]) -> int:
-        """Start the clocks of the reports not routed yet and count them, in one transaction;
-        returns how many were already routed (duplicates)."""
+    async def _store_routed(
+        self, ops: list[tuple[str, UpdateOne, Doc, list[OutboxMessage]]]
+    ) -> int:
+        """Start the clocks of the reports not routed yet, queue their deadlines_set events
+        (``clocks_outbox``: the relay publishes and deletes them, no update of the report)
+        and count them, in one transaction; returns how many were already routed
+        (duplicates)."""
         tallies = tallies_of(self.cases)
 
         async def work(session: AsyncClientSession) -> int:
-            ids = list({tid for tid, _, _ in ops})
+            ids = list({tid for tid, *_ in ops})
             known = {
                 d["_id"]: d
                 async for d in self.cases.find(
                     {"_id": {"$in": ids}}, {"version": 1, "rating": 1}, session=session
                 )
             }
-            todo: dict[str, tuple[UpdateOne, Doc]] = {}
-            for tid, op, card in ops:
+            todo: dict[str, tuple[UpdateOne, Doc, list[OutboxMessage]]] = {}
+            for tid, op, card, events in ops:
                 if "version" not in known.get(tid, {}) and tid not in todo:
-                    todo[tid] = (op, card)
+                    todo[tid] = (op, card, events)
             if todo:
-                await self.cases.bulk_write([op for op, _ in todo.values()], session=session)
+                await self.cases.bulk_write([op for op, _, _ in todo.values()], session=session)
+                entries = [e for _, _, events in todo.values() for e in queue_entries(events)]
+                await queue_for(self.cases).insert_many(entries, session=session)
             counts: Counts = {}
-            for tid, (_, card) in todo.items():
+            for tid, (_, card, _) in todo.items():
                 add(counts, contribution(card, known.get(tid, {}).get("rating")))
             await apply_counts(tallies, counts, session)
             return len(ops) - len(todo)

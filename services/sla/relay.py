@@ -3,7 +3,9 @@
 Two outboxes, both written in the same write (or transaction) as the state they follow from:
 
 * each report's own document (``_outbox``): the events of the use cases driven by the case's
-  actions and the officers (``deadlines_set``), relayed by the shared ``OutboxRelay``;
+  actions and the officers (``deadlines_set``), relayed by the shared ``OutboxRelay``; a
+  routed report's first ``deadlines_set`` goes into that relay's queue (``clocks_outbox``)
+  in the transaction that starts its clocks, so publishing it rewrites no report;
 * ``sla_outbox``: one document per sweep write (up to a few hundred reports), inserted in the
   same transaction as those reports' compare-and-set updates, holding the events of the
   transitions that write made happen (warnings, breaches, escalations, auto-close due).
@@ -31,6 +33,7 @@ from services.common.outbox import (
     OutboxRelay,
     Publisher,
     publish_counted,
+    queue_for,
     relay_loop,
 )
 
@@ -57,7 +60,9 @@ class SlaRelay:
         batches: int = 20,
         poll_interval: float = 0.5,
     ) -> None:
-        self.documents = OutboxRelay([cases], publisher, batch_size=batch_size)
+        self.documents = OutboxRelay(
+            [cases], publisher, batch_size=batch_size, queues=[queue_for(cases)]
+        )
         OUTBOX_OLDEST.labels(queue=BATCH_OUTBOX).set(0)  # the series exists from the start
         self.outbox = batch_outbox_of(cases)
         self._publisher = publisher

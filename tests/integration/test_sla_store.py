@@ -17,7 +17,7 @@ from services.common.auth import Principal
 from services.common.clock import ManualClock
 from services.common.errors import FailedPrecondition, NotFound, ValidationError
 from services.common.kafka import Delivery
-from services.common.outbox import OUTBOX
+from services.common.outbox import OUTBOX, PUBLISHED, queue_for
 from services.sla.cards import ReportCards
 from services.sla.domain.actions import Rules
 from services.sla.domain.calendar import WorkingCalendar
@@ -77,7 +77,8 @@ def parts(db: Any) -> tuple[SlaHandlers, Sweeper, Officers, ManualClock]:
 
 
 def outbox_ids(doc: dict[str, Any]) -> list[str]:
-    return [e["id"] for e in doc.get(OUTBOX, [])]
+    """Every event the report holds: queued with it (kept for replay), published or not."""
+    return [e["id"] for e in [*doc.get(PUBLISHED, []), *doc.get(OUTBOX, [])]]
 
 
 async def swept_events(db: Any, tids: list[str]) -> list[dict[str, Any]]:
@@ -96,6 +97,10 @@ async def test_routed_twice_is_stored_once(parts: Any, db: Any) -> None:
     doc = await db["clocks"].find_one({"_id": tid})
     assert doc["version"] == 1
     assert outbox_ids(doc) == [f"{tid}:deadlines:{tid}:routed"]
+    # queued once, in the transaction that started the clocks; nothing in the document
+    queued = await queue_for(db["clocks"]).find({"key": tid}).to_list(None)
+    assert [e["id"] for e in queued] == [f"{tid}:deadlines:{tid}:routed"]
+    assert doc[OUTBOX] == []
 
 
 async def test_actions_before_routing_are_applied_in_order_once(parts: Any, db: Any) -> None:
