@@ -270,6 +270,7 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._wakeup = asyncio.Event()
         self.replay_on_start = False
+        self.full = False  # the last round read a full batch: more may be waiting
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -278,7 +279,14 @@ class OutboxRelay:
         if self.replay_on_start:
             self.replay_on_start = False
             await self.replay()
-        await relay_loop(stop, self.relay_once, self._wakeup, self._poll_interval, "outbox relay")
+        await relay_loop(
+            stop,
+            self.relay_once,
+            self._wakeup,
+            self._poll_interval,
+            "outbox relay",
+            more=lambda: self.full,
+        )
 
     async def replay(self) -> int:
         """Publish again every event these collections ever published (and kept).
@@ -320,6 +328,7 @@ class OutboxRelay:
             (c, await c.find({PENDING: True}, {OUTBOX: 1}).to_list(self._batch_size))
             for c in self._collections
         ]
+        self.full = any(len(docs) == self._batch_size for _, docs in pending)
         total = 0
         drained = True
         for queue in self._queues:
@@ -334,6 +343,7 @@ class OutboxRelay:
             total += len(messages)
             drained = drained and len(entries) < self._batch_size
         if not drained:
+            self.full = True
             return total  # the next round, at once, takes more of the queue first
         for collection, docs in pending:
             if not docs:
@@ -360,11 +370,17 @@ async def relay_loop(
     wakeup: asyncio.Event,
     poll_interval: float,
     name: str,
+    more: Callable[[], bool] | None = None,
 ) -> None:
-    """Run `relay_once` until `stop`: again at once while it publishes, else after
-    `wakeup` is set (a writer stored events) or `poll_interval` passed; after a failure,
-    a second later."""
+    """Run `relay_once` until `stop`: again at once while events may be left (`more`: the
+    last round took a full batch somewhere; without it, while a round publishes), else
+    after `wakeup` is set (a writer stored events) or `poll_interval` passed; after a
+    failure, a second later. At low rates a round then costs its reads once, not twice
+    (the second, empty round)."""
     while not stop.is_set():
+        # Cleared before the round reads: a writer that stores during the round sets it
+        # again, so the wait below ends at once and the next round takes its events.
+        wakeup.clear()
         try:
             published = await relay_once()
         except Exception:
@@ -373,8 +389,7 @@ async def relay_loop(
             if await sleep_until_or_stop(stop, 1.0):
                 return
             continue
-        if published == 0:
-            wakeup.clear()
+        if not (more() if more is not None else published > 0):
             waiter = asyncio.ensure_future(wakeup.wait())
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait(

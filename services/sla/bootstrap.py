@@ -72,15 +72,17 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
     relay.replay_on_start = s.outbox_replay
     clock = SystemClock()
     rules = Rules(settings.policy, WorkingCalendar.from_policy(settings.policy))
-    handlers = SlaHandlers(cases, rules, clock, relay.wake)
+    handlers = SlaHandlers(cases, rules, clock, relay.wake_documents)
     directory = Directory.seed(default_regions())
 
     def institution_name(institution_id: str) -> str:
         found = directory.get(institution_id)
         return found.name if found else ""
 
-    sweeper = Sweeper(cases, settings.policy, clock, relay.wake, institution_name=institution_name)
-    officers = Officers(cases, rules, directory, clock, relay.wake)
+    sweeper = Sweeper(
+        cases, settings.policy, clock, relay.wake_batches, institution_name=institution_name
+    )
+    officers = Officers(cases, rules, directory, clock, relay.wake_documents)
     cards = ReportCards(cases, clock)
     dead = DeadLetters(db["dead_letters"])
 

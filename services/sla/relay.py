@@ -69,11 +69,22 @@ class SlaRelay:
         self._batches = batches
         self._poll_interval = poll_interval
         self._wakeup = asyncio.Event()
+        self._full = False  # the last round read a full set of batches
         self.replay_on_start = False
 
     def wake(self) -> None:
+        """Both relays: for writers of both outboxes and tests."""
         self._wakeup.set()
         self.documents.wake()
+
+    def wake_documents(self) -> None:
+        """The document relay only: a report's own events or its queued first deadlines
+        (routed reports, case actions, officers), none in ``sla_outbox``."""
+        self.documents.wake()
+
+    def wake_batches(self) -> None:
+        """The batch relay only: a sweep wrote ``sla_outbox`` batches."""
+        self._wakeup.set()
 
     async def ensure_indexes(self) -> None:
         await self.outbox.create_index("pending")
@@ -84,6 +95,7 @@ class SlaRelay:
         oldest = docs[0]["at"].replace(tzinfo=UTC) if docs else None  # stored in UTC
         waited = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
         OUTBOX_OLDEST.labels(queue=BATCH_OUTBOX).set(max(0.0, waited))
+        self._full = len(docs) == self._batches
         if not docs:
             return 0
         messages = [m for doc in docs for m in messages_of(doc)]
@@ -116,5 +128,10 @@ class SlaRelay:
             self.replay_on_start = False
             await self.replay_batches()
         await relay_loop(
-            stop, self.relay_batches_once, self._wakeup, self._poll_interval, "batch outbox relay"
+            stop,
+            self.relay_batches_once,
+            self._wakeup,
+            self._poll_interval,
+            "batch outbox relay",
+            more=lambda: self._full,
         )

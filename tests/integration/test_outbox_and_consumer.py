@@ -318,3 +318,50 @@ async def test_in_transaction_returns_what_the_write_returned(db: object) -> Non
 
     assert await in_transaction(things.database.client, write) == 1
     assert (await things.find_one({"_id": "a"}))["n"] == 1
+
+
+async def test_the_relay_loop_waits_after_a_partial_round_and_loses_no_wake(db: object) -> None:
+    """A round that read less than a full batch is not followed by an empty one at once
+    (its reads would be wasted); events stored while a round runs are taken by the next
+    round at once, not after the poll interval."""
+    things = db["things"]  # type: ignore[index]
+    await ensure_queue(things)
+    stored_during_round, both_out = asyncio.Event(), asyncio.Event()
+
+    class WritingWhilePublishing(RecordingPublisher):
+        async def publish_many(self, messages: list[OutboxMessage]) -> None:
+            await super().publish_many(messages)
+            if len(self.sent) == 2:
+                both_out.set()
+            if len(self.sent) == 1:  # a writer stores and wakes the relay mid-round
+                await insert_queued(things, [({"_id": 2}, [OutboxMessage("e2", "t", "2", b"")])])
+                relay.wake()
+                stored_during_round.set()
+
+    recorder = WritingWhilePublishing()
+    relay = OutboxRelay(
+        [things], recorder, batch_size=10, poll_interval=60, queues=[queue_for(things)]
+    )
+    rounds = 0
+    relay_once = relay.relay_once
+
+    async def counted() -> int:
+        nonlocal rounds
+        rounds += 1
+        return await relay_once()
+
+    relay.relay_once = counted  # type: ignore[method-assign]
+    await insert_queued(things, [({"_id": 1}, [OutboxMessage("e1", "t", "1", b"")])])
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        # the poll interval is a minute: only the wake can bring e2 out this soon
+        await asyncio.wait_for(stored_during_round.wait(), 10)
+        await asyncio.wait_for(both_out.wait(), 10)
+        await asyncio.sleep(0.5)  # a loop that ran empty rounds would have run them by now
+        assert [m.id for m in recorder.sent] == ["e1", "e2"]
+        assert rounds == 2  # one round each; no empty round after either
+    finally:
+        stop.set()
+        relay.wake()
+        await asyncio.wait_for(task, 10)
