@@ -161,31 +161,34 @@ class SlaHandlers:
                     events,
                 )
             )
-        duplicates = await self._store_routed(ops)
+        duplicates, early = await self._store_routed(ops)
         EVENTS_CONSUMED.labels(topic=COMPLAINTS_ROUTED, outcome="applied").inc(
             len(ops) - duplicates
         )
         EVENTS_CONSUMED.labels(topic=COMPLAINTS_ROUTED, outcome="duplicate").inc(duplicates)
-        ids = [d.message.meta.tracking_id for d in deliveries]
-        async for doc in self.cases.find({"_id": {"$in": ids}, "_early.0": {"$exists": True}}):
-            await self._apply_actions(doc["_id"], [])
+        for tracking_id in early:
+            await self._apply_actions(tracking_id, [])
         self.on_stored()
 
     async def _store_routed(
         self, ops: list[tuple[str, UpdateOne, Doc, list[OutboxMessage]]]
-    ) -> int:
+    ) -> tuple[int, list[str]]:
         """Start the clocks of the reports not routed yet, queue their deadlines_set events
         (``clocks_outbox``: the relay publishes and deletes them, no update of the report)
         and count them, in one transaction; returns how many were already routed
-        (duplicates)."""
+        (duplicates), and the reports that hold actions kept from before they were routed
+        (`_keep_early`: a writer adding one meanwhile conflicts with this transaction, which
+        then runs again and sees it)."""
         tallies = tallies_of(self.cases)
 
-        async def work(session: AsyncClientSession) -> int:
-            ids = list({tid for tid, *_ in ops})
+        async def work(session: AsyncClientSession) -> tuple[int, list[str]]:
+            ids = list(dict.fromkeys(tid for tid, *_ in ops))
             known = {
                 d["_id"]: d
                 async for d in self.cases.find(
-                    {"_id": {"$in": ids}}, {"version": 1, "rating": 1}, session=session
+                    {"_id": {"$in": ids}},
+                    {"version": 1, "rating": 1, "_early.id": 1},
+                    session=session,
                 )
             }
             todo: dict[str, tuple[UpdateOne, Doc, list[OutboxMessage]]] = {}
@@ -200,7 +203,8 @@ class SlaHandlers:
             for tid, (_, card, _) in todo.items():
                 add(counts, contribution(card, known.get(tid, {}).get("rating")))
             await apply_counts(tallies, counts, session)
-            return len(ops) - len(todo)
+            early = [tid for tid in ids if known.get(tid, {}).get("_early")]
+            return len(ops) - len(todo), early
 
         return await in_transaction(self.cases, work)
 
