@@ -143,9 +143,7 @@ class EventConsumer(Generic[M]):
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 metadata_max_age_ms=5000,
-                # A quiet partition answers a fetch after this long: aiokafka's default
-                # (500 ms) would add half a second to every hop of the pipeline.
-                fetch_max_wait_ms=20,
+                fetch_max_wait_ms=self._settings.fetch_max_wait_ms,  # see KafkaSettings
                 **_client_options(self._settings),
             )
             try:

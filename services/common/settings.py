@@ -119,6 +119,11 @@ class KafkaSettings:
     sasl_username: str | None
     sasl_password: Secret | None
     ssl_cafile: str | None
+    # How long a broker may hold a consumer's fetch on a quiet partition. Kafka answers as
+    # soon as data arrives, so the wait costs no latency there and its default (500 ms)
+    # keeps idle consumers from polling; the embedded mock broker answers only when the
+    # wait is over, so the embedded stack sets 20 ms (services/stack/supervisor.py).
+    fetch_max_wait_ms: int = 500
 
     @classmethod
     def from_env(cls, env: Env) -> KafkaSettings:
@@ -134,6 +139,7 @@ class KafkaSettings:
             sasl_username=env.optional("LAPOR_KAFKA_SASL_USERNAME"),
             sasl_password=Secret(password) if password else None,
             ssl_cafile=env.optional("LAPOR_KAFKA_SSL_CAFILE"),
+            fetch_max_wait_ms=env.integer("LAPOR_KAFKA_FETCH_MAX_WAIT_MS", 500, low=1, high=30000),
         )
 
 

@@ -35,4 +35,7 @@ async def db(infra: Stack) -> AsyncIterator[object]:
 
 @pytest.fixture
 def kafka_settings(infra: Stack) -> KafkaSettings:
-    return KafkaSettings(infra.bootstrap_servers, "PLAINTEXT", None, None, None, None)
+    # the mock broker holds a quiet fetch for the whole wait (see KafkaSettings)
+    return KafkaSettings(
+        infra.bootstrap_servers, "PLAINTEXT", None, None, None, None, fetch_max_wait_ms=20
+    )

@@ -26,6 +26,7 @@ def test_happy_path_with_defaults() -> None:
     assert s.kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
     assert s.kafka.security_protocol == "PLAINTEXT"
     assert s.kafka.sasl_password is None
+    assert s.kafka.fetch_max_wait_ms == 500  # Kafka's own: its brokers answer on new data
     assert s.mongodb_uri.reveal() == URI
     assert s.mongodb_database == "lapor_intake"
     assert (s.grpc_host, s.grpc_port, s.metrics_port) == ("127.0.0.1", 50051, 9101)
@@ -39,8 +40,10 @@ def test_optional_settings_are_read() -> None:
         LAPOR_LOG_LEVEL="DEBUG",
         LAPOR_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
         LAPOR_KAFKA_SASL_PASSWORD="kafka-pw",
+        LAPOR_KAFKA_FETCH_MAX_WAIT_MS="20",
     )
     assert (s.mongodb_database, s.grpc_host, s.log_level) == ("other", "0.0.0.0", "DEBUG")
+    assert s.kafka.fetch_max_wait_ms == 20
     assert s.kafka.security_protocol == "SASL_SSL"
     assert s.kafka.sasl_password == Secret("kafka-pw")
 
@@ -67,6 +70,8 @@ def test_missing_required_setting_is_named(name: str, missing: str | None) -> No
         ("LAPOR_MONGODB_URI", "http://x"),
         ("LAPOR_LOG_LEVEL", "LOUD"),
         ("LAPOR_KAFKA_SECURITY_PROTOCOL", "TLS"),
+        ("LAPOR_KAFKA_FETCH_MAX_WAIT_MS", "0"),
+        ("LAPOR_KAFKA_FETCH_MAX_WAIT_MS", "fast"),
     ],
 )
 def test_malformed_setting_is_named(name: str, value: str) -> None:
