@@ -165,22 +165,31 @@ class EventConsumer(Generic[M]):
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
-            for tp, records in batches.items():
-                deliveries: list[Delivery[M]] = []
+            if not batches:
+                continue
+            # One handler call and one commit for the whole fetch, whatever partitions it
+            # spans: each partition's records stay in order (a key lives in one partition),
+            # and handlers write a batch with one bulk write.
+            deliveries: list[Delivery[M]] = []
+            for records in batches.values():
                 for record in records:
                     decoded = await self._decode(record)
                     if decoded is not None:
                         deliveries.append(decoded)
-                if deliveries:
-                    await self._handle_with_retry(deliveries, stop)
-                if stop.is_set():
-                    return
-                try:
-                    await consumer.commit(
-                        {TopicPartition(tp.topic, tp.partition): records[-1].offset + 1}
-                    )
-                except CommitFailedError:
-                    log.warning("commit failed after a rebalance; batch will be redelivered")
+            if deliveries:
+                await self._handle_with_retry(deliveries, stop)
+            if stop.is_set():
+                return
+            try:
+                await consumer.commit(
+                    {
+                        TopicPartition(tp.topic, tp.partition): records[-1].offset + 1
+                        for tp, records in batches.items()
+                        if records
+                    }
+                )
+            except CommitFailedError:
+                log.warning("commit failed after a rebalance; batch will be redelivered")
 
     async def _decode(self, record: Any) -> Delivery[M] | None:
         key = record.key.decode("utf-8", "replace") if record.key else ""

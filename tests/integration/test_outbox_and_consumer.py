@@ -365,3 +365,63 @@ async def test_the_relay_loop_waits_after_a_partial_round_and_loses_no_wake(db: 
         stop.set()
         relay.wake()
         await asyncio.wait_for(task, 10)
+
+
+async def test_one_fetch_across_partitions_is_one_handled_batch_in_key_order(
+    db: object, kafka_settings: KafkaSettings
+) -> None:
+    """A fetch that spans partitions goes to the handler as one batch (one bulk write, one
+    commit), each key's events still in order; everything is committed after the work."""
+    topic = "lapor.escalations"
+    keys = [uuid.uuid4().hex for _ in range(12)]  # spread over the topic's partitions
+    publisher = KafkaPublisher(kafka_settings, "it")
+    await publisher.start()
+    await publisher.publish_many(
+        [
+            OutboxMessage(f"{k}:{n}", topic, k, meta_message(f"{k}:{n}"))
+            for n in range(3)
+            for k in keys
+        ]
+    )
+    await publisher.stop()
+    batches: list[list[Delivery[common_pb2.EventMeta]]] = []
+    done, stop = asyncio.Event(), asyncio.Event()
+
+    async def handle(deliveries: list[Delivery[common_pb2.EventMeta]]) -> None:
+        mine = [d for d in deliveries if d.key in keys]
+        if mine:
+            batches.append(mine)
+        if sum(len(b) for b in batches) >= 3 * len(keys):
+            done.set()
+
+    async def park(*_args: object) -> None:
+        raise AssertionError("nothing should be dead-lettered")
+
+    group = f"it-{uuid.uuid4().hex[:6]}"
+    consumer = EventConsumer(kafka_settings, topic, group, common_pb2.EventMeta, handle, park)
+    task = asyncio.create_task(consumer.run(stop))
+    await asyncio.wait_for(done.wait(), 60)
+    await asyncio.sleep(0.5)  # let the commit go out
+    stop.set()
+    await task
+    delivered = [d for b in batches for d in b]
+    for k in keys:
+        assert [d.message.tracking_id for d in delivered if d.key == k] == [
+            f"{k}:{n}" for n in range(3)
+        ]
+    assert any(len({d.partition for d in b}) > 1 for b in batches)  # partitions shared a batch
+
+    # all of it was committed: a new member of the group gets none of it again
+    again: list[str] = []
+    stop2 = asyncio.Event()
+
+    async def handle2(deliveries: list[Delivery[common_pb2.EventMeta]]) -> None:
+        again.extend(d.key for d in deliveries if d.key in keys)
+
+    task2 = asyncio.create_task(
+        EventConsumer(kafka_settings, topic, group, common_pb2.EventMeta, handle2, park).run(stop2)
+    )
+    await asyncio.sleep(6)
+    stop2.set()
+    await task2
+    assert again == []
