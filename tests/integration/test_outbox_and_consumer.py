@@ -34,6 +34,29 @@ from services.stack.supervisor import Stack
 from tests.support import RecordingPublisher, read_topic
 
 
+async def redelivered(
+    kafka_settings: KafkaSettings, topic: str, group: str, keys: set[str]
+) -> list[str]:
+    """What a new member of `group` gets of `keys` (tracking ids, also the record keys)
+    within 6 s: nothing, once the group committed them."""
+    again: list[str] = []
+    stop = asyncio.Event()
+
+    async def handle(deliveries: list[Delivery[common_pb2.EventMeta]]) -> None:
+        again.extend(d.key for d in deliveries if d.key in keys)
+
+    async def park(*_args: object) -> None:
+        raise AssertionError("nothing should be dead-lettered")
+
+    task = asyncio.create_task(
+        EventConsumer(kafka_settings, topic, group, common_pb2.EventMeta, handle, park).run(stop)
+    )
+    await asyncio.sleep(6)
+    stop.set()
+    await task
+    return again
+
+
 def meta_message(tracking_id: str) -> bytes:
     return common_pb2.EventMeta(
         event_id=uuid.uuid4().hex, tracking_id=tracking_id
@@ -172,21 +195,7 @@ async def test_consumer_retries_transient_errors_and_commits_after_work(
     assert handled == [tracking_id]
 
     # A new member of the same group starts after the committed offset: no redelivery.
-    again: list[str] = []
-    stop2 = asyncio.Event()
-
-    async def handle2(deliveries: list[Delivery[common_pb2.EventMeta]]) -> None:
-        again.extend(
-            d.message.tracking_id for d in deliveries if d.message.tracking_id == tracking_id
-        )
-
-    task2 = asyncio.create_task(
-        EventConsumer(kafka_settings, topic, group, common_pb2.EventMeta, handle2, park).run(stop2)
-    )
-    await asyncio.sleep(6)
-    stop2.set()
-    await task2
-    assert again == []
+    assert await redelivered(kafka_settings, topic, group, {tracking_id}) == []
 
 
 async def test_a_message_that_keeps_failing_is_parked_and_the_rest_go_on(
@@ -412,16 +421,4 @@ async def test_one_fetch_across_partitions_is_one_handled_batch_in_key_order(
     assert any(len({d.partition for d in b}) > 1 for b in batches)  # partitions shared a batch
 
     # all of it was committed: a new member of the group gets none of it again
-    again: list[str] = []
-    stop2 = asyncio.Event()
-
-    async def handle2(deliveries: list[Delivery[common_pb2.EventMeta]]) -> None:
-        again.extend(d.key for d in deliveries if d.key in keys)
-
-    task2 = asyncio.create_task(
-        EventConsumer(kafka_settings, topic, group, common_pb2.EventMeta, handle2, park).run(stop2)
-    )
-    await asyncio.sleep(6)
-    stop2.set()
-    await task2
-    assert again == []
+    assert await redelivered(kafka_settings, topic, group, set(keys)) == []
