@@ -370,26 +370,25 @@ async def relay_loop(
     wakeup: asyncio.Event,
     poll_interval: float,
     name: str,
-    more: Callable[[], bool] | None = None,
+    more: Callable[[], bool],
 ) -> None:
     """Run `relay_once` until `stop`: again at once while events may be left (`more`: the
-    last round took a full batch somewhere; without it, while a round publishes), else
-    after `wakeup` is set (a writer stored events) or `poll_interval` passed; after a
-    failure, a second later. At low rates a round then costs its reads once, not twice
-    (the second, empty round)."""
+    last round took a full batch somewhere), else after `wakeup` is set (a writer stored
+    events) or `poll_interval` passed; after a failure, a second later. At low rates a
+    round then costs its reads once, not twice (the second, empty round)."""
     while not stop.is_set():
         # Cleared before the round reads: a writer that stores during the round sets it
         # again, so the wait below ends at once and the next round takes its events.
         wakeup.clear()
         try:
-            published = await relay_once()
+            await relay_once()
         except Exception:
             OUTBOX_RELAY_ERRORS.inc()
             log.exception(f"{name} failed; retrying")
             if await sleep_until_or_stop(stop, 1.0):
                 return
             continue
-        if not (more() if more is not None else published > 0):
+        if not more():
             waiter = asyncio.ensure_future(wakeup.wait())
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait(

@@ -72,11 +72,6 @@ class SlaRelay:
         self._full = False  # the last round read a full set of batches
         self.replay_on_start = False
 
-    def wake(self) -> None:
-        """Both relays: for writers of both outboxes and tests."""
-        self._wakeup.set()
-        self.documents.wake()
-
     def wake_documents(self) -> None:
         """The document relay only: a report's own events or its queued first deadlines
         (routed reports, case actions, officers), none in ``sla_outbox``."""
