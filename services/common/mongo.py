@@ -10,6 +10,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     AutoReconnect,
+    BulkWriteError,
     ConnectionFailure,
     DuplicateKeyError,
     NetworkTimeout,
@@ -82,6 +83,13 @@ async def apply_once(
         {"_id": doc_id, **not_applied(event_id)}, remember_event(update, event_id)
     )
     return result.modified_count == 1
+
+
+def duplicate_keys_only(exc: BulkWriteError) -> bool:
+    """Whether a bulk write was refused only for duplicate keys (each write error code
+    11000), as opposed to any other failure (which its caller raises)."""
+    errors = exc.details.get("writeErrors", [])
+    return bool(errors) and all(e.get("code") == 11000 for e in errors)
 
 
 async def upsert_racing(write: Callable[[], Awaitable[object]]) -> None:

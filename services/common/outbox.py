@@ -43,7 +43,7 @@ from services.common.metrics import (
     OUTBOX_PUBLISHED,
     OUTBOX_RELAY_ERRORS,
 )
-from services.common.mongo import TRANSIENT_ERRORS, Doc
+from services.common.mongo import TRANSIENT_ERRORS, Doc, duplicate_keys_only
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +140,9 @@ async def insert_queued(
             await in_transaction(collection.database.client, write)
             return failed
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if not errors or any(e.get("code") != 11000 for e in errors):
+            if not duplicate_keys_only(exc):
                 raise
-            for error in errors:
+            for error in exc.details["writeErrors"]:
                 failed[remaining[error["index"]]] = error
         if not checked:
             checked = True

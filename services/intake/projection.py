@@ -29,7 +29,7 @@ from pymongo.errors import BulkWriteError
 
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import Doc, not_applied, remember_event
+from services.common.mongo import Doc, duplicate_keys_only, not_applied, remember_event
 from services.common.pbtime import occurred_at
 from services.common.status import Colour
 from services.intake.domain import Status
@@ -212,11 +212,10 @@ class TrackingProjection:
                 )
                 return applied + result.modified_count + result.upserted_count
             except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if len(errors) != 1 or errors[0].get("code") != 11000:
+                if not duplicate_keys_only(exc):  # an ordered bulk stops at its first error
                     raise
                 applied += exc.details.get("nModified", 0) + exc.details.get("nUpserted", 0)
-                refused = errors[0]["index"]
+                refused = exc.details["writeErrors"][0]["index"]
                 again = await self._timelines.update_one(*ops[refused])
                 applied += again.modified_count
                 ops = ops[refused + 1 :]

@@ -27,7 +27,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from services.common import outbox
-from services.common.mongo import Doc
+from services.common.mongo import Doc, duplicate_keys_only
 from services.sla.domain.cards import ReportCard
 
 TALLIES = "sla_tallies"
@@ -135,10 +135,7 @@ def _duplicate_key(exc: PyMongoError) -> bool:
     `DuplicateKeyError`, or a bulk write's `BulkWriteError` all of whose errors are one."""
     if isinstance(exc, DuplicateKeyError):
         return True
-    if isinstance(exc, BulkWriteError):
-        errors = exc.details.get("writeErrors", [])
-        return bool(errors) and all(e.get("code") == 11000 for e in errors)
-    return False
+    return isinstance(exc, BulkWriteError) and duplicate_keys_only(exc)
 
 
 async def in_transaction(
