@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,28 @@ async def db(infra: Stack) -> AsyncIterator[object]:
     yield client[name]
     await client.drop_database(name)
     await client.close()
+
+
+@pytest.fixture
+async def db_to_kill(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[AsyncMongoClient, Callable[[], None]]]:  # type: ignore[type-arg]
+    """A database process of the test's own (the session's must survive), a client that
+    gives up on it after a second without an answer, and what kills the process."""
+    stack = Stack(tmp_path)
+    uri = stack.start_mongo()
+    client: AsyncMongoClient = AsyncMongoClient(uri, serverSelectionTimeoutMS=1000, w="majority")  # type: ignore[type-arg]
+
+    def kill() -> None:
+        assert stack.mongo is not None
+        stack.mongo.popen.kill()
+        stack.mongo.popen.wait()
+
+    try:
+        yield client, kill
+    finally:
+        await client.close()
+        stack.stop()
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -240,31 +240,21 @@ async def test_a_message_that_keeps_failing_is_parked_and_the_rest_go_on(
     assert good in handled
 
 
-async def test_insert_queued_fails_fast_when_the_database_is_gone(tmp_path: Path) -> None:
+async def test_insert_queued_fails_fast_when_the_database_is_gone(
+    db_to_kill: tuple[AsyncMongoClient[Any], Callable[[], None]],
+) -> None:
     """A transaction against a database that went away raises the driver's transient error
     within the server-selection timeout (the channel gets UNAVAILABLE and retries with its
     idempotency key), instead of retrying for minutes while submissions wait."""
-    stack = Stack(tmp_path)
-    uri = stack.start_mongo()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        uri, serverSelectionTimeoutMS=1000, w="majority"
-    )
-    try:
-        things = client["it"]["things"]
-        await ensure_queue(things)
-        assert (
-            await insert_queued(things, [({"_id": 1}, [OutboxMessage("e1", "t", "1", b"")])]) == {}
+    client, kill = db_to_kill
+    things = client["it"]["things"]
+    await ensure_queue(things)
+    assert await insert_queued(things, [({"_id": 1}, [OutboxMessage("e1", "t", "1", b"")])]) == {}
+    kill()
+    with pytest.raises(TRANSIENT_ERRORS):
+        await asyncio.wait_for(
+            insert_queued(things, [({"_id": 2}, [OutboxMessage("e2", "t", "2", b"")])]), 30
         )
-        assert stack.mongo is not None
-        stack.mongo.popen.kill()
-        stack.mongo.popen.wait()
-        with pytest.raises(TRANSIENT_ERRORS):
-            await asyncio.wait_for(
-                insert_queued(things, [({"_id": 2}, [OutboxMessage("e2", "t", "2", b"")])]), 30
-            )
-    finally:
-        await client.close()
-        stack.stop()
 
 
 async def test_the_relay_reports_how_long_the_oldest_queued_event_has_waited(db: object) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +31,6 @@ from services.sla.tally import (
     open_key,
     tallies_of,
 )
-from services.stack.supervisor import Stack
 from tests.integration.test_sla_store import T0, action, delivery, meta, parts, routed
 
 __all__ = ["parts"]  # the fixture, shared with test_sla_store
@@ -162,28 +161,20 @@ async def test_two_reports_creating_the_same_counter_both_count(db: Any, monkeyp
     assert [d["version"] async for d in cases.find({}).sort("_id")] == [2, 2]
 
 
-async def test_a_counted_write_fails_fast_when_the_database_is_gone(tmp_path: Path) -> None:
+async def test_a_counted_write_fails_fast_when_the_database_is_gone(
+    db_to_kill: tuple[AsyncMongoClient[Any], Callable[[], None]],
+) -> None:
     """A report's compare-and-set with its counters (a transaction) against a database that
     went away raises the driver's transient error within the server-selection timeout, so a
     consumer retries its batch and the sweep its round, instead of the driver retrying the
     transaction for two minutes while they wait. Its own database: this one is killed."""
-    stack = Stack(tmp_path)
-    uri = stack.start_mongo()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        uri, serverSelectionTimeoutMS=1000, w="majority"
-    )
-    try:
-        cases = client["it"]["clocks"]
-        await ensure_indexes(tallies_of(cases))
-        await cases.insert_one({"_id": "r", "version": 1})
-        counts: Counts = {open_key("red", "complaint"): {"n": 1}}
-        update = {"$inc": {"version": 1}}
-        assert await cas_and_count(cases, "r", 1, update, counts)
-        assert stack.mongo is not None
-        stack.mongo.popen.kill()
-        stack.mongo.popen.wait()
-        with pytest.raises(TRANSIENT_ERRORS):
-            await asyncio.wait_for(cas_and_count(cases, "r", 2, update, counts), 30)
-    finally:
-        await client.close()
-        stack.stop()
+    client, kill = db_to_kill
+    cases = client["it"]["clocks"]
+    await ensure_indexes(tallies_of(cases))
+    await cases.insert_one({"_id": "r", "version": 1})
+    counts: Counts = {open_key("red", "complaint"): {"n": 1}}
+    update = {"$inc": {"version": 1}}
+    assert await cas_and_count(cases, "r", 1, update, counts)
+    kill()
+    with pytest.raises(TRANSIENT_ERRORS):
+        await asyncio.wait_for(cas_and_count(cases, "r", 2, update, counts), 30)
