@@ -2,8 +2,10 @@
 
 Every servicer method is wrapped with ``@rpc``: a domain error becomes its status code with
 a message naming the field and the rule (INVALID_ARGUMENT carries google.rpc.BadRequest
-field violations); an unexpected error becomes INTERNAL with a reference, never UNKNOWN
-and never a stack trace.
+field violations); a database that cannot be reached, or a commit whose outcome is
+unknown, becomes UNAVAILABLE; a write conflict that outlasted the transaction helper's
+retries becomes ABORTED (both safe to retry); an unexpected error becomes INTERNAL with a
+reference, never UNKNOWN and never a stack trace.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from grpc_status import rpc_status
 
 from services.common import errors
 from services.common.metrics import GRPC_LATENCY, GRPC_REQUESTS
-from services.common.mongo import TRANSIENT_ERRORS
+from services.common.mongo import is_transient, write_conflict
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,13 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
             delay.FromMilliseconds(int(exc.retry_after_seconds * 1000))
             details.append(error_details_pb2.RetryInfo(retry_delay=delay))
         return code, str(exc), details
-    if isinstance(exc, TRANSIENT_ERRORS):
+    if write_conflict(exc):
+        return (
+            grpc.StatusCode.ABORTED,
+            "a concurrent request changed the same record; retry",
+            [],
+        )
+    if is_transient(exc):
         return (
             grpc.StatusCode.UNAVAILABLE,
             "storage temporarily unavailable; retry with the same idempotency key",

@@ -17,7 +17,7 @@ from google.protobuf.message import DecodeError, Message
 
 from services.common.clock import sleep_until_or_stop
 from services.common.metrics import EVENT_HANDLING, EVENT_RETRIES, EVENTS_CONSUMED
-from services.common.mongo import TRANSIENT_ERRORS
+from services.common.mongo import is_transient
 from services.common.outbox import OutboxMessage
 from services.common.settings import KafkaSettings
 
@@ -108,8 +108,9 @@ BatchHandler = Callable[[list[Delivery[M]]], Awaitable[None]]
 class EventConsumer(Generic[M]):
     """Consumes one topic in a consumer group, hands each partition's batch to `handle`
     and commits the batch's offsets only after `handle` returned (the handler makes its
-    work durable and idempotent). Transient database errors are retried forever (nothing
-    is skipped while MongoDB is down); a message that cannot be decoded, or that keeps
+    work durable and idempotent). Transient database errors (`mongo.is_transient`: MongoDB
+    unreachable, a commit's outcome unknown, a write conflict that outlasted the
+    transaction helper) are retried forever, nothing is skipped meanwhile; a message that cannot be decoded, or that keeps
     failing for another reason, is parked in the dead-letter collection and skipped."""
 
     def __init__(
@@ -201,6 +202,23 @@ class EventConsumer(Generic[M]):
             return None
         return Delivery(message, key, record.partition, record.offset)
 
+    async def _give_up(
+        self, deliveries: list[Delivery[M]], exc: Exception, stop: asyncio.Event
+    ) -> None:
+        """After the last attempt: a batch is handled again one delivery at a time, to
+        find the one that fails and keep the rest; a single delivery is parked."""
+        if len(deliveries) > 1:
+            for delivery in deliveries:  # find the one that fails, keep the rest
+                await self._handle_with_retry([delivery], stop)
+            return
+        for delivery in deliveries:
+            EVENTS_CONSUMED.labels(topic=self.topic, outcome="dead_lettered").inc()
+            await self._dead_letter(
+                self.topic,
+                delivery.message.SerializeToString(),
+                f"handler failed: {type(exc).__name__}",
+            )
+
     async def _handle_with_retry(self, deliveries: list[Delivery[M]], stop: asyncio.Event) -> None:
         attempt = 0
         while True:
@@ -209,28 +227,18 @@ class EventConsumer(Generic[M]):
                 await self._handle(deliveries)
                 EVENT_HANDLING.labels(topic=self.topic).observe(time.perf_counter() - started)
                 return
-            except TRANSIENT_ERRORS as exc:
-                EVENT_RETRIES.labels(topic=self.topic).inc()
-                log.warning(
-                    "database unavailable; will retry",
-                    extra={"topic": self.topic, "error": type(exc).__name__},
-                )
             except Exception as exc:
-                attempt += 1
                 EVENT_RETRIES.labels(topic=self.topic).inc()
-                log.exception("handler failed", extra={"topic": self.topic, "attempt": attempt})
-                if attempt >= self._max_attempts and len(deliveries) > 1:
-                    for delivery in deliveries:  # find the one that fails, keep the rest
-                        await self._handle_with_retry([delivery], stop)
-                    return
-                if attempt >= self._max_attempts:
-                    for delivery in deliveries:
-                        EVENTS_CONSUMED.labels(topic=self.topic, outcome="dead_lettered").inc()
-                        await self._dead_letter(
-                            self.topic,
-                            delivery.message.SerializeToString(),
-                            f"handler failed: {type(exc).__name__}",
-                        )
-                    return
+                if is_transient(exc):  # unreachable, commit unknown, a lasting conflict
+                    log.warning(
+                        "database unavailable or busy; will retry",
+                        extra={"topic": self.topic, "error": type(exc).__name__},
+                    )
+                else:
+                    attempt += 1
+                    log.exception("handler failed", extra={"topic": self.topic, "attempt": attempt})
+                    if attempt >= self._max_attempts:
+                        await self._give_up(deliveries, exc, stop)
+                        return
             if await sleep_until_or_stop(stop, min(0.2 * 2**attempt, 5.0)):
                 return

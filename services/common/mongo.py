@@ -14,6 +14,7 @@ from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
     NetworkTimeout,
+    PyMongoError,
     ServerSelectionTimeoutError,
     WriteConcernError,
 )
@@ -27,6 +28,33 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     ServerSelectionTimeoutError,
     WriteConcernError,
 )
+
+
+def write_conflict(exc: BaseException) -> bool:
+    """A transaction the database aborted because another one held the same keys (label
+    ``TransientTransactionError``), after `services.common.outbox.in_transaction` stopped
+    running it again: running the same work later goes through."""
+    return (
+        isinstance(exc, PyMongoError)
+        and exc.has_error_label("TransientTransactionError")
+        and not exc.has_error_label("UnknownTransactionCommitResult")
+        and not isinstance(exc, TRANSIENT_ERRORS)
+    )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the same work, tried again later, can succeed: the database could not be
+    reached (`TRANSIENT_ERRORS`), a commit's outcome is unknown (label
+    ``UnknownTransactionCommitResult``: the retry finds out what was stored, as idempotent
+    work does), or a write conflict outlasted the transaction helper's patience. Consumers
+    retry these for as long as they last instead of counting them towards dead-lettering;
+    gRPC answers them with UNAVAILABLE or ABORTED instead of INTERNAL."""
+    return (
+        isinstance(exc, TRANSIENT_ERRORS)
+        or write_conflict(exc)
+        or (isinstance(exc, PyMongoError) and exc.has_error_label("UnknownTransactionCommitResult"))
+    )
+
 
 Doc = dict[str, Any]
 APPLIED_KEEP = 200  # event ids remembered per document for de-duplication

@@ -43,7 +43,7 @@ from services.common.metrics import (
     OUTBOX_PUBLISHED,
     OUTBOX_RELAY_ERRORS,
 )
-from services.common.mongo import TRANSIENT_ERRORS, Doc, duplicate_keys_only
+from services.common.mongo import Doc, duplicate_keys_only, write_conflict
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +190,7 @@ async def in_transaction(
                 if session.in_transaction:
                     with contextlib.suppress(PyMongoError):
                         await session.abort_transaction()
-                conflict = (
-                    exc.has_error_label("TransientTransactionError")
-                    and not exc.has_error_label("UnknownTransactionCommitResult")
-                    and not isinstance(exc, TRANSIENT_ERRORS)
-                )
-                if not conflict or time.monotonic() + pause > deadline:
+                if not write_conflict(exc) or time.monotonic() + pause > deadline:
                     raise
         await asyncio.sleep(pause * (0.5 + random.random()))  # noqa: S311 - jitter
         pause = min(pause * 2, 0.25)

@@ -8,16 +8,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import pytest
 from bson import ObjectId
 from lapor.v1 import common_pb2
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, PyMongoError
 
+from services.common import outbox
+from services.common.grpc_errors import status_for
 from services.common.kafka import Delivery, EventConsumer, KafkaPublisher
-from services.common.mongo import TRANSIENT_ERRORS
+from services.common.mongo import TRANSIENT_ERRORS, is_transient, write_conflict
 from services.common.outbox import (
     OutboxMessage,
     OutboxRelay,
@@ -412,3 +415,95 @@ async def test_one_fetch_across_partitions_is_one_handled_batch_in_key_order(
 
     # all of it was committed: a new member of the group gets none of it again
     assert await redelivered(kafka_settings, topic, group, set(keys)) == []
+
+
+async def test_a_conflict_that_outlasts_the_patience_is_a_transient_error_aborted_for_grpc(
+    db: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction kept waiting by another one past TRANSACTION_PATIENCE raises the
+    database's conflict: classed as transient (retried by consumers, never dead-lettered)
+    and answered ABORTED over gRPC, not INTERNAL."""
+    monkeypatch.setattr(outbox, "TRANSACTION_PATIENCE", 0.3)
+    things = db["things"]  # type: ignore[index]
+    await things.insert_one({"_id": "a", "n": 0})
+    async with things.database.client.start_session() as holder:
+        await holder.start_transaction()
+        await things.update_one({"_id": "a"}, {"$inc": {"n": 1}}, session=holder)
+
+        async def write(session: AsyncClientSession) -> None:
+            await things.update_one({"_id": "a"}, {"$inc": {"n": 10}}, session=session)
+
+        with pytest.raises(PyMongoError) as raised:
+            await in_transaction(things.database.client, write)
+        await holder.abort_transaction()
+    assert write_conflict(raised.value) and is_transient(raised.value)
+    assert status_for(raised.value)[0] == grpc.StatusCode.ABORTED
+    assert (await things.find_one({"_id": "a"}))["n"] == 0  # neither wrote
+
+
+async def test_a_consumer_waits_out_a_lasting_conflict_instead_of_dead_lettering(
+    db: object, kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler's transaction conflicts with one held open for longer than the helper's
+    patience, again and again (more often than max_attempts): the consumer keeps retrying
+    and applies the event once the other transaction ends; nothing is parked."""
+    monkeypatch.setattr(outbox, "TRANSACTION_PATIENCE", 0.2)
+    things = db["things"]  # type: ignore[index]
+    await things.insert_one({"_id": "a", "n": 0})
+    topic = "lapor.notifications"
+    tracking_id = uuid.uuid4().hex
+    publisher = KafkaPublisher(kafka_settings, "it")
+    await publisher.start()
+    await publisher.publish_many(
+        [OutboxMessage("e", topic, tracking_id, meta_message(tracking_id))]
+    )
+    await publisher.stop()
+    conflicts = 0
+    done = asyncio.Event()
+
+    async def handle(deliveries: list[Delivery[common_pb2.EventMeta]]) -> None:
+        nonlocal conflicts
+        if not any(d.message.tracking_id == tracking_id for d in deliveries):
+            return
+
+        async def write(session: AsyncClientSession) -> None:
+            await things.update_one({"_id": "a"}, {"$inc": {"n": 10}}, session=session)
+
+        try:
+            await in_transaction(things.database.client, write)
+        except PyMongoError:
+            conflicts += 1
+            raise
+        done.set()
+
+    parked: list[str] = []
+
+    async def park(_topic: str, _value: bytes | None, reason: str) -> None:
+        parked.append(reason)
+
+    stop = asyncio.Event()
+    consumer = EventConsumer(
+        kafka_settings,
+        topic,
+        f"it-{uuid.uuid4().hex[:6]}",
+        common_pb2.EventMeta,
+        handle,
+        park,
+        max_attempts=2,
+    )
+    async with things.database.client.start_session() as holder:
+        await holder.start_transaction()
+        await things.update_one({"_id": "a"}, {"$inc": {"n": 1}}, session=holder)
+        task = asyncio.create_task(consumer.run(stop))
+        for _ in range(300):
+            if conflicts > 3:
+                break
+            await asyncio.sleep(0.1)
+        await holder.commit_transaction()
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        stop.set()
+        await task
+    assert conflicts > 3 and parked == []
+    assert (await things.find_one({"_id": "a"}))["n"] == 11  # the held write, then ours once
