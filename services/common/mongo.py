@@ -44,11 +44,15 @@ def write_conflict(exc: BaseException) -> bool:
 
 def is_transient(exc: BaseException) -> bool:
     """Whether the same work, tried again later, can succeed: the database could not be
-    reached (`TRANSIENT_ERRORS`), a commit's outcome is unknown (label
-    ``UnknownTransactionCommitResult``: the retry finds out what was stored, as idempotent
-    work does), or a write conflict outlasted the transaction helper's patience. Consumers
-    retry these for as long as they last instead of counting them towards dead-lettering;
-    gRPC answers them with UNAVAILABLE or ABORTED instead of INTERNAL."""
+    reached (`TRANSIENT_ERRORS`); the writes were made but the write concern was not
+    confirmed in time (a `WriteConcernError`, or a `BulkWriteError` with write-concern
+    errors only: w: majority while a secondary lags); a commit's outcome is unknown (label
+    ``UnknownTransactionCommitResult``); or a write conflict outlasted the transaction
+    helper's patience. The retry finds out what was stored, as idempotent work does.
+    Consumers retry these for as long as they last instead of counting them towards
+    dead-lettering; gRPC answers them with UNAVAILABLE or ABORTED instead of INTERNAL."""
+    if isinstance(exc, BulkWriteError):
+        return not exc.details.get("writeErrors") and bool(exc.details.get("writeConcernErrors"))
     return (
         isinstance(exc, TRANSIENT_ERRORS)
         or write_conflict(exc)
@@ -60,8 +64,15 @@ Doc = dict[str, Any]
 APPLIED_KEEP = 200  # event ids remembered per document for de-duplication
 
 
+WRITE_CONCERN_TIMEOUT_MS = 10_000
+
+
 def create_client(uri: Secret, app_name: str) -> AsyncMongoClient[Doc]:
-    """Write concern majority unless the URI says otherwise (acknowledged = durable)."""
+    """Write concern majority unless the URI says otherwise (acknowledged = durable), and
+    a write-concern timeout of `WRITE_CONCERN_TIMEOUT_MS` unless the URI sets
+    ``wtimeoutMS``: while a majority cannot confirm writes (secondaries down or lagging),
+    a write fails after that time with a write-concern error (transient: UNAVAILABLE, a
+    consumer retries) instead of holding the caller until its own deadline."""
     options: dict[str, Any] = {
         "serverSelectionTimeoutMS": 3000,
         # Monitoring sockets use this timeout too: under heavy write load a short one
@@ -72,6 +83,8 @@ def create_client(uri: Secret, app_name: str) -> AsyncMongoClient[Doc]:
     }
     if "w=" not in uri.reveal():
         options["w"] = "majority"
+    if "wtimeoutms=" not in uri.reveal().lower():
+        options["wTimeoutMS"] = WRITE_CONCERN_TIMEOUT_MS
     return AsyncMongoClient(uri.reveal(), **options)
 
 

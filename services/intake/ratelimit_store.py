@@ -28,7 +28,7 @@ from pymongo.errors import BulkWriteError
 
 from services.common.clock import Clock
 from services.common.errors import ResourceExhausted
-from services.common.mongo import Doc
+from services.common.mongo import Doc, duplicate_keys_only
 from services.intake.limits import Hit
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,9 @@ class MongoRateLimiter:
             try:
                 await self._collection.bulk_write(ops, ordered=False)
             except BulkWriteError as exc:  # two replicas upserting one new counter at once
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != 11000 for e in errors):
-                    raise
+                if not duplicate_keys_only(exc):
+                    raise  # e.g. write concern unconfirmed: counted again next round (stricter)
+                errors = exc.details["writeErrors"]
                 await self._collection.bulk_write([ops[e["index"]] for e in errors], ordered=False)
         except BaseException:
             for counter, n in unsent.items():  # not written: keep them for the next round

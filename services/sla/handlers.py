@@ -23,7 +23,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from services.common.clock import Clock
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import Doc
+from services.common.mongo import Doc, duplicate_keys_only
 from services.common.outbox import (
     PENDING,
     OutboxMessage,
@@ -224,7 +224,7 @@ class SlaHandlers:
         try:
             await self.cases.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:  # two upserts racing: the other one won, retry
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+            if not duplicate_keys_only(exc):
                 raise
             await self.cases.bulk_write(ops, ordered=False)
         EVENTS_CONSUMED.labels(topic=COMPLAINTS_RECEIVED, outcome="applied").inc(len(ops))

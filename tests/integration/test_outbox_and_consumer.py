@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 from bson import ObjectId
 from lapor.v1 import common_pb2
 from prometheus_client import REGISTRY
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import AutoReconnect, PyMongoError
 
@@ -507,3 +507,87 @@ async def test_a_consumer_waits_out_a_lasting_conflict_instead_of_dead_lettering
         await task
     assert conflicts > 3 and parked == []
     assert (await things.find_one({"_id": "a"}))["n"] == 11  # the held write, then ours once
+
+
+@pytest.fixture
+async def unconfirmable(infra: Stack) -> AsyncIterator[Callable[[Any], Any]]:
+    """Gives a collection through a client whose write concern the single-node database can
+    never confirm (w: 3): the server makes each write (a transaction's at its commit) and
+    reports a write-concern error, as a replica set does when a majority does not confirm
+    in time."""
+    client: AsyncMongoClient[Any] = AsyncMongoClient(infra.mongodb_uri, w=3, wTimeoutMS=200)
+    yield lambda collection: client[collection.database.name][collection.name]
+    await client.close()
+
+
+async def test_an_unconfirmed_write_concern_is_unavailable_and_the_retry_finds_the_write(
+    db: object, unconfirmable: Callable[[Any], Any]
+) -> None:
+    things = db["things"]  # type: ignore[index]
+    await things.create_index("idem", unique=True)
+    await ensure_queue(things)
+    item = ({"_id": "a", "idem": "k"}, [OutboxMessage("e", "t", "a", b"")])
+    with pytest.raises(PyMongoError) as raised:
+        await insert_queued(unconfirmable(things), [item], "idem")
+    assert is_transient(raised.value)
+    assert status_for(raised.value)[0] == grpc.StatusCode.UNAVAILABLE
+    # The write was made: the channel's retry with the same key finds it, stores nothing new.
+    failed = await insert_queued(things, [item], "idem")
+    assert list(failed) == [0] and failed[0]["code"] == 11000
+    assert await things.count_documents({}) == 1
+    assert await queue_for(things).count_documents({}) == 1
+
+
+async def test_a_consumer_retries_an_unconfirmed_write_concern_instead_of_dead_lettering(
+    db: object, kafka_settings: KafkaSettings, unconfirmable: Callable[[Any], Any]
+) -> None:
+    things = db["things"]  # type: ignore[index]
+    topic = "lapor.notifications"
+    tracking_id = uuid.uuid4().hex
+    publisher = KafkaPublisher(kafka_settings, "it")
+    await publisher.start()
+    await publisher.publish_many(
+        [OutboxMessage("e", topic, tracking_id, meta_message(tracking_id))]
+    )
+    await publisher.stop()
+    unconfirmed = 0
+    done = asyncio.Event()
+
+    async def handle(deliveries: list[Delivery[common_pb2.EventMeta]]) -> None:
+        nonlocal unconfirmed
+        mine = [d for d in deliveries if d.message.tracking_id == tracking_id]
+        if not mine:
+            return
+        target = unconfirmable(things) if unconfirmed < 4 else things
+        try:
+            await target.bulk_write(
+                [UpdateOne({"_id": tracking_id}, {"$set": {"seen": True}}, upsert=True)]
+            )
+        except PyMongoError:
+            unconfirmed += 1
+            raise
+        done.set()
+
+    parked: list[str] = []
+
+    async def park(_topic: str, _value: bytes | None, reason: str) -> None:
+        parked.append(reason)
+
+    stop = asyncio.Event()
+    consumer = EventConsumer(
+        kafka_settings,
+        topic,
+        f"it-{uuid.uuid4().hex[:6]}",
+        common_pb2.EventMeta,
+        handle,
+        park,
+        max_attempts=2,
+    )
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+    finally:
+        stop.set()
+        await task
+    assert unconfirmed == 4 and parked == []
+    assert await things.find_one({"_id": tracking_id}) == {"_id": tracking_id, "seen": True}

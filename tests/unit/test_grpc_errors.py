@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import grpc
 from google.rpc import error_details_pb2
-from pymongo.errors import AutoReconnect, OperationFailure, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 
 from services.common import errors
 from services.common.grpc_errors import status_for
-from services.common.mongo import is_transient, write_conflict
+from services.common.mongo import (
+    WRITE_CONCERN_TIMEOUT_MS,
+    create_client,
+    is_transient,
+    write_conflict,
+)
+from services.common.settings import Secret
 
 
 def labelled(*labels: str) -> OperationFailure:
@@ -54,3 +65,27 @@ def test_other_errors_are_internal_with_a_reference_and_not_transient() -> None:
         assert code == grpc.StatusCode.INTERNAL and details == []
         assert message.startswith("internal error (reference ")
         assert "secret detail" not in message and "bad update" not in message
+
+
+def test_unconfirmed_write_concern_in_a_bulk_write_is_unavailable() -> None:
+    """w: majority not confirmed in time, as a bulk write reports it: the writes were made,
+    the retry finds them (idempotent work); a real write error is not transient."""
+    concern = {"code": 64, "errmsg": "waiting for replication timed out"}
+    unconfirmed = BulkWriteError({"writeErrors": [], "writeConcernErrors": [concern]})
+    assert is_transient(unconfirmed)
+    assert status_for(unconfirmed)[0] == grpc.StatusCode.UNAVAILABLE
+    refused = BulkWriteError(
+        {
+            "writeErrors": [{"index": 0, "code": 121, "errmsg": "validation"}],
+            "writeConcernErrors": [concern],
+        }
+    )
+    assert not is_transient(refused)
+    assert status_for(refused)[0] == grpc.StatusCode.INTERNAL
+
+
+def test_clients_wait_for_a_majority_for_a_bounded_time_unless_the_uri_says_otherwise() -> None:
+    default = create_client(Secret("mongodb://db.example:27017/x"), "t")
+    assert default.write_concern.document == {"w": "majority", "wtimeout": WRITE_CONCERN_TIMEOUT_MS}
+    chosen = create_client(Secret("mongodb://db.example:27017/x?w=2&wtimeoutMS=2500"), "t")
+    assert chosen.write_concern.document == {"w": 2, "wtimeout": 2500}
