@@ -112,6 +112,13 @@ class CaseStore:
                     found[target].append(doc["_id"])
         return found
 
+    async def holders(self, ids: set[str]) -> dict[str, str]:
+        """The institution holding each of `ids` (ids of no stored case left out)."""
+        if not ids:
+            return {}
+        cursor = self.cases.find({"_id": {"$in": sorted(ids)}}, {"institution_id": 1})
+        return {d["_id"]: d["institution_id"] async for d in cursor}
+
     async def find(
         self, query: Doc, sort: list[tuple[str, int]], skip: int, limit: int
     ) -> list[Doc]:

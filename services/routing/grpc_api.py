@@ -55,16 +55,35 @@ class Api:
         return await self.view(doc, actor)
 
     async def view(self, doc: Doc, actor: Actor) -> officer_pb2.Report:
-        links = await self.queries.store.linked_from([doc["_id"]])
-        return report_view(doc, actor, self.directory(), links[doc["_id"]])
+        similar = await self.similar([doc], actor)
+        return report_view(doc, actor, self.directory(), similar[doc["_id"]])
 
     async def page(self, page: Page, actor: Actor) -> officer_pb2.ListReportsResponse:
         directory = self.directory()
-        links = await self.queries.store.linked_from([d["_id"] for d in page.docs])
+        similar = await self.similar(page.docs, actor)
         return officer_pb2.ListReportsResponse(
-            reports=[report_view(d, actor, directory, links[d["_id"]]) for d in page.docs],
+            reports=[report_view(d, actor, directory, similar[d["_id"]]) for d in page.docs],
             next_page_token=page.next_token,
         )
+
+    async def similar(self, docs: list[Doc], actor: Actor) -> dict[str, list[str]]:
+        """Each report's similar reports (those it names and the later ones naming it),
+        only those `actor` may see: a link never shows the tracking id of a report that
+        another institution holds (the link was made when both were routed alike; a forward
+        or decline may have moved one since)."""
+        store = self.queries.store
+        back = await store.linked_from([d["_id"] for d in docs])
+        related = {
+            d["_id"]: list(dict.fromkeys([*d.get("similar", []), *back[d["_id"]]])) for d in docs
+        }
+        if actor.is_national_admin:
+            return related
+        directory = self.directory()
+        holders = await store.holders({i for ids in related.values() for i in ids})
+        return {
+            tid: [i for i in ids if i in holders and access.can_see(actor, holders[i], directory)]
+            for tid, ids in related.items()
+        }
 
 
 def _colour(value: int) -> Colour | None:
@@ -208,16 +227,16 @@ class AdminServicer(officer_pb2_grpc.AdminServiceServicer):
     async def UpsertInstitution(self, request, context):  # type: ignore[no-untyped-def]
         actor = self.api.actor(context)
         record = request.institution
-        access.require_may_edit(actor, record.id, record.parent_id or None)
+        institution = Institution(
+            record.id,
+            record.name,
+            record.kind,
+            record.parent_id or None,
+            record.region_code or None,
+            tuple(record.topics),
+        )
         saved = await self.api.registry.upsert(
-            Institution(
-                record.id,
-                record.name,
-                record.kind,
-                record.parent_id or None,
-                record.region_code or None,
-                tuple(record.topics),
-            )
+            institution, lambda existing: access.require_may_edit(actor, institution, existing)
         )
         return institution_view(saved)
 

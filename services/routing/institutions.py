@@ -3,6 +3,8 @@ run time (collection ``institutions``), rebuilt and checked as a whole on every 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.errors import ValidationError, Violation, require
@@ -66,10 +68,19 @@ class InstitutionRegistry:
         docs = await self._collection.find({}).to_list(None)
         self.directory = self._merged([from_doc(d) for d in docs])
 
-    async def upsert(self, inst: Institution) -> Institution:
+    async def upsert(
+        self, inst: Institution, may_replace: Callable[[Institution | None], None]
+    ) -> Institution:
+        """Store `inst` (new, or replacing the institution with its id) once the whole
+        directory with it still holds together. `may_replace` is shown what `inst` would
+        replace (None for a new id), read from the stored changes just now, not from this
+        replica's copy (up to 10 s old), and raises if the caller may not replace it."""
         validate(inst)
         docs = await self._collection.find({}).to_list(None)
-        changes = [from_doc(d) for d in docs if d["_id"] != inst.id] + [inst]
+        stored = [from_doc(d) for d in docs]
+        current = {i.id: i for i in self._seed.all()} | {i.id: i for i in stored}
+        may_replace(current.get(inst.id))
+        changes = [i for i in stored if i.id != inst.id] + [inst]
         try:
             directory = self._merged(changes)
         except ValueError as exc:

@@ -28,8 +28,9 @@ def _stamp(target: object, when: datetime | None) -> None:
 
 
 def report_view(
-    doc: Doc, actor: Actor, directory: Directory, linked_from: list[str] | None = None
+    doc: Doc, actor: Actor, directory: Directory, similar: list[str]
 ) -> officer_pb2.Report:
+    """`similar`: the linked reports `actor` may see (`Api.similar`)."""
     status = status_of(doc)
     report = officer_pb2.Report(
         tracking_id=doc["_id"],
@@ -47,7 +48,7 @@ def report_view(
         responded=status.responded,
         reopen_count=status.reopen_count,
         version=int(doc.get("version", 0)),
-        similar_reports=[*doc.get("similar", []), *(linked_from or [])],
+        similar_reports=similar,
         allowed_actions=allowed_actions(status, actor.role),
     )
     _stamp(report.received_at, doc.get("received_at"))

@@ -78,6 +78,35 @@ def test_admins_edit_the_directory_at_run_time(stack: Stack) -> None:
                 timeout=5,
             )
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        # Naming itself as the new parent of another government's unit, or of a national
+        # body, takes over nothing (their reports would have become its own).
+        for target in ("pemda-51.71/dpupr", "nasional-bpjs-kesehatan"):
+            takeover = pb.InstitutionRecord(
+                id=target, name="diambil alih", kind="unit", parent_id="pemda-51.08"
+            )
+            with pytest.raises(grpc.RpcError) as taken:
+                api.admin.UpsertInstitution(
+                    pb.UpsertInstitutionRequest(institution=takeover),
+                    metadata=auth("pemda-51.08", "institution_admin"),
+                    timeout=5,
+                )
+            assert taken.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+            assert "not a unit directly below pemda-51.08" in taken.value.details()  # type: ignore[attr-defined]
+        kept = api.admin.ListInstitutions(
+            pb.ListInstitutionsRequest(parent_id="pemda-51.71", page_size=500),
+            metadata=admin(),
+            timeout=5,
+        )
+        assert "pemda-51.71/dpupr" in [i.id for i in kept.institutions]
+        loop = pb.InstitutionRecord(
+            id="pemda-51.08", name="Kabupaten Buleleng", kind="regency", parent_id=unit.id
+        )
+        with pytest.raises(grpc.RpcError) as looped:
+            api.admin.UpsertInstitution(
+                pb.UpsertInstitutionRequest(institution=loop), metadata=admin(), timeout=5
+            )
+        assert looped.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+        assert "cycle" in looped.value.details()  # type: ignore[attr-defined]
         orphan = pb.InstitutionRecord(id="nasional-x", name="x", kind="agency", parent_id="nope")
         with pytest.raises(grpc.RpcError) as bad:
             api.admin.UpsertInstitution(
@@ -97,6 +126,21 @@ def test_near_duplicates_are_linked_both_ways(stack: Stack) -> None:
         report = api.routed(second)
         assert first in report.similar_reports
         eventually(lambda: second in api.get(first, admin()).similar_reports, what="the back link")
+        holder = auth(report.institution.id)
+        assert second in api.get(first, holder).similar_reports  # both are its own
+        api.officer.Forward(
+            pb.ForwardRequest(
+                tracking_id=second, institution_id="nasional-klh", reason="limbah, bukan sampah"
+            ),
+            metadata=holder,
+            timeout=5,
+        )
+        # Forwarded elsewhere: the link no longer shows the holder another institution's
+        # report (its id is not even named); a national admin still sees both ends.
+        assert second not in api.get(first, holder).similar_reports
+        assert first not in api.get(second, auth("nasional-klh")).similar_reports
+        assert second in api.get(first, admin()).similar_reports
+        assert first in api.get(second, admin()).similar_reports
 
 
 def test_decline_returns_to_the_queue_and_an_admin_verifies_elsewhere(stack: Stack) -> None:

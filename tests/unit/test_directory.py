@@ -253,11 +253,18 @@ def test_ancestors_nearest_first_and_empty_at_the_top(directory: Directory) -> N
     assert grown.ancestors("no-such-id") == []
 
 
-def test_ancestors_stop_at_a_cycle() -> None:
-    loop = Directory(
-        [
-            Institution("a", "A", "unit", "b", None, ()),
-            Institution("b", "B", "unit", "a", None, ()),
-        ]
-    )
-    assert loop.ancestors("a") == ["b"]
+def test_a_parent_chain_that_loops_is_refused() -> None:
+    top = Institution("nasional-a", "A", "agency", None, None, ())
+    with pytest.raises(ValueError, match="cycle"):
+        Directory([top, Institution("u", "U", "unit", "u", None, ())])  # its own parent
+    with pytest.raises(ValueError, match="cycle"):
+        Directory(
+            [
+                top,
+                Institution("u1", "U1", "unit", "u2", None, ()),
+                Institution("u2", "U2", "unit", "u1", None, ()),
+            ]
+        )
+    assert Directory([top, Institution("u", "U", "unit", "nasional-a", None, ())]).ancestors(
+        "u"
+    ) == ["nasional-a"]

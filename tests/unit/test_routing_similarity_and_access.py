@@ -15,7 +15,7 @@ from services.routing.domain import access, similarity
 from services.routing.domain.access import Actor
 from services.routing.domain.case import Role
 from services.routing.domain.classifier import TopicClassifier
-from services.routing.domain.directory import Directory
+from services.routing.domain.directory import Directory, Institution
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +78,39 @@ def test_unknown_institutions_and_wrong_roles_are_denied(directory: Directory) -
         access.require_known_institution(officer("pemda-99"), directory)
     with pytest.raises(PermissionDenied):
         access.require_national_admin(officer("pemda-51.08", Role.INSTITUTION_ADMIN))
-    access.require_may_edit(
-        officer("pemda-51.08", Role.INSTITUTION_ADMIN), "pemda-51.08/x", "pemda-51.08"
-    )
-    with pytest.raises(PermissionDenied):
-        access.require_may_edit(
-            officer("pemda-51.08", Role.INSTITUTION_ADMIN), "pemda-51.71/x", "pemda-51.71"
-        )
-    with pytest.raises(PermissionDenied):
-        access.require_may_edit(officer("pemda-51.08"), "pemda-51.08/x", "pemda-51.08")
+
+
+def unit(id: str, parent: str, kind: str = "unit") -> Institution:
+    return Institution(id, "Unit", kind, parent, None, ())
+
+
+def test_an_institution_admin_edits_only_units_directly_below_its_institution(
+    directory: Directory,
+) -> None:
+    mine = officer("pemda-51.08", Role.INSTITUTION_ADMIN)
+    new = unit("pemda-51.08/upt-pasar", "pemda-51.08")
+    access.require_may_edit(mine, new, None)  # a new unit of its own
+    own_unit = directory.get("pemda-51.08/dpupr")
+    access.require_may_edit(mine, unit("pemda-51.08/dpupr", "pemda-51.08"), own_unit)
+    national = officer("x", Role.NATIONAL_ADMIN)
+    access.require_may_edit(national, unit("pemda-51.71/x", "pemda-51.71"), None)
+    refused = [
+        (mine, unit("pemda-51.71/x", "pemda-51.71"), None),  # below someone else
+        (mine, unit("pemda-51.08/x", "pemda-51.08", kind="agency"), None),  # not a unit
+        # Taking over another institution's unit, or a national body, by naming itself
+        # as the new parent:
+        (mine, unit("pemda-51.71/dpupr", "pemda-51.08"), directory.get("pemda-51.71/dpupr")),
+        (
+            mine,
+            unit("nasional-bpjs-kesehatan", "pemda-51.08"),
+            directory.get("nasional-bpjs-kesehatan"),
+        ),
+        (mine, unit("pemda-51.08", "pemda-51.08"), directory.get("pemda-51.08")),  # itself
+        (officer("pemda-51.08"), new, None),  # an officer
+    ]
+    for actor, record, existing in refused:
+        with pytest.raises(PermissionDenied):
+            access.require_may_edit(actor, record, existing)
 
 
 def test_deadlines_order_the_list_and_breaches_mark_overdue() -> None:

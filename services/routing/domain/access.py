@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from services.common import scope
 from services.common.errors import PermissionDenied
 from services.routing.domain.case import Role
-from services.routing.domain.directory import Directory
+from services.routing.domain.directory import Directory, Institution
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,22 @@ def require_national_admin(actor: Actor) -> None:
         raise PermissionDenied(f"role {actor.role.value} may not use the verification queue")
 
 
-def require_may_edit(actor: Actor, institution_id: str, parent_id: str | None) -> None:
-    """National admins edit anything; institution admins only units below their institution."""
+def require_may_edit(actor: Actor, record: Institution, existing: Institution | None) -> None:
+    """National admins add and change any institution. An institution admin adds and
+    changes only units (kind ``unit``) directly below its own institution: the record's
+    parent must be its institution, and so must the parent of the record already stored
+    under that id (`existing`, None for a new id), or an admin could take over another
+    institution's unit, or a ministry, by naming itself as its new parent."""
     if actor.is_national_admin:
         return
-    if actor.role == Role.INSTITUTION_ADMIN and parent_id == actor.institution:
-        return
-    raise PermissionDenied(
-        f"role {actor.role.value} of {actor.institution} may not edit institution {institution_id}"
-    )
+    denied = f"role {actor.role.value} of {actor.institution} may not edit institution {record.id}"
+    if actor.role != Role.INSTITUTION_ADMIN:
+        raise PermissionDenied(denied)
+    if record.parent_id != actor.institution:
+        raise PermissionDenied(f"{denied}: institution.parent_id must be {actor.institution}")
+    if record.kind != "unit":
+        raise PermissionDenied(f"{denied}: institution.kind must be unit")
+    if existing is not None and existing.parent_id != actor.institution:
+        raise PermissionDenied(
+            f"{denied}: it exists and is not a unit directly below {actor.institution}"
+        )

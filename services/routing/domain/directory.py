@@ -77,6 +77,14 @@ class Directory:
             if inst.parent_id not in by_id:
                 raise ValueError(f"{inst.id}: unknown parent {inst.parent_id!r}")
             children.setdefault(inst.parent_id, []).append(inst)
+        for inst in by_id.values():  # every chain of parents ends at a top-level body
+            seen = {inst.id}
+            parent = inst.parent_id
+            while parent is not None:
+                if parent in seen:
+                    raise ValueError(f"{inst.id}: parent {inst.parent_id!r} makes a cycle")
+                seen.add(parent)
+                parent = by_id[parent].parent_id
         self._by_id = by_id
         self._children = children
         self._national_by_topic: dict[str, Institution] = {}
@@ -129,16 +137,13 @@ class Directory:
         return id in self._by_id and (id == ancestor_id or ancestor_id in self.ancestors(id))
 
     def ancestors(self, id: str) -> list[str]:
-        """The ids above ``id`` that the directory knows, nearest first; [] for an unknown
-        or top-level id."""
+        """The ids above ``id``, nearest first; [] for an unknown or top-level id. (Every
+        parent is known and no chain loops: checked when the directory is built.)"""
         result: list[str] = []
         current = self._by_id.get(id)
         while current is not None and current.parent_id is not None:
-            if current.parent_id in result or current.parent_id == id:
-                break  # a cycle (an edit gone wrong): stop rather than loop
-            current = self._by_id.get(current.parent_id)
-            if current is not None:
-                result.append(current.id)
+            current = self._by_id[current.parent_id]
+            result.append(current.id)
         return result
 
     def __len__(self) -> int:
