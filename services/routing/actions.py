@@ -34,7 +34,6 @@ class CaseRepository(Protocol):
         message: OutboxMessage,
         now: datetime,
         applied_event_id: str = "",
-        extra: Doc | None = None,
     ) -> Doc | None: ...
 
 
@@ -62,7 +61,6 @@ class CaseActions:
         command: Command,
         expected_version: int = 0,
         event_id: str = "",
-        extra: Doc | None = None,
     ) -> Doc:
         """Apply ``command``; ``actor`` None is the reporter or the system (no visibility
         check). With ``event_id`` a redelivered event changes nothing."""
@@ -81,7 +79,7 @@ class CaseActions:
             outcome = apply(status, command)
             now = self.clock.now()
             message = case_action_event(tracking_id, outcome, self.directory(), now)
-            stored = await self.store.commit(doc, outcome, message, now, event_id, extra)
+            stored = await self.store.commit(doc, outcome, message, now, event_id)
             if stored is not None:
                 self.on_stored()
                 return stored

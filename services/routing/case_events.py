@@ -8,7 +8,11 @@ reporter back until it hears what became of the action, so routing records the r
 the case (history entry, the ReporterAction's id among the applied events) together with a
 ``reporter_action_refused`` CaseAction in its outbox, in one compare-and-set write. The
 refusal's event id is derived from the ReporterAction's, so a redelivered action refuses
-once."""
+once.
+
+``privacy_raised`` applies in every state (the state machine never refuses it for the case's
+state; only a malformed level is refused) and never lowers the case's privacy: a late event
+with a lower level than the case has is recorded but keeps the higher level."""
 
 from __future__ import annotations
 
@@ -180,29 +184,25 @@ class CaseEventHandlers:
     async def handle_reporter(self, deliveries: list[Delivery[events_pb2.ReporterAction]]) -> None:
         for delivery in deliveries:
             event = delivery.message
-            extra: Doc | None = None
-            if event.action == "privacy_raised" and event.privacy in ("confidential", "anonymous"):
-                extra = {"privacy": f"PRIVACY_{event.privacy.upper()}"}
             command = Command(
                 event.action,
                 Role.REPORTER,
                 text=event.text if event.action == "info_provided" else "",
                 reason=event.text if event.action == "rejected" else "",
                 rating=event.rating if event.action == "confirmed" else 0,
+                privacy=event.privacy if event.action == "privacy_raised" else "",
             )
-            outcome = await self._reporter(event, command, extra)
+            outcome = await self._reporter(event, command)
             EVENTS_CONSUMED.labels(topic=REPORTER_ACTIONS, outcome=outcome).inc()
 
-    async def _reporter(
-        self, event: events_pb2.ReporterAction, command: Command, extra: Doc | None
-    ) -> str:
+    async def _reporter(self, event: events_pb2.ReporterAction, command: Command) -> str:
         """Apply the reporter's action, or record and publish its refusal. A refusal is
         decided on the case as stored and written only if the case is still that version;
         if the case moved meanwhile, the action is tried again (it may apply now)."""
         tracking_id, event_id = event.meta.tracking_id, event.meta.event_id
         for _ in range(MAX_ATTEMPTS):
             try:
-                await self.actions.act(None, tracking_id, command, event_id=event_id, extra=extra)
+                await self.actions.act(None, tracking_id, command, event_id=event_id)
                 return "applied"
             except Unavailable:
                 raise
@@ -240,13 +240,11 @@ class CaseEventHandlers:
         self.actions.on_stored()
         return True
 
-    async def _act(
-        self, tracking_id: str, command: Command, event_id: str, extra: Doc | None = None
-    ) -> str:
+    async def _act(self, tracking_id: str, command: Command, event_id: str) -> str:
         """An action the case's state refuses is recorded in the log and skipped: the event
         describes something that can no longer happen (e.g. closing a closed case)."""
         try:
-            await self.actions.act(None, tracking_id, command, event_id=event_id, extra=extra)
+            await self.actions.act(None, tracking_id, command, event_id=event_id)
         except Unavailable:
             raise
         except DomainError as exc:

@@ -19,10 +19,26 @@ from services.common.outbox import (
     outbox_update,
 )
 from services.common.status import CaseState
-from services.routing.domain.case import CaseStatus, Outcome
+from services.routing.domain.case import PRIVACY_RANK, CaseStatus, Outcome
 
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 HIDDEN = {OUTBOX: 0, PUBLISHED: 0, "_applied": 0, "fingerprint": 0, PENDING: 0}
+
+
+PRIVACY_PREFIX = "PRIVACY_"
+
+
+def privacy_of(stored: object) -> str:
+    """The domain's privacy ("public", ...) of a stored one (the enum's name,
+    ``PRIVACY_PUBLIC``, ...); "" when missing or unspecified."""
+    if not isinstance(stored, str):
+        return ""
+    value = stored.removeprefix(PRIVACY_PREFIX).lower()
+    return value if value in PRIVACY_RANK else ""
+
+
+def stored_privacy(privacy: str) -> str:
+    return f"{PRIVACY_PREFIX}{privacy.upper()}"
 
 
 def status_of(doc: Doc) -> CaseStatus:
@@ -32,6 +48,7 @@ def status_of(doc: Doc) -> CaseStatus:
         responded=bool(doc.get("responded")),
         reopen_count=int(doc.get("reopen_count", 0)),
         handling_class=doc.get("handling_class") or "",
+        privacy=privacy_of(doc.get("privacy")),
     )
 
 
@@ -74,9 +91,10 @@ class CaseStore:
         message: OutboxMessage,
         now: datetime,
         applied_event_id: str = "",
-        extra: Doc | None = None,
     ) -> Doc | None:
-        """Store the outcome if nobody changed the case since ``doc`` was read; else None."""
+        """Store the outcome if nobody changed the case since ``doc`` was read; else None.
+        The privacy is written only when the outcome raised it (the version condition
+        makes sure it was decided on the stored one)."""
         after = outcome.after
         update: dict[str, dict[str, Any]] = outbox_update([message])
         update["$set"].update(
@@ -88,9 +106,10 @@ class CaseStore:
                 "handling_class": after.handling_class,
                 "colour": after.colour.value,
                 "updated_at": now,
-                **(extra or {}),
             }
         )
+        if after.privacy != outcome.before.privacy:
+            update["$set"]["privacy"] = stored_privacy(after.privacy)
         update["$inc"] = {"version": 1}
         update["$push"]["history"] = history_entry(outcome, now)
         query: Doc = {"_id": doc["_id"], "version": doc.get("version", 0)}

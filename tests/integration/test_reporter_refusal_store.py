@@ -1,11 +1,13 @@
 """Routing's refusal of a reporter action and intake's view of it, against the real database:
-once per event, whatever the redeliveries, and the reporter can act again."""
+once per event, whatever the redeliveries, and the reporter can act again. Raising the
+privacy is never refused for the case's state and never lowers the privacy."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from lapor.v1 import common_pb2, events_pb2
 
 from services.common.clock import ManualClock
@@ -24,11 +26,12 @@ UNIT = "pemda-51.08/disdukcapil"
 AT = datetime(2026, 3, 2, 4, 30, tzinfo=UTC)
 
 
-def reporter_action(event_id: str, action: str, text: str = "") -> Delivery[Any]:
+def reporter_action(event_id: str, action: str, text: str = "", privacy: str = "") -> Delivery[Any]:
     e = events_pb2.ReporterAction(
         meta=common_pb2.EventMeta(event_id=event_id, tracking_id="T1", producer="intake"),
         action=action,
         text=text,
+        privacy=privacy,
     )
     return Delivery(e, "T1", 0, 0)
 
@@ -75,6 +78,53 @@ async def test_routing_refuses_a_redelivered_reporter_action_once(db: Any) -> No
     doc = await cases.find_one({"_id": "T1"})
     assert doc["state"] == "in_progress"
     assert [h["action"] for h in doc["history"]] == ["reporter_action_refused", "info_provided"]
+
+
+@pytest.mark.parametrize("state", ["closed", "archived", "in_verification"])
+async def test_routing_raises_the_privacy_in_any_state_once_and_never_lowers_it(
+    db: Any, state: str
+) -> None:
+    cases = db["cases"]
+    await cases.insert_one(
+        {
+            "_id": "T1",
+            "state": state,
+            "institution_id": UNIT,
+            "privacy": "PRIVACY_PUBLIC",
+            "version": 5,
+            "history": [],
+            "_applied": [],
+        }
+    )
+    woken: list[int] = []
+    store = CaseStore(cases)
+    directory = Directory.seed(default_regions())
+    actions = CaseActions(store, lambda: directory, ManualClock(AT), lambda: woken.append(1))
+    handlers = CaseEventHandlers(actions, store)
+    anonymous = reporter_action("p2", "privacy_raised", privacy="anonymous")
+    confidential = reporter_action("p1", "privacy_raised", privacy="confidential")
+    # p2 twice (a redelivery), then p1, raised before p2 but delivered late
+    await handlers.handle_reporter([anonymous, anonymous])
+    await handlers.handle_reporter([confidential, anonymous])
+    doc = await cases.find_one({"_id": "T1"})
+    assert (doc["state"], doc["privacy"], doc["version"]) == (state, "PRIVACY_ANONYMOUS", 7)
+    assert [(h["action"], h["actor"], h["from_state"], h["to_state"]) for h in doc["history"]] == [
+        ("privacy_raised", "reporter", state, state)
+    ] * 2
+    events = [events_pb2.CaseAction.FromString(m["value"]) for m in doc["_outbox"]]
+    assert [(e.action, e.from_state, e.to_state) for e in events] == [
+        ("privacy_raised", state, state)
+    ] * 2
+    assert {"p1", "p2"} <= set(doc["_applied"]) and woken == [1, 1]
+
+    # A malformed level is refused (and intake told), not applied.
+    await handlers.handle_reporter([reporter_action("p3", "privacy_raised", privacy="public")])
+    doc = await cases.find_one({"_id": "T1"})
+    assert (doc["state"], doc["privacy"], doc["version"]) == (state, "PRIVACY_ANONYMOUS", 8)
+    assert doc["history"][-1]["action"] == "reporter_action_refused"
+    assert doc["history"][-1]["reason"] == (
+        "privacy_raised: privacy: must be one of confidential, anonymous"
+    )
 
 
 def refusal(refused_event_id: str, refused_action: str, state: str) -> Delivery[Any]:

@@ -1,5 +1,5 @@
 """The action use case over an in-memory fake of its repository port: visibility, target
-checks, compare-and-set, expected versions and redelivered events."""
+checks, compare-and-set, expected versions, redelivered events and raised privacy."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from services.common.outbox import OutboxMessage
 from services.common.regions import default_regions
 from services.common.topics import CASE_ACTIONS
 from services.routing.actions import CaseActions
-from services.routing.case_store import history_entry
+from services.routing.case_store import history_entry, stored_privacy
 from services.routing.domain.access import Actor
 from services.routing.domain.case import Command, Outcome, Role
 from services.routing.domain.directory import Directory
@@ -45,7 +45,6 @@ class FakeCases:
         message: OutboxMessage,
         now: datetime,
         applied_event_id: str = "",
-        extra: Doc | None = None,
     ) -> Doc | None:
         if self.interfere is not None:
             interfere, self.interfere = self.interfere, None
@@ -61,8 +60,9 @@ class FakeCases:
             reopen_count=after.reopen_count,
             handling_class=after.handling_class,
             version=stored["version"] + 1,
-            **(extra or {}),
         )
+        if after.privacy != outcome.before.privacy:
+            stored["privacy"] = stored_privacy(after.privacy)
         stored["history"].append(history_entry(outcome, now))
         if applied_event_id:
             stored["_applied"].append(applied_event_id)
@@ -202,3 +202,70 @@ def test_a_redelivered_event_changes_nothing(actions: CaseActions, cases: FakeCa
 def test_empty_tracking_id_is_invalid(actions: CaseActions) -> None:
     with pytest.raises(ValidationError, match="tracking_id"):
         run(actions.act(OFFICER, " ", Command("accepted", Role.OFFICER)))
+
+
+@pytest.mark.parametrize("state", ["closed", "archived", "in_verification", "awaiting_reporter"])
+def test_privacy_is_raised_in_any_state_with_its_history_entry(
+    actions: CaseActions, cases: FakeCases, state: str
+) -> None:
+    cases.docs["T-1"].update(state=state, privacy="PRIVACY_PUBLIC")
+    raise_ = Command("privacy_raised", Role.REPORTER, privacy="confidential")
+    doc = run(actions.act(None, "T-1", raise_, event_id="p-1"))
+    assert (doc["state"], doc["privacy"], doc["version"]) == (
+        state,
+        "PRIVACY_CONFIDENTIAL",
+        2,
+    )
+    [entry] = doc["history"]
+    assert {k: v for k, v in entry.items() if k != "at"} == {
+        "action": "privacy_raised",
+        "actor": "reporter",
+        "actor_id": "",
+        "from_state": state,
+        "to_state": state,
+        "institution_id": UNIT,
+        "text": "",
+        "reason": "",
+        "evidence": [],
+        "handling_class": "",
+    }
+    [message] = cases.published
+    event = events_pb2.CaseAction.FromString(message.value)
+    assert (event.action, event.actor_role, event.from_state, event.to_state) == (
+        "privacy_raised",
+        "reporter",
+        state,
+        state,
+    )
+
+
+def test_privacy_is_raised_once_and_a_late_lower_level_never_lowers_it(
+    actions: CaseActions, cases: FakeCases
+) -> None:
+    cases.docs["T-1"].update(state="closed", privacy="PRIVACY_PUBLIC")
+    anonymous = Command("privacy_raised", Role.REPORTER, privacy="anonymous")
+    confidential = Command("privacy_raised", Role.REPORTER, privacy="confidential")
+    run(actions.act(None, "T-1", anonymous, event_id="p-2"))
+    again = run(actions.act(None, "T-1", anonymous, event_id="p-2"))  # a redelivery
+    assert (again["privacy"], again["version"], len(again["history"])) == (
+        "PRIVACY_ANONYMOUS",
+        2,
+        1,
+    )
+    late = run(actions.act(None, "T-1", confidential, event_id="p-1"))  # raised before p-2
+    assert (late["privacy"], late["state"]) == ("PRIVACY_ANONYMOUS", "closed")
+    assert [h["action"] for h in late["history"]] == ["privacy_raised", "privacy_raised"]
+
+
+def test_a_concurrent_raise_is_decided_again_on_the_new_privacy(
+    actions: CaseActions, cases: FakeCases
+) -> None:
+    cases.docs["T-1"].update(privacy="PRIVACY_PUBLIC")
+
+    def a_later_raise_lands_first(doc: Doc) -> None:
+        doc.update(privacy="PRIVACY_ANONYMOUS", version=doc["version"] + 1)
+
+    cases.interfere = a_later_raise_lands_first
+    raise_ = Command("privacy_raised", Role.REPORTER, privacy="confidential")
+    doc = run(actions.act(None, "T-1", raise_, event_id="p-1"))
+    assert (doc["privacy"], doc["version"]) == ("PRIVACY_ANONYMOUS", 3)

@@ -1,4 +1,5 @@
-"""Every action in every state: the legal ones move the case, the others are refused."""
+"""Every action in every state: the legal ones move the case, the others are refused.
+Raising the privacy is legal in every state, changes no state and never lowers."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ LEGAL: dict[tuple[str, Role], dict[CaseState, CaseState]] = {
     ("info_provided", Role.REPORTER): {S.AWAITING_REPORTER: S.IN_PROGRESS},
     ("confirmed", Role.REPORTER): {S.RESOLVED: S.CLOSED},
     ("rejected", Role.REPORTER): {S.RESOLVED: S.IN_PROGRESS},
-    ("privacy_raised", Role.REPORTER): {s: s for s in S if s not in (S.CLOSED, S.ARCHIVED)},
+    # not a transition: every state, closed and archived included, and the state stays
+    ("privacy_raised", Role.REPORTER): {s: s for s in S},
     ("auto_closed", Role.SYSTEM): {S.RESOLVED: S.CLOSED},
 }
 
@@ -64,6 +66,7 @@ def command(action: str, role: Role) -> Command:
         reason="bukan kewenangan kami",
         handling_class="complaint",
         evidence=("berkas/foto-1.jpg",),
+        privacy="confidential",
     )
 
 
@@ -176,6 +179,9 @@ def test_reopening_is_bounded() -> None:
         ("verified", S.IN_VERIFICATION, {"institution_id": ""}, "institution_id"),
         ("resolved", S.IN_PROGRESS, {"evidence": ("",)}, "evidence"),
         ("resolved", S.IN_PROGRESS, {"evidence": ("e",) * 21}, "evidence"),
+        ("privacy_raised", S.CLOSED, {"privacy": ""}, "privacy"),
+        ("privacy_raised", S.ARCHIVED, {"privacy": "public"}, "privacy"),
+        ("privacy_raised", S.IN_VERIFICATION, {"privacy": "secret"}, "privacy"),
     ],
 )
 def test_bad_input_names_the_field(
@@ -188,6 +194,37 @@ def test_bad_input_names_the_field(
     with pytest.raises(ValidationError) as info:
         apply(case(state), bad)
     assert [v.field for v in info.value.violations] == [field]
+
+
+PRIVACY_LEVELS = ["public", "confidential", "anonymous"]
+
+
+@pytest.mark.parametrize("state", list(S))
+@pytest.mark.parametrize("current", ["", *PRIVACY_LEVELS])
+@pytest.mark.parametrize("wanted", ["confidential", "anonymous"])
+def test_privacy_is_raised_in_every_state_and_never_lowered(
+    state: CaseState, current: str, wanted: str
+) -> None:
+    start = CaseStatus(state, UNIT, responded=True, reopen_count=1, privacy=current)
+    outcome = apply(start, Command("privacy_raised", Role.REPORTER, privacy=wanted))
+    rank = {"": -1, **{p: n for n, p in enumerate(PRIVACY_LEVELS)}}
+    expected = wanted if rank[wanted] > rank[current] else current
+    assert outcome.after == CaseStatus(
+        state, UNIT, responded=True, reopen_count=1, privacy=expected
+    )
+
+
+def test_a_late_lower_privacy_never_lowers() -> None:
+    status = case(S.CLOSED)
+    for wanted in ("anonymous", "confidential"):  # the raises arrive out of order
+        status = apply(status, Command("privacy_raised", Role.REPORTER, privacy=wanted)).after
+    assert (status.state, status.privacy) == (S.CLOSED, "anonymous")
+
+
+def test_only_privacy_raised_changes_the_privacy() -> None:
+    start = CaseStatus(S.IN_PROGRESS, UNIT, privacy="public")
+    command = Command("responded", Role.OFFICER, text="Sudah.", privacy="anonymous")
+    assert apply(start, command).after.privacy == "public"
 
 
 def test_unknown_action_is_invalid() -> None:

@@ -2,6 +2,10 @@
 
 Pure: a :class:`CaseStatus` and a :class:`Command` give an :class:`Outcome` (or a domain
 error). Institution checks that need the directory live in the use case layer.
+
+``privacy_raised`` is not a transition: the reporter's privacy applies in every state (a
+closed or archived report included) and leaves the state alone. Privacy is raised, never
+lowered: a late event with a lower level than the case has keeps the higher one.
 """
 
 from __future__ import annotations
@@ -47,7 +51,11 @@ SYSTEM = frozenset({Role.SYSTEM})
 S = CaseState
 OPEN_AT_INSTITUTION = frozenset({S.ASSIGNED, S.IN_PROGRESS, S.AWAITING_REPORTER})
 QUEUED = frozenset({S.IN_VERIFICATION, S.DEFERRED})
-NOT_CLOSED = frozenset(set(S) - {S.CLOSED, S.ARCHIVED})
+EVERY_STATE = frozenset(S)
+
+# public -> confidential -> anonymous (the values of ReporterAction.privacy); "" unknown.
+PRIVACY_RANK = {"public": 0, "confidential": 1, "anonymous": 2}
+RAISED_PRIVACIES = ("confidential", "anonymous")
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ TRANSITIONS: dict[str, Transition] = {
     "info_provided": Transition(REPORTER, frozenset({S.AWAITING_REPORTER}), S.IN_PROGRESS),
     "confirmed": Transition(REPORTER, frozenset({S.RESOLVED}), S.CLOSED),
     "rejected": Transition(REPORTER, frozenset({S.RESOLVED}), S.IN_PROGRESS),
-    "privacy_raised": Transition(REPORTER, NOT_CLOSED, None),
+    "privacy_raised": Transition(REPORTER, EVERY_STATE, None),  # not a transition
     # the system (sla's auto-close clock)
     "auto_closed": Transition(SYSTEM, frozenset({S.RESOLVED}), S.CLOSED),
 }
@@ -104,6 +112,7 @@ class CaseStatus:
     responded: bool = False
     reopen_count: int = 0
     handling_class: str = ""
+    privacy: str = ""  # "public", "confidential", "anonymous"; "" unknown
 
     @property
     def colour(self) -> Colour:
@@ -121,6 +130,7 @@ class Command:
     handling_class: str = ""
     evidence: tuple[str, ...] = field(default_factory=tuple)
     rating: int = 0  # the reporter's satisfaction with "confirmed" (1..5; 0: none)
+    privacy: str = ""  # the new privacy of "privacy_raised": "confidential" or "anonymous"
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,8 @@ def _validate(command: Command, rule: Transition) -> None:
         violations.append(
             Violation("handling_class", f"must be one of {', '.join(HANDLING_CLASSES)}")
         )
+    if command.action == "privacy_raised" and command.privacy not in RAISED_PRIVACIES:
+        violations.append(Violation("privacy", f"must be one of {', '.join(RAISED_PRIVACIES)}"))
     if len(command.evidence) > MAX_EVIDENCE:
         violations.append(Violation("evidence", f"must list at most {MAX_EVIDENCE} references"))
     if any(not e.strip() or len(e) > MAX_EVIDENCE_REF for e in command.evidence):
@@ -184,7 +196,15 @@ def apply(case: CaseStatus, command: Command) -> Outcome:
         after = replace(after, handling_class=command.handling_class)
     elif command.action == "rejected":
         after = replace(after, reopen_count=case.reopen_count + 1)
+    elif command.action == "privacy_raised":
+        after = replace(after, privacy=raised_privacy(case.privacy, command.privacy))
     return Outcome(command, case, after)
+
+
+def raised_privacy(current: str, wanted: str) -> str:
+    """The higher of the two: privacy is raised, never lowered (an unknown level ranks
+    lowest, so it never replaces a known one)."""
+    return wanted if PRIVACY_RANK.get(wanted, -1) > PRIVACY_RANK.get(current, -1) else current
 
 
 def allowed_actions(case: CaseStatus, role: Role) -> list[str]:
