@@ -45,12 +45,19 @@ class AbuseHasher:
     def dedupe_keys(
         self, cmd: SubmitComplaint, fingerprint: str, now: datetime, window: timedelta
     ) -> list[str]:
-        """Keys that make the same reporter's same report within `window` collide: the
-        reporter's first contact key with the report's fingerprint, in this window and the
-        next (so a repeat is caught however the window boundary falls)."""
-        keys = self.contact_keys(cmd.reporter)
-        if not keys or window.total_seconds() <= 0:
+        """Keys that make the same reporter's same report within `window` collide: for each
+        of the reporter's contact keys (phone, e-mail, social account) one key with the
+        report's fingerprint, in this window and the next (so a repeat is caught however the
+        window boundary falls). A resend sharing any one contact collides on its keys.
+
+        Each key is derived as it was when only the first contact counted, so reports
+        stored before keep colliding with new ones."""
+        contacts = self.contact_keys(cmd.reporter)
+        if not contacts or window.total_seconds() <= 0:
             return []
         bucket = dedupe_bucket(now, window)
-        base = self.digest("dedupe", f"{keys[0]}:{fingerprint}")
-        return [dedupe_key(bucket, base), dedupe_key(bucket + 1, base)]
+        keys: list[str] = []
+        for contact in contacts:
+            base = self.digest("dedupe", f"{contact}:{fingerprint}")
+            keys += [dedupe_key(bucket, base), dedupe_key(bucket + 1, base)]
+        return list(dict.fromkeys(keys))  # in order, each once

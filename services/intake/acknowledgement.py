@@ -9,9 +9,12 @@ from __future__ import annotations
 from services.intake.domain import Channel
 from services.intake.sms import fits_one_sms
 
+# The promise matches sla's first-response clock (services/sla/data/policy.toml: 3 calendar
+# days; a unit test holds the two together).
+FIRST_RESPONSE_DAYS = 3
 TEMPLATE = (
     "LAPOR! Laporan Anda diterima, no. {tracking_id}. Diteruskan ke instansi berwenang; "
-    "tanggapan paling lambat 3 hari kerja. Cek status: lapor.go.id"
+    f"tanggapan paling lambat {FIRST_RESPONSE_DAYS} hari. Cek status: lapor.go.id"
 )
 TEMPLATE_DUPLICATE = (
     "LAPOR! Laporan ini sudah kami terima sebelumnya, no. {tracking_id}. Sedang diproses; "

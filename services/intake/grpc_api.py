@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import grpc
@@ -34,6 +33,7 @@ from services.intake.domain import (
 )
 from services.intake.handlers import IntakeHandlers
 from services.intake.metrics import SUBMITTED
+from services.intake.reporter_rules import visible_history
 
 
 def to_command(req: intake_pb2.SubmitComplaintRequest) -> SubmitComplaint:
@@ -98,17 +98,13 @@ def to_view(doc: dict[str, Any]) -> intake_pb2.Complaint:
         view.institution.name = doc["institution"]["name"]
     for d in doc.get("deadlines", []):
         view.deadlines.add(clock=d["clock"], due_at=timestamp(d["due_at"]), state=d["state"])
-    for h in sorted(doc.get("history", []), key=lambda h: _sort_key(h["at"])):
+    for h in visible_history(doc, public=True):  # as ReporterService.GetPublicView shows it
         view.history.add(
             at=timestamp(h["at"]), action=h["action"], actor=h["actor"], detail=h["detail"]
         )
     for n in doc.get("notifications", []):
         view.notifications.add(template=n["template"], channel=n["channel"], at=timestamp(n["at"]))
     return view
-
-
-def _sort_key(at: datetime) -> float:
-    return at.timestamp()
 
 
 class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):

@@ -12,6 +12,7 @@ from services.common.clock import Clock
 from services.common.errors import (
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     ValidationError,
     Violation,
     require,
@@ -49,6 +50,9 @@ class Stored:
     received_at: datetime
     duplicate: bool
     fingerprint: str
+    # A duplicate of the same request (its idempotency scope: channel and key, post or
+    # reference), not only of the same text from the same contact.
+    same_request: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,11 @@ class ComplaintStore(Protocol):
     async def add(self, complaint: Complaint) -> Stored:
         """Store the complaint with its ComplaintReceived event, or return the complaint
         already stored under the same idempotency scope or dedupe key (duplicate=True)."""
+        ...
+
+    async def earlier(self, complaint: Complaint) -> Stored | None:
+        """The stored report `complaint` would be a duplicate of (duplicate=True), if any:
+        same idempotency scope first, else same dedupe key. Stores nothing."""
         ...
 
     async def get(self, tracking_id: str) -> dict[str, Any] | None: ...
@@ -98,7 +107,6 @@ class IntakeHandlers:
             authorize(client, cmd.channel)
         cmd, channel_violations = channels.prepare(cmd)
         require(validate(cmd, self.known_region) + channel_violations)
-        await self.limiter.hit(self._hits(cmd, client))
         now = self.clock.now()
         code = new_follow_up_code()
         dedupe = self.hasher.dedupe_keys(cmd, fingerprint(cmd), now, self.limits.dedupe_window)
@@ -110,10 +118,24 @@ class IntakeHandlers:
             follow_up_hash=hash_follow_up_code(code),
             dedupe_keys=tuple(dedupe),
         )
-        stored = await self.store.add(complaint)
+        try:
+            await self.limiter.hit(self._hits(cmd, client))
+        except ResourceExhausted:
+            # A retry of a report already stored gets its answer, over the limit too.
+            earlier = await self.store.earlier(complaint)
+            if earlier is None:
+                raise
+            stored = earlier
+        else:
+            stored = await self.store.add(complaint)
         if stored.duplicate and stored.fingerprint != complaint.fingerprint:
             raise ValidationError([Violation(_reused_field(cmd), _REUSED)])
-        if stored.duplicate:
+        if stored.duplicate and not stored.same_request:
+            # The same text from the same contact: the contact proves nothing on channels
+            # where it is typed (a web form), so this answer names the report and carries no
+            # code; the reporter has the first answer's code, or their verified contact.
+            code = ""
+        elif stored.duplicate:  # a retry of the same request, by the client that sent it
             await self.store.add_follow_up_code(stored.tracking_id, hash_follow_up_code(code))
         ack = acknowledgement(complaint.channel, stored.tracking_id, stored.duplicate)
         return Submitted(stored, code, ack)

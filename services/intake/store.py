@@ -180,15 +180,20 @@ class MongoComplaintStore:
             doc["reporter"] = {"kid": sealed.key_id, "nonce": sealed.nonce, "ct": sealed.ciphertext}
         return doc
 
-    async def _earlier(self, c: Complaint) -> Doc | None:
-        """The stored report a refused insert collided with: same scope, else same dedupe key."""
+    async def earlier(self, c: Complaint) -> Stored | None:
+        """The stored report `c` collides with: same scope, else same dedupe key."""
         fields = {"received_at": 1, "fingerprint": 1}
         existing = await self._collection.find_one({"idem": c.idempotency_scope}, fields)
+        same_request = existing is not None
         if existing is None and c.dedupe_keys:
             existing = await self._collection.find_one(
                 {"idem": {"$in": list(c.dedupe_keys)}}, fields
             )
-        return existing
+        if existing is None:
+            return None
+        return Stored(
+            existing["_id"], existing["received_at"], True, existing["fingerprint"], same_request
+        )
 
     async def _writer(self) -> None:
         while True:
@@ -235,15 +240,11 @@ class MongoComplaintStore:
                     )
                 )
             elif error.get("code") == 11000 and "idem" in (error.get("keyPattern") or {"idem": 1}):
-                existing = await self._earlier(item.complaint)
+                existing = await self.earlier(item.complaint)
                 if existing is None:  # pragma: no cover - the key existed a moment ago
                     item.future.set_exception(RuntimeError("idempotency record vanished"))
                 else:
-                    item.future.set_result(
-                        Stored(
-                            existing["_id"], existing["received_at"], True, existing["fingerprint"]
-                        )
-                    )
+                    item.future.set_result(existing)
             else:
                 item.future.set_exception(RuntimeError(f"write failed: code {error.get('code')}"))
         for item, leader in followers:
@@ -251,8 +252,12 @@ class MongoComplaintStore:
                 item.future.set_exception(leader.future.exception())  # type: ignore[arg-type]
             else:
                 first = leader.future.result()
+                # It raced its leader with the same scope: the same request as the leader's,
+                # so the same request as what the leader matched, unless that was only the
+                # same text (then neither may get a code).
+                same = first.same_request or not first.duplicate
                 item.future.set_result(
-                    Stored(first.tracking_id, first.received_at, True, first.fingerprint)
+                    Stored(first.tracking_id, first.received_at, True, first.fingerprint, same)
                 )
         if self._on_stored is not None and len(failed) < len(unique):
             self._on_stored()

@@ -229,6 +229,7 @@ def test_same_reporter_same_text_again_gets_the_first_tracking_id(stack: Stack) 
             timeout=5,
         )
     assert again.tracking_id == first.tracking_id and again.duplicate
+    assert again.follow_up_code == "" and first.follow_up_code  # a typed number proves nothing
     assert other.tracking_id != first.tracking_id and not other.duplicate
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 from confluent_kafka import Producer
-from lapor.v1 import common_pb2, events_pb2, reporter_pb2, reporter_pb2_grpc
+from lapor.v1 import common_pb2, events_pb2, intake_pb2, reporter_pb2, reporter_pb2_grpc
 from lapor.v1 import officer_pb2 as pb
 from pymongo import MongoClient
 
@@ -111,6 +111,12 @@ def test_an_action_routing_refuses_unblocks_the_reporter_and_says_why(
     assert "in_progress" in entry.detail
     public = reporter.GetPublicView(reporter_pb2.GetPublicViewRequest(tracking_id=tid), timeout=5)
     assert "reporter_action_refused" not in [h.action for h in public.history]
+    channel, tracking = intake_stub(stack.services["intake"].grpc_address)
+    with channel:  # the public tracking call shows the same public history
+        tracked = tracking.GetComplaint(intake_pb2.GetComplaintRequest(tracking_id=tid), timeout=5)  # type: ignore[attr-defined]
+    assert [(h.action, h.detail) for h in tracked.history] == [
+        (h.action, h.detail) for h in public.history
+    ]
     events = [
         events_pb2.CaseAction.FromString(v or b"")
         for k, v in read_topic(stack.bootstrap_servers, CASE_ACTIONS)

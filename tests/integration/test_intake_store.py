@@ -53,10 +53,11 @@ async def test_concurrent_retries_with_one_key_store_one_complaint(db: object) -
     )
     assert len({r.tracking_id for r in results}) == 1
     assert sum(not r.duplicate for r in results) == 1
+    assert all(r.same_request for r in results if r.duplicate)  # retries: each may get a code
     assert await db["complaints"].count_documents({"idem": "web:retry-1"}) == 1  # type: ignore[index]
     # a later, separate retry gets the same answer from the unique index
     late = await store.add(receive(command("retry-1"), new_tracking_id(), now))
-    assert late.duplicate and late.tracking_id == results[0].tracking_id
+    assert late.duplicate and late.same_request and late.tracking_id == results[0].tracking_id
     await store.close()
 
 

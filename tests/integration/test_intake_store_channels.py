@@ -7,20 +7,21 @@ import asyncio
 import base64
 import os
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from lapor.v1 import events_pb2
 
 from services.common.ids import new_tracking_id
 from services.common.settings import Secret
 from services.common.topics import REPORTER_ACTIONS
-from services.intake.abuse import dedupe_key
+from services.intake.abuse import AbuseHasher, dedupe_bucket, dedupe_key
 from services.intake.domain import (
     Channel,
     Classification,
     Contact,
     Privacy,
     SubmitComplaint,
+    fingerprint,
     receive,
 )
 from services.intake.identity import IdentityCipher
@@ -65,8 +66,11 @@ async def test_the_same_dedupe_key_returns_the_first_even_racing(db: object) -> 
     results = await asyncio.gather(*(store.add(complaint(f"k{i}")) for i in range(20)))  # type: ignore[arg-type]
     assert len({r.tracking_id for r in results}) == 1
     assert sum(not r.duplicate for r in results) == 1
+    # Each had its own key: the same text only, never the same request (no code for them).
+    assert not any(r.same_request for r in results)
     later = await store.add(complaint("k99", keys("h", 2)))  # type: ignore[arg-type]
     assert later.duplicate and later.tracking_id == results[0].tracking_id
+    assert not later.same_request
     other = await store.add(complaint("k100", keys("g", 2)))  # type: ignore[arg-type]
     assert not other.duplicate
     assert await db["complaints"].count_documents({}) == 2  # type: ignore[index]
@@ -76,7 +80,33 @@ async def test_the_same_dedupe_key_returns_the_first_even_racing(db: object) -> 
     assert all(len(d["idem"]) == 1 and d["idem"][0].startswith("web:") for d in docs)
     # forgotten: the same report is new again, its idempotency key still holds
     again = await store.add(complaint("k100", keys("g", 2)))  # type: ignore[arg-type]
-    assert again.duplicate and again.tracking_id == other.tracking_id
+    assert again.duplicate and again.same_request and again.tracking_id == other.tracking_id
+    await store.close()
+
+
+async def test_reports_sharing_only_the_email_are_one_report(db: object) -> None:
+    store = await make_store(db)
+    hasher, window = AbuseHasher(b"k" * 32), timedelta(minutes=10)
+    at = datetime(2026, 1, 5, 9, 9, tzinfo=UTC)
+    bucket = dedupe_bucket(at, window)
+
+    def reported_by(contact: Contact, key: str, body: str = CMD.body) -> object:
+        cmd = replace(CMD, reporter=contact, idempotency_key=key, body=body)
+        dedupe = hasher.dedupe_keys(cmd, fingerprint(cmd), at, window)
+        return receive(cmd, new_tracking_id(), NOW, dedupe_keys=tuple(dedupe))
+
+    first = await store.add(reported_by(Contact(phone="+6281234567890", email="a@b.id"), "e1"))  # type: ignore[arg-type]
+    resend = await store.add(reported_by(Contact(email="A@B.id", handle="x:@a"), "e2"))  # type: ignore[arg-type]
+    assert resend.duplicate and resend.tracking_id == first.tracking_id
+    other = await store.add(reported_by(Contact(email="a@b.id"), "e3", body="Lain"))  # type: ignore[arg-type]
+    assert not other.duplicate
+    doc = await db["complaints"].find_one({"_id": first.tracking_id})  # type: ignore[index]
+    assert len(doc["idem"]) == 5  # the scope, then phone and e-mail in two windows
+    assert not any("81234567890" in k or "a@b.id" in k for k in doc["idem"])
+    assert await store.forget_dedupe_keys(bucket + 1) == 2  # both reports' first window
+    assert await store.forget_dedupe_keys(bucket + 2) == 2
+    docs = await db["complaints"].find({}, {"idem": 1}).to_list(None)  # type: ignore[index]
+    assert sorted(d["idem"] for d in docs) == [["web:e1"], ["web:e3"]]
     await store.close()
 
 
@@ -98,4 +128,18 @@ async def test_raising_to_anonymous_drops_the_identity_with_its_event(db: object
         "anonymous",
         tid,
     )
+    await store.close()
+
+
+async def test_retries_racing_a_copy_of_the_text_get_no_code_through_it(db: object) -> None:
+    """Copies of one request (one key) racing each other, whose text and contact match a
+    stored report: the leader matched only the text, so neither it nor its followers count
+    as the same request (none may be handed a follow-up code for the stored report)."""
+    store = await make_store(db)
+    original = await store.add(complaint("mine", keys("h", 5)))  # type: ignore[arg-type]
+    copies = await asyncio.gather(
+        *(store.add(complaint("theirs", keys("h", 5))) for _ in range(10))  # type: ignore[arg-type]
+    )
+    assert {c.tracking_id for c in copies} == {original.tracking_id}
+    assert all(c.duplicate and not c.same_request for c in copies)
     await store.close()

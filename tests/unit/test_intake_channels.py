@@ -10,8 +10,8 @@ import pytest
 from services.common.errors import FailedPrecondition, PermissionDenied, Unauthenticated
 from services.common.settings import SettingsError
 from services.intake import sms
-from services.intake.abuse import AbuseHasher
-from services.intake.acknowledgement import acknowledgement
+from services.intake.abuse import DEDUPE_PREFIX, AbuseHasher, dedupe_bucket, dedupe_key
+from services.intake.acknowledgement import FIRST_RESPONSE_DAYS, acknowledgement
 from services.intake.channel_auth import (
     ChannelClients,
     authorize,
@@ -38,6 +38,7 @@ from services.intake.followup import (
 from services.intake.limits import Limit
 from services.intake.phone import NotAPhoneNumber, to_e164
 from services.intake.privacy import check_raise
+from services.sla.domain.policy import default_policy_path, load_policy
 
 CMD = SubmitComplaint(
     Channel.WEB, Privacy.PUBLIC, Classification.COMPLAINT, "Judul", "Isi", "51.08"
@@ -81,6 +82,14 @@ def test_acknowledgement_fits_one_sms(channel: Channel, duplicate: bool) -> None
     text = acknowledgement(channel, "7K3M-9QX2-DAC", duplicate)
     assert "7K3M-9QX2-DAC" in text and sms.fits_one_sms(text)
     assert acknowledgement(Channel.WEB, "7K3M-9QX2-DAC", duplicate) == ""
+
+
+def test_the_acknowledgement_promises_the_first_response_clock_of_the_sla_policy() -> None:
+    clock = load_policy(default_policy_path()).clock("first_response")
+    assert clock.whole_days == FIRST_RESPONSE_DAYS
+    text = acknowledgement(Channel.SMS, "7K3M-9QX2-DAC", duplicate=False)
+    assert f"paling lambat {FIRST_RESPONSE_DAYS} hari" in text
+    assert ("hari kerja" in text) == (clock.days == "working")
 
 
 def test_sms_folds_into_the_report() -> None:
@@ -181,6 +190,75 @@ def test_contact_hashes_are_keyed_and_dedupe_covers_the_next_window() -> None:
     assert set(first) & set(later)
     assert not set(first) & set(a.dedupe_keys(cmd, "fp", at + timedelta(minutes=21), window))
     assert a.dedupe_keys(CMD, "fp", at, window) == []  # no contact: nothing to dedupe on
+
+
+DEDUPE_AT = datetime(2026, 1, 5, 9, 9, tzinfo=UTC)
+DEDUPE_WINDOW = timedelta(minutes=10)
+
+
+def dedupe(cmd: SubmitComplaint, fp: str = "fp", after: timedelta = timedelta(0)) -> set[str]:
+    """The keys intake derives: after prepare(), which normalises the phone first."""
+    prepared, violations = prepare(cmd)
+    assert violations == []
+    hasher = AbuseHasher(b"k" * 32)
+    return set(hasher.dedupe_keys(prepared, fp, DEDUPE_AT + after, DEDUPE_WINDOW))
+
+
+def reported_by(contact: Contact, privacy: Privacy = Privacy.PUBLIC) -> SubmitComplaint:
+    return SubmitComplaint(
+        Channel.WEB, privacy, Classification.COMPLAINT, "Judul", "Isi", "51.08", contact
+    )
+
+
+def test_dedupe_has_two_keys_per_contact_and_the_first_contacts_keys_are_unchanged() -> None:
+    a = AbuseHasher(b"k" * 32)
+    cmd = reported_by(Contact(phone="+628123456789", email="siti@contoh.id", handle="x:@siti"))
+    keys = a.dedupe_keys(cmd, "fp", DEDUPE_AT, DEDUPE_WINDOW)
+    assert len(keys) == len(set(keys)) == 6
+    bucket = dedupe_bucket(DEDUPE_AT, DEDUPE_WINDOW)
+    phone_base = a.digest("dedupe", f"{a.contact_keys(Contact(phone='+628123456789'))[0]}:fp")
+    assert keys[:2] == [dedupe_key(bucket, phone_base), dedupe_key(bucket + 1, phone_base)]
+    for contact in [Contact(email="siti@contoh.id"), Contact(handle="x:@siti")]:
+        alone = a.dedupe_keys(reported_by(contact), "fp", DEDUPE_AT, DEDUPE_WINDOW)
+        assert len(alone) == 2 and set(alone) <= set(keys)
+
+
+def test_a_resend_sharing_only_the_email_is_caught() -> None:
+    first = dedupe(reported_by(Contact(phone="0812 3456 789", email="Siti@Contoh.ID")))
+    resend = dedupe(reported_by(Contact(email=" siti@contoh.id ")), after=timedelta(minutes=9))
+    assert first & resend
+    other = dedupe(reported_by(Contact(phone="0812 3456 789")), after=timedelta(minutes=9))
+    assert first & other and not resend & other  # the phone links the first to this one
+
+
+def test_a_resend_sharing_only_the_phone_however_written_is_caught() -> None:
+    first = dedupe(reported_by(Contact(phone="08123456789", email="siti@contoh.id")))
+    resend = dedupe(reported_by(Contact(phone="+62 812-3456-789", email="lain@contoh.id")))
+    assert first & resend
+    # sent at 9:09 in 10-minute windows: caught until the next window ends (9:20)
+    later = dedupe(reported_by(Contact(phone="+62 812-3456-789")), after=timedelta(minutes=10))
+    assert first & later
+    expired = dedupe(reported_by(Contact(phone="+62 812-3456-789")), after=timedelta(minutes=11))
+    assert not first & expired
+
+
+def test_a_different_report_or_reporter_is_not_caught() -> None:
+    contact = Contact(phone="08123456789", email="siti@contoh.id", handle="x:@siti")
+    first = dedupe(reported_by(contact))
+    assert not first & dedupe(reported_by(contact), fp="another text")
+    assert not first & dedupe(reported_by(Contact(phone="0812 9999 0000", email="lain@contoh.id")))
+
+
+def test_anonymous_reports_get_dedupe_keys_of_hashes_only() -> None:
+    contact = Contact(name="Siti", phone="0812 3456 789", email="siti@contoh.id")
+    keys = dedupe(reported_by(contact, Privacy.ANONYMOUS))
+    assert len(keys) == 4
+    again = dedupe(reported_by(Contact(email="siti@contoh.id"), Privacy.ANONYMOUS))
+    assert keys & again
+    for key in keys:
+        bucket, digest = key.removeprefix(DEDUPE_PREFIX).split(":")
+        assert bucket.isdigit() and len(digest) == 40 and set(digest) <= set("0123456789abcdef")
+        assert "8123456789" not in key and "siti" not in key and "contoh" not in key
 
 
 def test_limit_windows() -> None:

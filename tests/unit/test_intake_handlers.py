@@ -24,10 +24,16 @@ class FakeStore:
         self.by_scope: dict[str, Complaint] = {}
         self.codes: dict[str, list[str]] = {}
 
+    async def earlier(self, complaint: Complaint) -> Stored | None:
+        c = self.by_scope.get(complaint.idempotency_scope)
+        return (
+            None if c is None else Stored(c.tracking_id, c.received_at, True, c.fingerprint, True)
+        )
+
     async def add(self, complaint: Complaint) -> Stored:
-        existing = self.by_scope.get(complaint.idempotency_scope)
+        existing = await self.earlier(complaint)
         if existing is not None:
-            return Stored(existing.tracking_id, existing.received_at, True, existing.fingerprint)
+            return existing
         self.by_scope[complaint.idempotency_scope] = complaint
         self.by_id[complaint.tracking_id] = complaint
         return Stored(complaint.tracking_id, complaint.received_at, False, complaint.fingerprint)

@@ -38,15 +38,31 @@ WEB = ChannelClient("web-portal", frozenset({Channel.WEB}))
 
 
 class FakeStore:
+    """Intake's store port: one report per idempotency scope, and per dedupe key."""
+
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         self.scopes: dict[str, str] = {}
+        self.dedupe: dict[str, str] = {}
+
+    async def earlier(self, c: Any) -> Stored | None:
+        same_request = c.idempotency_scope in self.scopes
+        if same_request:
+            tracking_id = self.scopes[c.idempotency_scope]
+        else:
+            found = [self.dedupe[k] for k in c.dedupe_keys if k in self.dedupe]
+            if not found:
+                return None
+            tracking_id = found[0]
+        doc = self.docs[tracking_id]
+        return Stored(doc["_id"], doc["received_at"], True, doc["fingerprint"], same_request)
 
     async def add(self, c: Any) -> Stored:
-        if c.idempotency_scope in self.scopes:
-            doc = self.docs[self.scopes[c.idempotency_scope]]
-            return Stored(doc["_id"], doc["received_at"], True, doc["fingerprint"])
+        found = await self.earlier(c)
+        if found is not None:
+            return found
         self.scopes[c.idempotency_scope] = c.tracking_id
+        self.dedupe.update({k: c.tracking_id for k in c.dedupe_keys})
         self.docs[c.tracking_id] = {
             "_id": c.tracking_id,
             "received_at": c.received_at,
@@ -106,7 +122,7 @@ async def test_rate_limited_submissions_store_nothing() -> None:
     h = handlers(store, limiter)
     await h.submit_from(CMD, WEB)
     with pytest.raises(ResourceExhausted):
-        await h.submit_from(replace(CMD, idempotency_key="k-2"), WEB)
+        await h.submit_from(replace(CMD, idempotency_key="k-2", title="Pungli lagi"), WEB)
     assert len(store.docs) == 1
     names = sorted(hit.limit.name for hit in limiter.seen[0])
     assert names == ["client", "contact"]
@@ -132,6 +148,35 @@ async def test_follow_up_code_is_stored_hashed_and_a_retry_adds_one() -> None:
     assert verify_follow_up_code(doc[FIELD], again.follow_up_code)
 
 
+async def test_the_same_text_from_the_same_contact_names_the_report_but_gives_no_code() -> None:
+    """A web form's phone number is typed, not proven: anyone could send a public report's
+    text with its reporter's number. The answer names the existing report and carries no
+    follow-up code, and no code is added to the report."""
+    store = FakeStore()
+    h = handlers(store, CountingLimiter(allow=100))  # the configured dedupe window
+    first = await h.submit_from(CMD, WEB)
+    copied = await h.submit_from(replace(CMD, idempotency_key="someone-else"), WEB)
+    assert copied.stored.duplicate and not copied.stored.same_request
+    assert copied.stored.tracking_id == first.stored.tracking_id
+    assert copied.follow_up_code == ""
+    assert len(store.docs[first.stored.tracking_id][FIELD]) == 1
+
+
+async def test_a_retry_over_the_rate_limit_gets_the_original_answer() -> None:
+    store, limiter = FakeStore(), CountingLimiter(allow=1)
+    h = handlers(store, limiter)
+    first = await h.submit_from(CMD, WEB)
+    again = await h.submit_from(CMD, WEB)  # over the limit, but already stored
+    assert again.stored.tracking_id == first.stored.tracking_id and again.stored.duplicate
+    doc = store.docs[first.stored.tracking_id]
+    assert verify_follow_up_code(doc[FIELD], again.follow_up_code)
+    with pytest.raises(ValidationError):  # the same key with another report: still refused
+        await h.submit_from(replace(CMD, title="Lain"), WEB)
+    with pytest.raises(ResourceExhausted):  # a new report over the limit: refused
+        await h.submit_from(replace(CMD, idempotency_key="k-9", title="Lain"), WEB)
+    assert len(store.docs) == 1
+
+
 async def test_anonymous_keeps_no_identity_and_privacy_only_rises() -> None:
     store = FakeStore()
     h = handlers(store)
@@ -146,3 +191,34 @@ async def test_anonymous_keeps_no_identity_and_privacy_only_rises() -> None:
     assert not await h.raise_privacy(tid, code, Privacy.ANONYMOUS)
     anon = await h.submit_from(replace(CMD, privacy=Privacy.ANONYMOUS, idempotency_key="a"), WEB)
     assert store.docs[anon.stored.tracking_id]["reporter"] is None
+
+
+def deduping(store: FakeStore) -> IntakeHandlers:
+    h = handlers(store)
+    h.limits = RateLimits.from_env(Env({}))  # 10-minute dedupe window
+    return h
+
+
+@pytest.mark.parametrize("privacy", [Privacy.PUBLIC, Privacy.ANONYMOUS])
+async def test_a_resend_sharing_any_one_contact_gets_the_first_tracking_id(
+    privacy: Privacy,
+) -> None:
+    store = FakeStore()
+    h = deduping(store)
+    both = Contact(name="Made", phone="0812 3456 789", email="made@contoh.id")
+    first = await h.submit_from(replace(CMD, privacy=privacy, reporter=both), WEB)
+    assert not first.stored.duplicate
+    resends = [
+        Contact(email="Made@Contoh.ID"),  # only the e-mail in common
+        Contact(phone="+62 812-3456-789", email="lain@contoh.id"),  # only the phone
+    ]
+    for n, contact in enumerate(resends):
+        cmd = replace(CMD, privacy=privacy, reporter=contact, idempotency_key=f"r-{n}")
+        again = await h.submit_from(cmd, WEB)
+        assert again.stored.duplicate and again.stored.tracking_id == first.stored.tracking_id
+    other_text = replace(CMD, privacy=privacy, reporter=both, body="Lain.", idempotency_key="x")
+    assert not (await h.submit_from(other_text, WEB)).stored.duplicate
+    assert len(store.docs) == 2
+    # four keyed hashes per report (phone and e-mail, two windows), none in plain text
+    assert len(store.dedupe) == 8 and set(store.dedupe.values()) == set(store.docs)
+    assert not any("8123456789" in k or "made" in k for k in store.dedupe)
