@@ -33,6 +33,10 @@ class AbuseHasher:
         message = f"{purpose}\x00{value}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:40]
 
+    def reference_key(self, source_system: str, reference: str) -> str:
+        """An institution system's own reference as kept: a keyed hash."""
+        return self.digest("reference", f"{source_system}:{reference.strip()}")
+
     def contact_keys(self, contact: Contact) -> list[str]:
         """One key per way of reaching the reporter (normalised first)."""
         values = [

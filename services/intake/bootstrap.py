@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import grpc
@@ -27,6 +28,8 @@ from services.intake.officer_evidence_api import wire_officer_evidence
 from services.intake.reporter_wiring import wire_reporter
 from services.intake.store import MongoComplaintStore
 from services.routing.domain.directory import Directory
+
+log = logging.getLogger(__name__)
 
 GROUP = "lapor-intake-tracking"
 RELAY_BATCH = 100  # events per relay round: bounds how long one round holds the database
@@ -121,6 +124,11 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         names = [intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name]
         return names + reporter.register(server) + officer_evidence.register(server)
 
+    async def hash_plain_references() -> None:
+        changed = await store.hash_plain_references(channel_parts.hasher.reference_key)
+        if changed:
+            log.info("institution references now kept as keyed hashes", extra={"reports": changed})
+
     async def close() -> None:
         await store.close()
         await channel_parts.limiter.close()
@@ -133,6 +141,7 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         register=register,
         startup=[
             store.ensure_indexes,
+            hash_plain_references,
             dead.ensure_indexes,
             *channel_parts.startup,
             *reporter.startup,

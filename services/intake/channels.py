@@ -109,13 +109,22 @@ def _institution(cmd: SubmitComplaint, v: list[Violation]) -> None:
         )
 
 
-def idempotency_scope(cmd: SubmitComplaint, post_key: str = "") -> str:
+REFERENCE_SCOPE = f"{Channel.INSTITUTION_SYSTEM}:refh:"  # then "<source system>:<keyed hash>"
+PLAIN_REFERENCE_SCOPE = f"{Channel.INSTITUTION_SYSTEM}:ref:"  # before 2026-11-23: see store
+
+
+def reference_scope(source_system: str, reference_key: str) -> str:
+    return f"{REFERENCE_SCOPE}{source_system}:{reference_key}"
+
+
+def idempotency_scope(cmd: SubmitComplaint, post_key: str = "", reference_key: str = "") -> str:
     """The scope that makes retries the same report; "" for the default (channel + key).
 
-    Institution systems: their reference. Social media without an idempotency key: the
-    post (as a keyed hash, `post_key`, since a post id leads to the account)."""
+    Institution systems: their reference, as a keyed hash (`reference_key`: the original
+    system's reference leads to the reporter there). Social media without an idempotency
+    key: the post (as a keyed hash, `post_key`, since a post id leads to the account)."""
     if cmd.channel is Channel.INSTITUTION_SYSTEM and cmd.institution is not None:
-        return f"{cmd.channel}:ref:{cmd.institution.source_system}:{cmd.institution.reference}"
+        return reference_scope(cmd.institution.source_system, reference_key)
     if cmd.channel is Channel.SOCIAL_MEDIA and not cmd.idempotency_key and post_key:
         return f"{cmd.channel}:post:{post_key}"
     return ""

@@ -114,7 +114,9 @@ class IntakeHandlers:
             cmd,
             self.new_tracking_id(),
             now,
-            idempotency_scope=channels.idempotency_scope(cmd, self._post_key(cmd)),
+            idempotency_scope=channels.idempotency_scope(
+                cmd, self._post_key(cmd), self._reference_key(cmd)
+            ),
             follow_up_hash=hash_follow_up_code(code),
             dedupe_keys=tuple(dedupe),
         )
@@ -151,6 +153,12 @@ class IntakeHandlers:
         if post is None:
             return ""
         return self.hasher.digest("post", f"{post.platform.lower()}:{post.post_id.strip()}")
+
+    def _reference_key(self, cmd: SubmitComplaint) -> str:
+        origin = cmd.institution
+        if origin is None:
+            return ""
+        return self.hasher.reference_key(origin.source_system, origin.reference)
 
     async def get(self, raw_tracking_id: str) -> dict[str, Any]:
         tracking_id = _parse(raw_tracking_id)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +33,7 @@ from services.common.outbox import (
     queued_fields,
 )
 from services.intake.abuse import DEDUPE_PREFIX, dedupe_key
+from services.intake.channels import PLAIN_REFERENCE_SCOPE, reference_scope
 from services.intake.codec import privacy_raised_event, received_event
 from services.intake.domain import Complaint, Privacy, Status, colour_for
 from services.intake.followup import FIELD as FOLLOW_UP_CODES
@@ -131,6 +134,40 @@ class MongoComplaintStore:
         if result.modified_count and self._on_stored is not None:
             self._on_stored()
         return result.modified_count == 1
+
+    async def hash_plain_references(self, reference_key: Callable[[str, str], str]) -> int:
+        """Replace the plain institution-system references that reports stored before
+        2026-11-23 keep in their idempotency scope by the keyed hash intake keeps now
+        (`reference_key(source_system, reference)`), so a retry of such a report still finds
+        it and the reference is no longer kept. Run at start; idempotent. Returns how many
+        reports changed."""
+        changed = 0
+        plain = {"$regex": f"^{re.escape(PLAIN_REFERENCE_SCOPE)}"}
+        for _pass in range(3):  # a report whose keys changed meanwhile is read again
+            found = await self._collection.find({"idem": plain}, {"idem": 1}).to_list(None)
+            if not found:
+                break
+            changed += await self._hash_references(found, reference_key)
+        return changed
+
+    async def _hash_references(
+        self, found: list[Doc], reference_key: Callable[[str, str], str]
+    ) -> int:
+        changed = 0
+        for doc in found:
+            idem = doc["idem"] if isinstance(doc["idem"], list) else [doc["idem"]]
+            hashed = []
+            for value in idem:
+                if value.startswith(PLAIN_REFERENCE_SCOPE):
+                    _, _, source, reference = value.split(":", 3)
+                    value = reference_scope(source, reference_key(source, reference))
+                hashed.append(value)
+            new = hashed if isinstance(doc["idem"], list) else hashed[0]
+            result = await self._collection.update_one(
+                {"_id": doc["_id"], "idem": doc["idem"]}, {"$set": {"idem": new}}
+            )
+            changed += result.modified_count
+        return changed
 
     async def forget_dedupe_keys(self, before_bucket: int) -> int:
         """Drop the keyed contact hashes of dedupe windows before `before_bucket`."""

@@ -194,6 +194,8 @@ def test_institution_reference_twice_is_the_same_report(stack: Stack, mongo: Mon
     assert code_of(call) == grpc.StatusCode.INVALID_ARGUMENT
     assert "institution_reference.reference" in (call.value.details() or "")  # type: ignore[attr-defined]
     assert complaints(mongo).count_documents({"_id": first.tracking_id}) == 1  # type: ignore[attr-defined]
+    doc = complaints(mongo).find_one({"_id": first.tracking_id})  # type: ignore[attr-defined]
+    assert ref.reference not in repr(doc)  # kept only as a keyed hash: it leads to the reporter
 
 
 def test_concurrent_retries_over_grpc_store_one_report(stack: Stack, mongo: Mongo) -> None:

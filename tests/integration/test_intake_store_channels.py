@@ -19,6 +19,7 @@ from services.intake.domain import (
     Channel,
     Classification,
     Contact,
+    InstitutionOrigin,
     Privacy,
     SubmitComplaint,
     fingerprint,
@@ -142,4 +143,41 @@ async def test_retries_racing_a_copy_of_the_text_get_no_code_through_it(db: obje
     )
     assert {c.tracking_id for c in copies} == {original.tracking_id}
     assert all(c.duplicate and not c.same_request for c in copies)
+    await store.close()
+
+
+async def test_plain_institution_references_of_older_reports_are_hashed_at_start(
+    db: object,
+) -> None:
+    """Reports stored before references were hashed keep `institution_system:ref:<source>:
+    <reference>` in their scope: the start-up step replaces it by the keyed hash, after
+    which a retry of such a report (hashed scope) still finds it."""
+    store = await make_store(db)
+    hasher = AbuseHasher(b"k" * 32)
+    complaints = db["complaints"]  # type: ignore[index]
+    origin = InstitutionOrigin("aduan-buleleng", "A/17:x")
+    cmd = replace(CMD, channel=Channel.INSTITUTION_SYSTEM, institution=origin)
+    old = receive(cmd, new_tracking_id(), NOW, idempotency_scope="unused")
+    await store.add(old)  # type: ignore[arg-type]
+    await complaints.update_one(  # as the version before stored it
+        {"_id": old.tracking_id},
+        {
+            "$set": {
+                "idem": ["institution_system:ref:aduan-buleleng:A/17:x", "dedupe:000000000001:h"]
+            }
+        },
+    )
+    await complaints.insert_one({"_id": "other", "idem": "institution_system:ref:sys-b:9"})
+    assert await store.hash_plain_references(hasher.reference_key) == 2
+    doc = await complaints.find_one({"_id": old.tracking_id})
+    scope = (
+        f"institution_system:refh:aduan-buleleng:{hasher.reference_key('aduan-buleleng', 'A/17:x')}"
+    )
+    assert doc["idem"] == [scope, "dedupe:000000000001:h"]
+    assert "A/17" not in repr(doc)
+    other = await complaints.find_one({"_id": "other"})
+    assert other["idem"] == f"institution_system:refh:sys-b:{hasher.reference_key('sys-b', '9')}"
+    retry = await store.add(receive(cmd, new_tracking_id(), NOW, idempotency_scope=scope))  # type: ignore[arg-type]
+    assert retry.duplicate and retry.same_request and retry.tracking_id == old.tracking_id
+    assert await store.hash_plain_references(hasher.reference_key) == 0  # nothing left
     await store.close()

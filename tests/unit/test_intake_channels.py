@@ -135,7 +135,15 @@ def test_social_and_institution_rules() -> None:
         Channel.INSTITUTION_SYSTEM, Privacy.PUBLIC, Classification.COMPLAINT, "t", "b", "51",
         idempotency_key="ignored", institution=InstitutionOrigin("aduan-buleleng", "A/17"),
     )  # fmt: skip
-    assert idempotency_scope(good) == "institution_system:ref:aduan-buleleng:A/17"
+    hasher = AbuseHasher(b"k" * 32)
+    key = hasher.reference_key("aduan-buleleng", "A/17")
+    assert (
+        idempotency_scope(good, reference_key=key)
+        == f"institution_system:refh:aduan-buleleng:{key}"
+    )
+    assert "A/17" not in key and len(key) == 40  # the reference is kept only as a keyed hash
+    assert key == hasher.reference_key("aduan-buleleng", " A/17 ")
+    assert key != hasher.reference_key("aduan-tabanan", "A/17")  # scoped by source system
 
 
 def test_clients_authenticate_by_key_and_are_bound_to_channels() -> None:
