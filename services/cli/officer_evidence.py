@@ -4,9 +4,12 @@
     lapor officer evidence list TRACKING_ID
     lapor officer evidence get TRACKING_ID EVIDENCE_ID [--out PATH] [--force]
 
-`get` writes only to the path it was given (or, by default, the stored file name reduced to
-its last component in the current directory), never over an existing file without --force,
-and keeps the file only when its size and SHA-256 equal the metadata intake sent first.
+`get` writes only to the path it was given (or, by default, the file name intake gives, reduced
+to its last component, in the current directory), never over an existing file without --force,
+and keeps the file only when its size and SHA-256 equal the metadata intake sent first. That
+name is intake's neutral one, `lampiran-<evidence id>.<extension of the sniffed type>`
+(services/intake/officer_evidence_names.py): officers never get the name the reporter gave the
+file, which may carry who they are.
 Credentials and errors as every `lapor officer` subcommand (services/cli/officer.py).
 """
 
@@ -48,8 +51,9 @@ def add_parser(cmds: Any, connection_options: Callable[[argparse.ArgumentParser]
     ls = sub.add_parser(
         "list",
         help="the report's files, oldest first",
-        description="The report's files, oldest first: evidence id, file name, content type "
-        "(sniffed by intake), size in bytes, the start of the SHA-256, uploaded at.",
+        description="The report's files, oldest first: evidence id, file name (intake's "
+        "neutral lampiran-<evidence id>.<ext>, never the reporter's), content type (sniffed by "
+        "intake), size in bytes, the start of the SHA-256, uploaded at.",
     )
     ls.add_argument("tracking_id")
     connection_options(ls)
@@ -67,8 +71,8 @@ def add_parser(cmds: Any, connection_options: Callable[[argparse.ArgumentParser]
         "--out",
         metavar="PATH",
         default=None,
-        help="where to write the file; an existing directory receives the stored file name "
-        "(default: the stored file name, in the current directory)",
+        help="where to write the file; an existing directory receives intake's file name "
+        "(default: intake's file name, lampiran-<evidence id>.<ext>, in the current directory)",
     )
     get.add_argument("--force", action="store_true", help="overwrite an existing file")
     connection_options(get)
@@ -78,7 +82,7 @@ def add_parser(cmds: Any, connection_options: Callable[[argparse.ArgumentParser]
 
 
 def _printable(text: str) -> str:
-    """The reporter chose the file name: no control or format characters on the terminal."""
+    """Text from the server on the terminal: no control or format characters."""
     return "".join("?" if unicodedata.category(ch).startswith("C") else ch for ch in text)
 
 
@@ -124,13 +128,14 @@ def print_listing(reply: evidence_pb2.ListEvidenceResponse) -> None:
 
 
 def safe_file_name(stored: str) -> str:
-    """The stored name reduced to its last path component (either separator), refusing
-    what cannot be a plain file name here: empty, `.`, `..`, control characters."""
+    """The name intake gave reduced to its last path component (either separator), refusing
+    what cannot be a plain file name here: empty, `.`, `..`, control characters. Intake's
+    names are plain already; this guards against a server that sends something else."""
     name = os.path.basename(stored.replace("\\", "/")).strip()
     if not name or set(name) == {"."} or _printable(name) != name:
         raise CliError(
-            f"the stored file name {_printable(stored)!r} cannot be used as a file name here; "
-            "give --out PATH"
+            f"the file name intake gave, {_printable(stored)!r}, cannot be used as a file "
+            "name here; give --out PATH"
         )
     return name
 
@@ -223,7 +228,7 @@ def _refuse_early(
 ) -> None:
     """A target that cannot be written is refused before the download is asked for: intake
     records every download, and a refused one should not be among them. When the target's
-    name is the stored one, it is learnt from the listing first."""
+    name is intake's, it is learnt from the listing first."""
     if args.force:
         return
     out: str | None = args.out

@@ -7,8 +7,9 @@ unknown tracking id does. The holder is the tracking view's ``institution.id`` (
 current from routing's events), whatever the report's state: an archived or closed
 report's evidence stays readable to the institution that last held it.
 
-What they get: the files and their facts (name, sniffed type, size, SHA-256, upload time),
-never the reporter's name or contact. Every download is recorded first (officer's subject,
+What they get: the files and their facts (a neutral name, never the reporter's file name:
+officer_evidence_names.py; sniffed type, size, SHA-256, upload time), never the reporter's
+name or contact. Every download is recorded first (officer's subject,
 institution and role, time, report, file): no trace, no file. The bytes come from the store
 piece by piece and leave in messages of at most ``MAX_PIECE`` bytes; the digest is checked
 on the way and a file that no longer matches it ends the download with an error.

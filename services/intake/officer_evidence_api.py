@@ -1,6 +1,10 @@
 """lapor.v1.EvidenceService: officers read the reporter's evidence (docs/officers-api.md,
 "Evidence from the reporter"). Translates protobuf to use-case calls and back, and wires the
-service into intake (called from bootstrap)."""
+service into intake (called from bootstrap).
+
+Every file leaves here under its neutral name (``officer_evidence_names.py``), built from the
+evidence id and the sniffed type whatever name the catalog carries: the reporter's file name
+is never in an officer's answer."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from services.common.mongo import Doc
 from services.common.pbtime import timestamp
 from services.common.scope import InstitutionTree
 from services.intake.officer_evidence import EvidenceItem, OfficerEvidence
+from services.intake.officer_evidence_names import officer_file_name
 from services.intake.officer_evidence_store import (
     DOWNLOADS,
     MongoDownloadLog,
@@ -27,9 +32,10 @@ from services.intake.officer_evidence_store import (
 
 
 def evidence_view(item: EvidenceItem) -> reporter_pb2.Evidence:
+    """The file as officers see it: ``item.file_name`` is not used (see the module's doc)."""
     return reporter_pb2.Evidence(
         evidence_id=item.evidence_id,
-        file_name=item.file_name,
+        file_name=officer_file_name(item.evidence_id, item.content_type),
         content_type=item.content_type,
         size_bytes=item.size_bytes,
         sha256=item.sha256,

@@ -2,8 +2,10 @@
 complaint document), the files' bytes (GridFS bucket ``evidence``, read chunk document by
 chunk document) and the download audit (collection ``evidence_downloads``).
 
-Only the fields named here are ever read from a complaint (``institution.id`` and
-``evidence``), so the reporter's sealed identity never even leaves the database.
+Only the fields named here are ever read from a complaint (``institution.id``,
+``institution.ancestors`` and the listed files' ``id``, ``type``, ``size``, ``sha256`` and
+``at``), so the reporter's sealed identity, and the name they gave each file, never even leave
+the database: officers get the neutral name of ``officer_evidence_names.py`` instead.
 """
 
 from __future__ import annotations
@@ -18,17 +20,25 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.mongo import Doc
 from services.intake.officer_evidence import DownloadRecord, EvidenceItem, ReportEvidence
+from services.intake.officer_evidence_names import officer_file_name
 
 BUCKET = "evidence"  # services/intake/evidence_store.py writes it
 DOWNLOADS = "evidence_downloads"
+# What is read of a complaint: never the reporter's identity, never the file names they chose.
+_PROJECTION = {
+    "institution.id": 1,
+    "institution.ancestors": 1,
+    **{f"evidence.{field}": 1 for field in ("id", "type", "size", "sha256", "at")},
+}
 
 
 def _item(entry: Doc) -> EvidenceItem:
     at = entry.get("at")
+    evidence_id, content_type = str(entry["id"]), str(entry.get("type") or "")
     return EvidenceItem(
-        evidence_id=str(entry["id"]),
-        file_name=str(entry.get("name") or ""),
-        content_type=str(entry.get("type") or ""),
+        evidence_id=evidence_id,
+        file_name=officer_file_name(evidence_id, content_type),  # never entry["name"]
+        content_type=content_type,
         size_bytes=int(entry.get("size") or 0),
         sha256=str(entry.get("sha256") or ""),
         uploaded_at=at if isinstance(at, datetime) else datetime.min,
@@ -42,9 +52,7 @@ class MongoEvidenceCatalog:
         self._chunks = db[f"{BUCKET}.chunks"]
 
     async def report(self, tracking_id: str) -> ReportEvidence | None:
-        doc = await self._complaints.find_one(
-            {"_id": tracking_id}, {"institution.id": 1, "institution.ancestors": 1, "evidence": 1}
-        )
+        doc = await self._complaints.find_one({"_id": tracking_id}, _PROJECTION)
         if doc is None:
             return None
         institution = doc.get("institution") or {}

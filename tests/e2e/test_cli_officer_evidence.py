@@ -2,7 +2,8 @@
 reporter uploads a photo and a multi-chunk PDF, the holding institution's officer lists and
 downloads them through the CLI (bytes and SHA-256 equal the upload), an existing file is
 kept unless --force, another institution's officer gets NOT_FOUND, and intake's address
-comes from --intake, LAPOR_INTAKE_ADDR or data/stack.json."""
+comes from --intake, LAPOR_INTAKE_ADDR or data/stack.json. The reporter named the files after
+themselves; the officer sees and saves them as ``lampiran-<evidence id>.<ext>`` only."""
 
 from __future__ import annotations
 
@@ -28,18 +29,27 @@ __all__ = ["cli"]  # the fixture, shared with test_cli_officer
 
 FOREIGN = "pemda-51.71/dpupr"
 HEADER = ["EVIDENCE ID", "FILE NAME", "CONTENT TYPE", "SIZE", "SHA-256", "UPLOADED AT"]
+# What the reporter named their files: their name and number.
+PHOTO_NAME = "KTP_Ni_Luh_Ayu_0812345098.jpg"
+PDF_NAME = "Surat_Ni_Luh_Ayu.pdf"
+NAME_PARTS = (PHOTO_NAME, PDF_NAME, "KTP_", "Ni_Luh", "Luh_Ayu", "0812345098")
 
 
 @dataclass(frozen=True)
 class File:
     evidence_id: str
-    name: str
+    name: str  # the reporter's
     content_type: str
+    extension: str  # of the sniffed type
     data: bytes
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def officer_name(self) -> str:
+        return f"lampiran-{self.evidence_id}.{self.extension}"
 
 
 @dataclass(frozen=True)
@@ -67,12 +77,13 @@ def case(stack: Stack, cli: Cli) -> Case:
     files = []
     with grpc.insecure_channel(address) as plain:
         reporter = reporter_pb2_grpc.ReporterServiceStub(plain)
-        for name, ctype, data in (
-            ("lubang.jpg", "image/jpeg", tiny_jpeg()),
-            ("surat.pdf", "application/pdf", tiny_pdf(600_000)),  # several 256 KiB pieces
+        for name, ctype, ext, data in (
+            (PHOTO_NAME, "image/jpeg", "jpg", tiny_jpeg()),
+            (PDF_NAME, "application/pdf", "pdf", tiny_pdf(600_000)),  # several 256 KiB pieces
         ):
             receipt = upload(reporter, reply.tracking_id, reply.follow_up_code, name, ctype, data)
-            files.append(File(receipt.evidence.evidence_id, name, ctype, data))
+            assert receipt.evidence.file_name == name  # the reporter sees their own name
+            files.append(File(receipt.evidence.evidence_id, name, ctype, ext, data))
     with Officers(stack) as api:
         holder = api.routed(reply.tracking_id).institution.id
     assert holder.startswith("pemda-51.08/")
@@ -98,7 +109,13 @@ def _saved(output: str, file: File, path: str) -> None:
     assert _field(output, "Saved to") == path
     assert _field(output, "Size") == f"{len(file.data)} bytes"
     assert _field(output, "SHA-256").split()[0] == file.sha256
+    assert _field(output, "File").startswith(f"{file.officer_name} (")
     assert file.evidence_id in _field(output, "File")
+    _no_reporters_name(output)
+
+
+def _no_reporters_name(*texts: str) -> None:
+    assert [p for p in NAME_PARTS for t in texts if p in t] == []
 
 
 def test_the_holder_lists_and_downloads_through_the_cli(
@@ -111,19 +128,20 @@ def test_the_holder_lists_and_downloads_through_the_cli(
     assert re.split(r"\s{2,}", header) == HEADER
     rows = [re.split(r"\s{2,}", line) for line in lines]
     assert [row[:5] for row in rows] == [
-        [f.evidence_id, f.name, f.content_type, str(len(f.data)), f.sha256[:12]]
+        [f.evidence_id, f.officer_name, f.content_type, str(len(f.data)), f.sha256[:12]]
         for f in (case.photo, case.pdf)
     ]
+    _no_reporters_name(result.stdout, result.stderr)
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row[5]) for row in rows), rows
     total = len(case.photo.data) + len(case.pdf.data)
     assert result.stderr == f"2 files, {total} bytes in all\n"
 
-    # Default target: the stored name, in the current directory.
+    # Default target: intake's neutral name, in the current directory.
     work = tmp_path / "work"
     work.mkdir()
     got = cli.ok("officer", "evidence", "get", case.tracking_id, case.photo.evidence_id, *me, cwd=work)  # fmt: skip
-    _saved(got, case.photo, "lubang.jpg")
-    assert (work / "lubang.jpg").read_bytes() == case.photo.data
+    _saved(got, case.photo, case.photo.officer_name)
+    assert (work / case.photo.officer_name).read_bytes() == case.photo.data
     # Options before the subcommands, and an explicit file.
     out = tmp_path / "laporan.pdf"
     got = cli.ok(
@@ -133,15 +151,15 @@ def test_the_holder_lists_and_downloads_through_the_cli(
     _saved(got, case.pdf, str(out))
     assert hashlib.sha256(out.read_bytes()).hexdigest() == case.pdf.sha256
     assert out.read_bytes() == case.pdf.data
-    # An existing directory receives the stored name.
+    # An existing directory receives intake's name.
     folder = tmp_path / "folder"
     folder.mkdir()
     got = cli.ok("officer", "evidence", "get", case.tracking_id, case.pdf.evidence_id, "--out", str(folder), *me)  # fmt: skip
-    _saved(got, case.pdf, str(folder / "surat.pdf"))
-    assert (folder / "surat.pdf").read_bytes() == case.pdf.data
-    assert sorted(p.name for p in tmp_path.rglob("*")) == [
-        "folder", "laporan.pdf", "lubang.jpg", "surat.pdf", "work",
-    ]  # fmt: skip
+    _saved(got, case.pdf, str(folder / case.pdf.officer_name))
+    assert (folder / case.pdf.officer_name).read_bytes() == case.pdf.data
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
+        ["folder", "laporan.pdf", case.photo.officer_name, case.pdf.officer_name, "work"]
+    )
 
 
 def test_an_existing_file_is_kept_unless_force(
@@ -154,10 +172,10 @@ def test_an_existing_file_is_kept_unless_force(
     get = ("officer", "evidence", "get", case.tracking_id, case.photo.evidence_id, *me)
     audit = mongo["lapor_intake"]["evidence_downloads"]
     recorded = audit.count_documents({"evidence_id": case.photo.evidence_id})
-    mine = tmp_path / "lubang.jpg"
+    mine = tmp_path / case.photo.officer_name
     mine.write_bytes(b"my own photo")
     refused = cli.refused(*get, cwd=tmp_path)
-    assert refused.startswith("error: lubang.jpg exists") and "--force" in refused, refused
+    assert refused.startswith(f"error: {mine.name} exists") and "--force" in refused, refused
     other = tmp_path / "other.jpg"
     other.write_bytes(b"another")
     refused = cli.refused(*get, "--out", str(other), cwd=tmp_path)
@@ -166,11 +184,13 @@ def test_an_existing_file_is_kept_unless_force(
     # Refused before asking: intake recorded no download.
     assert audit.count_documents({"evidence_id": case.photo.evidence_id}) == recorded
 
-    _saved(cli.ok(*get, "--force", cwd=tmp_path), case.photo, "lubang.jpg")
+    _saved(cli.ok(*get, "--force", cwd=tmp_path), case.photo, mine.name)
     assert mine.read_bytes() == case.photo.data
     _saved(cli.ok(*get, "--out", str(other), "--force"), case.photo, str(other))
     assert other.read_bytes() == case.photo.data
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lubang.jpg", "other.jpg"]  # no .part
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [mine.name, "other.jpg"]
+    )  # no .part
 
 
 def test_another_institutions_officer_gets_not_found(cli: Cli, case: Case, tmp_path: Path) -> None:

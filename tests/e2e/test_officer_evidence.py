@@ -3,7 +3,9 @@ intake) against the running services: a reporter uploads a photo and a multi-chu
 report is routed, the holding institution's officer lists and downloads them (bytes and
 SHA-256 equal), another institution's officer gets NOT_FOUND, a national admin reads them,
 tokens and ids are checked, every download is in the audit collection, and the reporter's
-identity is in none of the answers."""
+identity is in none of the answers: not even in the file names, which the reporter chose
+(``KTP_Ni_Luh_Ayu_...jpg``) and only the reporter sees back; officers get
+``lampiran-<evidence id>.<ext>``."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from lapor.v1 import (
     evidence_pb2_grpc,
     intake_pb2,
     officer_pb2,
+    reporter_pb2,
     reporter_pb2_grpc,
     sla_pb2,
     sla_pb2_grpc,
@@ -44,6 +47,10 @@ POTHOLE = {
 }
 FOREIGN = "pemda-51.71/dpupr"
 UNKNOWN_TID = "PD9Z-5S2Z-JY0"
+# What the reporter named their files: their name and number, as people do.
+PHOTO_NAME = "KTP_Ni_Luh_Ayu_Sekarwati_081234509876.jpg"
+PDF_NAME = "Surat_Kuasa_Sekarwati.pdf"
+NAME_PARTS = (PHOTO_NAME, PDF_NAME, "KTP_", "Sekarwati", "Ni_Luh", "Surat_Kuasa")
 
 
 def bearer(institution: str, role: str = "officer", subject: str = "", ttl: int = 3600) -> Any:
@@ -60,10 +67,16 @@ def bearer(institution: str, role: str = "officer", subject: str = "", ttl: int 
 
 
 class Case:
-    def __init__(self, tracking_id: str, holder: str, files: dict[str, bytes]) -> None:
+    def __init__(
+        self, tracking_id: str, holder: str, files: dict[str, bytes], exts: dict[str, str]
+    ) -> None:
         self.tracking_id = tracking_id
         self.holder = holder
         self.files = files  # evidence id -> bytes uploaded
+        self.exts = exts  # evidence id -> the extension of its sniffed type
+
+    def officer_name(self, evidence_id: str) -> str:
+        return f"lampiran-{evidence_id}.{self.exts[evidence_id]}"
 
 
 @pytest.fixture(scope="module")
@@ -86,18 +99,28 @@ def case(stack: Stack) -> Case:
             timeout=10,
         )
     files: dict[str, bytes] = {}
+    exts: dict[str, str] = {}
     with grpc.insecure_channel(stack.services["intake"].grpc_address) as plain:
         reporter = reporter_pb2_grpc.ReporterServiceStub(plain)
-        for name, ctype, data in (
-            ("lubang.jpg", "image/jpeg", tiny_jpeg()),
-            ("surat.pdf", "application/pdf", tiny_pdf(600_000)),  # three GridFS chunks
+        for name, ctype, ext, data in (
+            (PHOTO_NAME, "image/jpeg", "jpg", tiny_jpeg()),
+            (PDF_NAME, "application/pdf", "pdf", tiny_pdf(600_000)),  # three GridFS chunks
         ):
             receipt = upload(reporter, reply.tracking_id, reply.follow_up_code, name, ctype, data)
+            assert receipt.evidence.file_name == name  # the reporter sees their own name
             files[receipt.evidence.evidence_id] = data
+            exts[receipt.evidence.evidence_id] = ext
+        mine = reporter.GetMyReport(
+            reporter_pb2.GetMyReportRequest(
+                tracking_id=reply.tracking_id, follow_up_code=reply.follow_up_code
+            ),
+            timeout=5,
+        )
+        assert [e.file_name for e in mine.evidence] == [PHOTO_NAME, PDF_NAME]
     with Officers(stack) as api:
         holder = api.routed(reply.tracking_id).institution.id
     assert holder.startswith("pemda-51.08/")
-    return Case(reply.tracking_id, holder, files)
+    return Case(reply.tracking_id, holder, files, exts)
 
 
 def list_as(evidence: Any, tracking_id: str, metadata: Any) -> evidence_pb2.ListEvidenceResponse:
@@ -138,6 +161,7 @@ def test_the_holding_institution_lists_and_downloads_the_reporters_files(
         i: (len(d), hashlib.sha256(d).hexdigest()) for i, d in case.files.items()
     }
     assert [e.content_type for e in listing.evidence] == ["image/jpeg", "application/pdf"]
+    assert [e.file_name for e in listing.evidence] == [case.officer_name(i) for i in case.files]
     assert listing.evidence_bytes == sum(len(d) for d in case.files.values())
 
     subject = f"nip-{marker()}"
@@ -147,6 +171,7 @@ def test_the_holding_institution_lists_and_downloads_the_reporters_files(
         )
         assert first.WhichOneof("part") == "evidence"
         assert first.evidence.evidence_id == evidence_id
+        assert first.evidence.file_name == case.officer_name(evidence_id)
         assert all(m.WhichOneof("part") == "data" for m in rest)
         assert all(0 < len(m.data) <= MAX_PIECE for m in rest)
         received = b"".join(m.data for m in rest)
@@ -163,6 +188,7 @@ def test_the_holding_institution_lists_and_downloads_the_reporters_files(
     }
     assert {(r["institution"], r["role"]) for r in records} == {(case.holder, "officer")}
     assert all(r["at"] is not None for r in records)
+    assert not [p for p in NAME_PARTS for r in records if p in repr(r)]  # the audit neither
 
 
 def test_the_government_above_and_national_admins_read_it_others_get_not_found(
@@ -244,7 +270,7 @@ def test_the_reporters_identity_is_in_no_answer(evidence: Any, case: Case) -> No
             m.SerializeToString() for m in download(evidence, case.tracking_id, evidence_id, admin)
         ]
     everything = b"".join(answers)
-    for secret in (NAME, PHONE, PHONE.lstrip("+"), "081234509876", EMAIL):
+    for secret in (NAME, PHONE, PHONE.lstrip("+"), "081234509876", EMAIL, *NAME_PARTS):
         assert secret.encode() not in everything
 
 

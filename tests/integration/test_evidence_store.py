@@ -1,5 +1,6 @@
 """Evidence in GridFS against the real database process: stored with its digest, listed on
-the report within the report's limit, nothing left behind by an aborted upload."""
+the report within the report's limit, nothing left behind by an aborted upload; the name the
+reporter gave a file is kept for the reporter, never read for officers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+from services.common.auth import Principal
 from services.common.clock import ManualClock
+from services.common.regions import default_regions
 from services.intake.evidence import (
     EvidenceHandlers,
     EvidenceHeader,
@@ -17,9 +20,16 @@ from services.intake.evidence import (
 )
 from services.intake.evidence_store import GridFsEvidenceStore
 from services.intake.followup import hash_follow_up_code
+from services.intake.officer_evidence import OfficerEvidence
+from services.intake.officer_evidence_store import (
+    DOWNLOADS,
+    MongoDownloadLog,
+    MongoEvidenceCatalog,
+)
 from services.intake.reporter import ReporterHandlers
 from services.intake.reporter_store import MongoReportRepository
 from services.intake.reporter_wiring import verify_code
+from services.routing.domain.directory import Directory
 
 CODE = "7K3M-9QX2-DACB"
 PDF = b"%PDF-1.4\n" + b"%" * 700_000 + b"\n%%EOF\n"  # spans several GridFS chunks
@@ -84,3 +94,28 @@ async def test_report_limit_is_enforced_by_the_listing_write(db: Any) -> None:
     assert await store.attach("7K3M-9QX2-DAC", item, 1000) == -1
     await db["complaints"].update_one({"_id": "7K3M-9QX2-DAC"}, {"$set": {"state": "closed"}})
     assert await store.attach("7K3M-9QX2-DAC", item, 10_000) == -2
+
+
+async def test_officers_never_get_the_name_the_reporter_gave_the_file(db: Any) -> None:
+    handlers, _ = await setup(db, EvidenceLimits(max_file_bytes=1_000_000))
+    name = "Surat_Kuasa_Budi_Santoso_081234567890.pdf"
+    header = EvidenceHeader("7K3M-9QX2-DAC", CODE, name, "application/pdf")
+    stored = await handlers.upload(header, chunks(PDF))
+    assert stored.file_name == name  # the reporter's receipt
+    doc = await db["complaints"].find_one({"_id": "7K3M-9QX2-DAC"})
+    assert doc["evidence"][0]["name"] == name  # kept for GetMyReport
+
+    officers = OfficerEvidence(
+        MongoEvidenceCatalog(db, db["complaints"]),
+        MongoDownloadLog(db[DOWNLOADS]),
+        Directory.seed(default_regions()),
+        ManualClock(),
+    )
+    admin = Principal("admin-1", "national", "national_admin")  # the report is not routed
+    (item,) = (await officers.list(admin, "7K3M-9QX2-DAC")).items
+    assert item.file_name == f"lampiran-{stored.evidence_id}.pdf"
+    meta, content = await officers.download(admin, "7K3M-9QX2-DAC", stored.evidence_id)
+    assert b"".join([piece async for piece in content]) == PDF
+    seen = repr([item, meta, await db[DOWNLOADS].find({}, {"_id": 0}).to_list(None)])
+    for part in (name, "Budi", "Santoso", "081234567890", "Surat_Kuasa"):
+        assert part not in seen

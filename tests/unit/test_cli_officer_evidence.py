@@ -1,6 +1,7 @@
 """`lapor officer evidence get` writing a DownloadEvidence stream (services/cli/
-officer_evidence.py): the target path from the stored name, no overwriting without --force,
-and no file left behind when the bytes do not match the metadata or the stream breaks."""
+officer_evidence.py): the target path from intake's neutral name (never the reporter's), no
+overwriting without --force, and no file left behind when the bytes do not match the metadata
+or the stream breaks."""
 
 from __future__ import annotations
 
@@ -12,21 +13,24 @@ import pytest
 from lapor.v1 import evidence_pb2, reporter_pb2
 
 from services.cli.connection import CliError
-from services.cli.officer_evidence import safe_file_name, save
+from services.cli.officer_evidence import print_listing, safe_file_name, save
+from services.intake.officer_evidence_names import officer_file_name
 
 DATA = b"%PDF-1.4 " + bytes(range(256)) * 40
+EVIDENCE_ID = "65f0c0ffee0000000000aaaa"
+NAME = officer_file_name(EVIDENCE_ID, "application/pdf")  # what intake sends officers
 
 
 def stream(
     data: bytes = DATA,
     *,
-    name: str = "surat.pdf",
+    name: str = NAME,
     size: int | None = None,
     sha256: str | None = None,
     piece: int = 1000,
 ) -> list[evidence_pb2.EvidenceDownloadChunk]:
     meta = reporter_pb2.Evidence(
-        evidence_id="65f0c0ffee0000000000aaaa",
+        evidence_id=EVIDENCE_ID,
         file_name=name,
         content_type="application/pdf",
         size_bytes=len(data) if size is None else size,
@@ -43,13 +47,23 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def test_the_stored_name_in_the_current_directory(tmp_path: Path) -> None:
+def test_intakes_neutral_name_in_the_current_directory(tmp_path: Path) -> None:
     saved = save(stream(), None, False)
-    assert saved.path == Path("surat.pdf")
+    assert saved.path == Path(NAME) == Path(f"lampiran-{EVIDENCE_ID}.pdf")
     assert (saved.size, saved.sha256) == (len(DATA), hashlib.sha256(DATA).hexdigest())
-    assert (tmp_path / "surat.pdf").read_bytes() == DATA
+    assert (tmp_path / NAME).read_bytes() == DATA
+    (tmp_path / "bukti").mkdir()  # an existing directory receives the same name
+    assert save(stream(), str(tmp_path / "bukti"), False).path == tmp_path / "bukti" / NAME
 
 
+def test_the_listing_shows_intakes_names(capsys: pytest.CaptureFixture[str]) -> None:
+    first = stream()[0].evidence
+    print_listing(evidence_pb2.ListEvidenceResponse(evidence=[first], evidence_bytes=len(DATA)))
+    out = capsys.readouterr().out
+    assert NAME in out.splitlines()[1]
+
+
+# Intake's names are plain; a server sending anything else still cannot place the file elsewhere.
 @pytest.mark.parametrize(
     ("stored", "plain"),
     [
@@ -79,13 +93,13 @@ def test_unusable_stored_names_are_refused(tmp_path: Path, stored: str) -> None:
 
 
 def test_an_existing_file_is_kept_unless_force(tmp_path: Path) -> None:
-    (tmp_path / "surat.pdf").write_bytes(b"mine")
-    with pytest.raises(CliError, match=r"surat.pdf exists; pass --force"):
+    (tmp_path / NAME).write_bytes(b"mine")
+    with pytest.raises(CliError, match=rf"{NAME} exists; pass --force"):
         save(stream(), None, False)
-    assert (tmp_path / "surat.pdf").read_bytes() == b"mine"
+    assert (tmp_path / NAME).read_bytes() == b"mine"
     save(stream(), None, True)
-    assert (tmp_path / "surat.pdf").read_bytes() == DATA
-    assert [p.name for p in tmp_path.iterdir()] == ["surat.pdf"]
+    assert (tmp_path / NAME).read_bytes() == DATA
+    assert [p.name for p in tmp_path.iterdir()] == [NAME]
 
 
 @pytest.mark.parametrize(
@@ -106,11 +120,11 @@ def test_a_mismatch_deletes_the_partial_file(
 
 
 def test_a_forced_download_that_fails_leaves_the_existing_file(tmp_path: Path) -> None:
-    (tmp_path / "surat.pdf").write_bytes(b"mine")
+    (tmp_path / NAME).write_bytes(b"mine")
     with pytest.raises(CliError, match="does not match"):
         save(stream(sha256="0" * 64), None, True)
-    assert [p.name for p in tmp_path.iterdir()] == ["surat.pdf"]
-    assert (tmp_path / "surat.pdf").read_bytes() == b"mine"
+    assert [p.name for p in tmp_path.iterdir()] == [NAME]
+    assert (tmp_path / NAME).read_bytes() == b"mine"
 
 
 def test_an_error_in_the_middle_of_the_stream_deletes_the_partial_file(tmp_path: Path) -> None:

@@ -1,21 +1,28 @@
 """Officers reading the reporter's evidence (services/intake/officer_evidence.py): who may see
 which report's files, what is refused how, the download audit, and the checked streaming;
 with in-memory fakes of the catalog and the audit log, and the shared scope rule
-(services/common/scope.py) over a small directory."""
+(services/common/scope.py) over a small directory. And the name officers get for a file
+(services/intake/officer_evidence_names.py): never the one the reporter gave it, in the
+gRPC answers (officer_evidence_api.py), the catalog's items (officer_evidence_store.py), the
+audit or the logs."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from lapor.v1 import evidence_pb2
 
 from services.common import scope
 from services.common.auth import Principal
 from services.common.clock import ManualClock
 from services.common.errors import NotFound, ValidationError
 from services.common.ids import new_tracking_id
+from services.intake.evidence import ALLOWED
 from services.intake.officer_evidence import (
     MAX_PIECE,
     DownloadRecord,
@@ -24,6 +31,9 @@ from services.intake.officer_evidence import (
     OfficerEvidence,
     ReportEvidence,
 )
+from services.intake.officer_evidence_api import EvidenceServicer
+from services.intake.officer_evidence_names import officer_file_name
+from services.intake.officer_evidence_store import MongoEvidenceCatalog
 from services.routing.domain.access import Actor
 from services.routing.domain.case import Role
 from services.routing.domain.directory import Directory, Institution
@@ -34,6 +44,9 @@ GOVERNMENT = "pemda-51.08"
 FOREIGN = "pemda-51.71/dpupr"
 FILE_ID = "65f0c0ffee0000000000a001"
 OTHER_FILE_ID = "65f0c0ffee0000000000a002"
+# What a reporter may well call the photo of their ID card: their name and number.
+REPORTERS_NAME = "KTP_Budi_Santoso_0812345.jpg"
+REPORTERS_WORDS = ("KTP_", "Budi", "Santoso", "0812345", REPORTERS_NAME)
 
 
 def directory() -> Directory:
@@ -70,7 +83,7 @@ class FakeCatalog:
             items.append(
                 EvidenceItem(
                     evidence_id,
-                    f"foto-{number}.jpg",
+                    REPORTERS_NAME.replace(".jpg", f"-{number}.jpg"),  # as the reporter named it
                     "image/jpeg",
                     len(data),
                     hashlib.sha256(data).hexdigest(),
@@ -316,3 +329,153 @@ async def test_bytes_that_no_longer_match_the_upload_end_the_download_with_an_er
     _, stream = await evidence.download(officer(UNIT), tracking_id, FILE_ID)
     with pytest.raises(EvidenceCorrupted):
         await read_all(stream)
+
+
+# --- the name officers get ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "extension"),
+    [
+        ("image/jpeg", "jpg"),
+        ("image/png", "png"),
+        ("image/webp", "webp"),
+        ("image/heic", "heic"),
+        ("application/pdf", "pdf"),
+        ("video/mp4", "mp4"),
+        ("video/3gpp", "3gp"),
+        (" Image/JPG ", "jpg"),  # read as intake reads a declared type
+        ("application/x-msdownload", "bin"),  # not an allowed type: a damaged listing
+        ("", "bin"),
+    ],
+)
+def test_officers_get_a_name_made_of_the_evidence_id_and_the_sniffed_type(
+    content_type: str, extension: str
+) -> None:
+    assert officer_file_name(FILE_ID, content_type) == f"lampiran-{FILE_ID}.{extension}"
+
+
+def test_every_allowed_type_has_its_own_extension_and_the_name_stays_plain() -> None:
+    names = {t: officer_file_name(FILE_ID, t) for t in ALLOWED}
+    assert len(set(names.values())) == len(ALLOWED)
+    for content_type, name in names.items():
+        assert name.rsplit(".", 1)[1] in ALLOWED[content_type]  # one intake itself accepts
+    # Whatever a damaged listing holds, only hex digits, the hyphen and the dot come out.
+    assert officer_file_name("../../KTP Budi\\x", "image/png") == "lampiran-bd.png"
+    assert officer_file_name("", "image/png") == "lampiran-0.png"
+
+
+class FakeVerifier:
+    def __init__(self, who: Principal) -> None:
+        self.who = who
+
+    def from_metadata(self, metadata: Any) -> Principal:
+        return self.who
+
+
+class FakeContext:
+    def __init__(self) -> None:
+        self.written: list[evidence_pb2.EvidenceDownloadChunk] = []
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", "Bearer x"),)
+
+    async def write(self, message: evidence_pb2.EvidenceDownloadChunk) -> None:
+        self.written.append(message)
+
+
+def _leaks(text: str) -> list[str]:
+    return [word for word in REPORTERS_WORDS if word.lower() in text.lower()]
+
+
+async def test_the_reporters_file_name_is_in_no_answer_no_audit_and_no_log(
+    evidence: OfficerEvidence,
+    catalog: FakeCatalog,
+    log: FakeLog,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Even from a catalog that hands over the reporter's names, officers get neutral ones."""
+    tracking_id = catalog.add(UNIT, {FILE_ID: PHOTO, OTHER_FILE_ID: [b"%PDF-1.4 tiny"]})
+    catalog.files[(tracking_id, OTHER_FILE_ID)] = [b"%PDF-1.4 changed"]  # logs an error
+    servicer = EvidenceServicer(FakeVerifier(officer(UNIT)), evidence)  # type: ignore[arg-type]
+    caplog.set_level(logging.DEBUG)
+
+    listing = await servicer.ListEvidence(
+        evidence_pb2.ListEvidenceRequest(tracking_id=tracking_id),
+        FakeContext(),  # type: ignore[arg-type]
+    )
+    assert [e.file_name for e in listing.evidence] == [
+        f"lampiran-{FILE_ID}.jpg",
+        f"lampiran-{OTHER_FILE_ID}.jpg",  # the type listed, whatever the bytes
+    ]
+    downloaded = FakeContext()
+    await servicer.DownloadEvidence(
+        evidence_pb2.DownloadEvidenceRequest(tracking_id=tracking_id, evidence_id=FILE_ID),
+        downloaded,  # type: ignore[arg-type]
+    )
+    first, *data = downloaded.written
+    assert first.evidence == listing.evidence[0]
+    assert b"".join(m.data for m in data) == b"".join(PHOTO)
+    _, corrupted = await evidence.download(officer(UNIT), tracking_id, OTHER_FILE_ID)
+    with pytest.raises(EvidenceCorrupted):
+        await read_all(corrupted)
+
+    answers = listing.SerializeToString() + b"".join(
+        m.SerializeToString() for m in downloaded.written
+    )
+    assert _leaks(answers.decode("latin-1")) == []
+    assert _leaks(repr(log.entries)) == [] and len(log.entries) == 2
+    assert caplog.records, "the corrupted file was logged"
+    assert _leaks(" ".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)) == []
+
+
+class FakeComplaints:
+    """Answers with the whole document, as if the projection were ignored."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.projections: list[dict[str, Any]] = []
+
+    async def find_one(self, query: dict[str, Any], projection: dict[str, Any]) -> dict[str, Any]:
+        self.projections.append(projection)
+        return self.doc
+
+
+async def test_the_catalog_never_reads_the_reporters_file_name() -> None:
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    complaints = FakeComplaints(
+        {
+            "_id": "7K3M-9QX2-DAC",
+            "institution": {"id": UNIT},
+            "reporter": {"sealed": "not for officers"},
+            "evidence": [
+                {
+                    "id": FILE_ID,
+                    "name": REPORTERS_NAME,
+                    "type": "image/jpeg",
+                    "size": 9,
+                    "sha256": "ab",
+                    "at": at,
+                },
+                {
+                    "id": OTHER_FILE_ID,
+                    "name": "surat_budi.pdf",
+                    "type": "application/pdf",
+                    "size": 3,
+                    "sha256": "cd",
+                    "at": at,
+                },
+            ],
+        }
+    )
+    catalog = MongoEvidenceCatalog({"evidence.files": None, "evidence.chunks": None}, complaints)  # type: ignore[arg-type]
+    report = await catalog.report("7K3M-9QX2-DAC")
+    assert report is not None
+    assert [i.file_name for i in report.items] == [
+        f"lampiran-{FILE_ID}.jpg",
+        f"lampiran-{OTHER_FILE_ID}.pdf",
+    ]
+    (projection,) = complaints.projections
+    assert "evidence" not in projection and "evidence.name" not in projection
+    assert not any(k.startswith("reporter") for k in projection)
+    assert all(v == 1 for v in projection.values())  # an inclusion: nothing else comes back
