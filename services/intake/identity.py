@@ -33,6 +33,11 @@ class IdentityCipher:
         self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
         self._active = active
 
+    @property
+    def active_key_id(self) -> str:
+        """The key id new identities are sealed with."""
+        return self._active
+
     @classmethod
     def from_config(cls, keys: Secret, active: str) -> IdentityCipher:
         """`keys` is 'kid:base64key[,kid:base64key...]' with 32-byte keys."""

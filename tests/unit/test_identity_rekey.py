@@ -1,0 +1,32 @@
+"""The re-encryption command's settings and summary (services/intake/rekey.py); the job
+itself runs against the database in tests/integration/test_identity_rekey.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.intake.identity import IdentityCipher
+from services.intake.rekey import RekeyReport, main, summary
+
+
+def test_a_missing_or_inconsistent_setting_stops_the_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([], {}) == 2
+    assert "LAPOR_IDENTITY_KEYS is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--batch-size", "0"], {})
+
+
+def test_the_active_key_is_the_one_new_identities_get() -> None:
+    assert IdentityCipher({"A": bytes(32), "B": bytes(range(32))}, "B").active_key_id == "B"
+
+
+def test_the_summary_names_tracking_ids_and_keys_only() -> None:
+    report = RekeyReport("B", rekeyed=5, skipped=1, failed={"7K3M-9QX2-DAC": "unknown (Z)"})
+    report.remaining = {"Z": 1}
+    lines = summary(report)
+    assert "re-encrypted         : 5" in lines and "skipped (changed)    : 1" in lines
+    assert "  7K3M-9QX2-DAC  unknown (Z)" in lines and "under other keys     : Z: 1" in lines
+    assert not report.done
+    assert summary(RekeyReport("B"))[-1] == "every stored identity is sealed with the active key"
