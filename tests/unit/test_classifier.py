@@ -16,7 +16,7 @@ from services.routing.domain.classifier import (
 )
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-ACCURACY_FLOOR = 0.85
+ACCURACY_FLOOR = 0.90  # the target for top-1 accuracy (measured: make bench-classifier)
 
 
 @pytest.fixture(scope="module")
