@@ -63,7 +63,8 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("authorization: token expired") from None
-        except jwt.InvalidTokenError as exc:
+        except (jwt.InvalidTokenError, jwt.InvalidKeyError) as exc:  # InvalidKeyError: a token
+            # of the other public-key type (RS256 against an EC key, ES256 against RSA)
             raise Unauthenticated(f"authorization: invalid token ({type(exc).__name__})") from None
         role, institution = claims.get("role"), claims.get("institution")
         if role not in ROLES:
