@@ -110,11 +110,18 @@ class RoutingHandlers:
             earlier = [(c["_id"], c["received_at"], c.get("fingerprint", [])) for c in stored]
             for n, item in enumerate(items):
                 doc = item.doc
-                window_start = doc["received_at"] - similarity.WINDOW
+
+                def near(at: datetime, received: datetime = doc["received_at"]) -> bool:
+                    # Received within the window of each other: the same rule for stored
+                    # cases and for cases of the same batch (a backlog or a replay).
+                    return abs(at - received) <= similarity.WINDOW
+
                 candidates = [
-                    (cid, fp) for cid, at, fp in earlier if cid != doc["_id"] and at >= window_start
+                    (cid, fp) for cid, at, fp in earlier if cid != doc["_id"] and near(at)
                 ]
-                candidates += [(i.doc["_id"], i.fingerprint) for i in items[:n]]
+                candidates += [
+                    (i.doc["_id"], i.fingerprint) for i in items[:n] if near(i.doc["received_at"])
+                ]
                 hits = similarity.similar(item.fingerprint, candidates)
                 doc["similar"] = [cid for cid, _ in hits]
 
