@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -11,7 +12,8 @@ from grpc_status import rpc_status
 from lapor.v1 import officer_pb2 as pb
 
 from services.stack.supervisor import Stack
-from tests.e2e.officer_support import Officers, admin, auth, code_of, submit, token
+from tests.e2e.officer_support import Metadata, Officers, admin, auth, code_of, submit, token
+from tests.support import marker
 
 KTP = {
     "title": "KK belum dicetak",
@@ -153,3 +155,117 @@ def test_concurrent_officers_cannot_both_win(stack: Stack) -> None:
         report = api.get(tracking_id, admin())
         assert [h.action for h in report.history] == ["routed", "accepted"]
         assert report.version == 2
+
+
+# Callers who do not hold OWNER's reports: a unit of another regency, the government above
+# it, and a sibling unit below OWNER's own government.
+FOREIGN = (
+    ("pemda-51.71/disdukcapil", "officer"),
+    ("pemda-51.71", "institution_admin"),
+    ("pemda-51.08/dpupr", "officer"),
+)
+
+# Every OfficerService rpc that acts on one report by its tracking id: the action it records,
+# the state its report is put in (one where OWNER's officer may take that action), and the
+# rest of a request OWNER's officer may send there. A foreign caller's NOT_FOUND can then
+# come from nothing but the scope. (GetReport, the one read, is tested above.)
+ACTIONS: dict[str, tuple[str, str, Callable[..., object], dict[str, object]]] = {
+    "Accept": ("accepted", "assigned", pb.CaseActionRequest, {}),
+    "Forward": (
+        "forwarded",
+        "assigned",
+        pb.ForwardRequest,
+        {"institution_id": "pemda-51.08/dpupr", "reason": "jalan, bukan adminduk"},
+    ),
+    "Decline": ("declined", "assigned", pb.ReasonRequest, {"reason": "bukan kewenangan kami"}),
+    "Respond": ("responded", "assigned", pb.TextRequest, {"text": "Sedang kami periksa."}),
+    "RequestInformation": (
+        "info_requested",
+        "in_progress",
+        pb.TextRequest,
+        {"text": "Mohon kirim nomor registrasi."},
+    ),
+    "SetHandlingClass": (
+        "handling_class_set",
+        "assigned",
+        pb.SetHandlingClassRequest,
+        {"handling_class": "complaint"},
+    ),
+    "PostFollowUp": ("followed_up", "in_progress", pb.TextRequest, {"text": "Blanko sudah ada."}),
+    "Resolve": ("resolved", "in_progress", pb.ResolveRequest, {"text": "KK sudah dicetak."}),
+}
+
+
+def test_every_tracking_id_rpc_of_officer_service_is_covered() -> None:
+    service = pb.DESCRIPTOR.services_by_name["OfficerService"]
+    by_tracking_id = {
+        m.name for m in service.methods if "tracking_id" in m.input_type.fields_by_name
+    }
+    assert by_tracking_id == {*ACTIONS, "GetReport"}
+
+
+@pytest.fixture(scope="module")
+def targets(stack: Stack) -> dict[str, str]:
+    """A report of OWNER's for each action, in the state the action needs."""
+    reports = {method: submit(stack, **KTP) for method in ACTIONS}
+    with Officers(stack) as api:
+        for method, tracking_id in reports.items():
+            assert api.routed(tracking_id).institution.id == OWNER
+            if ACTIONS[method][1] == "in_progress":
+                accept = pb.CaseActionRequest(tracking_id=tracking_id)
+                api.officer.Accept(accept, metadata=auth(OWNER), timeout=5)
+    return reports
+
+
+def _changeable(report: pb.Report) -> tuple[object, ...]:
+    """What an action changes (deadlines are left out: the sla service sets them without a
+    new version, whenever its event arrives)."""
+    return (
+        report.version,
+        report.state,
+        report.institution.id,
+        report.responded,
+        report.handling_class,
+        report.reopen_count,
+        [h.SerializeToString(deterministic=True) for h in report.history],
+    )
+
+
+@pytest.mark.parametrize("method", list(ACTIONS))
+def test_every_action_on_a_foreign_report_is_not_found_and_changes_nothing(
+    stack: Stack, targets: dict[str, str], method: str
+) -> None:
+    action, state, request_type, fields = ACTIONS[method]
+    tracking_id = targets[method]
+    unknown_id = f"NOPE-{marker()[:8].upper()}"
+    with Officers(stack) as api:
+        call = getattr(api.officer, method)
+        before = api.get(tracking_id, admin())
+        assert before.state == state
+        assert action in api.get(tracking_id, auth(OWNER)).allowed_actions
+
+        def refusal(tid: str, version: int, metadata: Metadata) -> tuple[grpc.StatusCode, str]:
+            request = request_type(tracking_id=tid, expected_version=version, **fields)
+            with pytest.raises(grpc.RpcError) as info:
+                call(request, metadata=metadata, timeout=5)
+            return info.value.code(), info.value.details()  # type: ignore[attr-defined]
+
+        # with no version, the current one, and a stale one (a FAILED_PRECONDITION for a
+        # stale version would tell the caller the report exists)
+        for version in (0, before.version, before.version + 7):
+            for institution, role in FOREIGN:
+                caller = auth(institution, role)
+                code, details = refusal(tracking_id, version, caller)
+                unknown_code, unknown_details = refusal(unknown_id, version, caller)
+                assert code == unknown_code == grpc.StatusCode.NOT_FOUND, (institution, version)
+                assert details.replace(tracking_id, "ID") == unknown_details.replace(
+                    unknown_id, "ID"
+                )
+
+        assert _changeable(api.get(tracking_id, admin())) == _changeable(before)
+
+        # The very same request from OWNER's officer is valid: it acts.
+        request = request_type(tracking_id=tracking_id, expected_version=before.version, **fields)
+        done = call(request, metadata=auth(OWNER), timeout=5)
+        assert done.version == before.version + 1
+        assert [h.action for h in done.history] == [*(h.action for h in before.history), action]
