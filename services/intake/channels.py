@@ -87,7 +87,11 @@ def _social(cmd: SubmitComplaint, v: list[Violation]) -> SubmitComplaint:
         v.append(Violation("social_media.platform", "must be 1-32 of a-z 0-9 _ - (e.g. x)"))
     handle = post.handle.strip()
     if not HANDLE.match(handle):
-        v.append(Violation("social_media.handle", "must be @ and 1-64 of A-Z a-z 0-9 . _ -"))
+        v.append(
+            Violation(
+                "social_media.handle", "must be 1-64 of A-Z a-z 0-9 . _ - (a leading @ optional)"
+            )
+        )
     if not POST_ID.match(post.post_id.strip()):
         v.append(Violation("social_media.post_id", "must be 1-128 of A-Z a-z 0-9 . _ : / -"))
     account = f"{platform}:@{handle.removeprefix('@')}"

@@ -6,6 +6,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from lapor.v1 import common_pb2, intake_pb2
 from pymongo import MongoClient
 
 from services.common.topics import COMPLAINTS_RECEIVED
@@ -47,6 +48,85 @@ def test_refused_with_field_violation(
     assert status.details[0].Unpack(bad)
     assert any(v.field == field and rule in v.description for v in bad.field_violations)
     assert mongo["lapor_intake"]["complaints"].count_documents({"body": {"$regex": tag}}) == 0
+
+
+SMS = common_pb2.CHANNEL_SMS
+SOCIAL = common_pb2.CHANNEL_SOCIAL_MEDIA
+INSTITUTION = common_pb2.CHANNEL_INSTITUTION_SYSTEM
+
+
+def sms(sender: str = "081234567890", text: str = "Jalan rusak di depan pasar") -> object:
+    return intake_pb2.SmsMessage(sender=sender, text=text)
+
+
+def post(**fields: str) -> object:
+    return intake_pb2.SocialMediaPost(
+        **{"platform": "x", "handle": "@warga", "post_id": "1790001", **fields}
+    )
+
+
+def origin(**fields: str) -> object:
+    return intake_pb2.InstitutionReference(
+        **{"source_system": "aduan-buleleng", "reference": "A/17", **fields}
+    )
+
+
+def contact(**fields: str) -> object:
+    return intake_pb2.ReporterContact(**fields)
+
+
+CHANNEL_CASES = [
+    ({"channel": SMS, "body": ""}, "sms", "is required for channel sms"),
+    ({"channel": SMS, "body": "", "sms": sms(sender="12345")}, "sms.sender", ""),
+    ({"channel": SMS, "body": "", "sms": sms(text="  ")}, "sms.text", "must not be empty"),
+    ({"channel": SMS, "body": "", "sms": sms(text="x" * 2000)}, "sms.text", "concatenated SMS"),
+    ({"channel": SMS, "sms": sms()}, "body", "must be empty for channel sms"),
+    (
+        {"channel": SMS, "body": "", "sms": sms(), "reporter": contact(phone="081299999999")},
+        "reporter.phone",
+        "the SMS sender",
+    ),
+    ({"sms": sms()}, "sms", "is only for channel sms"),
+    ({"channel": SOCIAL}, "social_media", "is required for channel social_media"),
+    ({"channel": SOCIAL, "social_media": post(platform="X!")}, "social_media.platform", "a-z"),
+    ({"channel": SOCIAL, "social_media": post(handle="@warga!")}, "social_media.handle", "1-64"),
+    ({"channel": SOCIAL, "social_media": post(post_id="")}, "social_media.post_id", "1-128"),
+    ({"channel": INSTITUTION}, "institution_reference", "is required for channel"),
+    (
+        {"channel": INSTITUTION, "institution_reference": origin(source_system="Bad System")},
+        "institution_reference.source_system",
+        "lower case",
+    ),
+    (
+        {"channel": INSTITUTION, "institution_reference": origin(reference="")},
+        "institution_reference.reference",
+        "printable ASCII",
+    ),
+    ({"reporter": contact(phone="12")}, "reporter.phone", ""),
+    ({"reporter": contact(email="bukan-email")}, "reporter.email", "is not an e-mail address"),
+    ({"reporter": contact(name="n" * 201)}, "reporter.name", "at most 200"),
+]
+
+
+@pytest.mark.parametrize(("override", "field", "rule"), CHANNEL_CASES)
+def test_channel_rules_are_refused_with_a_field_violation_and_store_nothing(
+    stack: Stack, mongo: MongoClient, override: dict, field: str, rule: str
+) -> None:  # type: ignore[type-arg]
+    complaints = mongo["lapor_intake"]["complaints"]
+    before = complaints.count_documents({})
+    channel, stub = intake_stub(stack.services["intake"].grpc_address)
+    with channel, pytest.raises(grpc.RpcError) as info:
+        stub.SubmitComplaint(submit_request(**override), timeout=5)
+    err = info.value
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()  # type: ignore[attr-defined]
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad)
+    violations = [(v.field, v.description) for v in bad.field_violations]
+    assert any(f == field and rule in d for f, d in violations), violations
+    assert all(f and d for f, d in violations)
+    assert complaints.count_documents({}) == before
 
 
 def test_refused_requests_publish_nothing(stack: Stack) -> None:

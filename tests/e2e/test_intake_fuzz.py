@@ -1,14 +1,18 @@
 """Property: whatever a channel sends, SubmitComplaint answers with a documented status
-(never UNKNOWN or INTERNAL) and intake stays SERVING."""
+(never UNKNOWN or INTERNAL), every INVALID_ARGUMENT names its fields and rules in
+google.rpc.BadRequest, a refused request stores nothing, and intake stays SERVING."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lapor.v1 import intake_pb2
+from pymongo import MongoClient
 
 from services.stack.supervisor import Stack, health_status
 from tests.support import dev_api_key, intake_stub
@@ -73,7 +77,24 @@ requests = st.one_of(valid_web, valid_sms, random_requests, random_requests)
 CODES: Counter[str] = Counter()
 
 
-def test_only_documented_statuses_and_intake_stays_serving(stack: Stack) -> None:
+def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
+    """(field, rule) of each google.rpc.BadRequest field violation of a refusal."""
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    found: list[tuple[str, str]] = []
+    for detail in status.details if status is not None else []:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            found += [(v.field, v.description) for v in bad.field_violations]
+    return found
+
+
+def test_only_documented_statuses_and_intake_stays_serving(
+    stack: Stack,
+    mongo: MongoClient,  # type: ignore[type-arg]
+) -> None:
+    complaints = mongo["lapor_intake"]["complaints"]
+    before = complaints.count_documents({})
+    stored: set[str] = set()
     address = stack.services["intake"].grpc_address
     stubs = {
         client: intake_stub(address, dev_api_key(client_id=client))
@@ -83,7 +104,7 @@ def test_only_documented_statuses_and_intake_stays_serving(stack: Stack) -> None
     stubs["wrong"] = intake_stub(address, "wrong-key-0123456789abcdefghijklmn")
 
     @settings(
-        max_examples=1500,
+        max_examples=3000,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
@@ -93,12 +114,17 @@ def test_only_documented_statuses_and_intake_stays_serving(stack: Stack) -> None
     )
     def submit(request: intake_pb2.SubmitComplaintRequest, client: str) -> None:
         try:
-            stubs[client][1].SubmitComplaint(request, timeout=10)
+            reply = stubs[client][1].SubmitComplaint(request, timeout=10)
             code = grpc.StatusCode.OK
+            if not reply.duplicate:
+                stored.add(reply.tracking_id)
         except grpc.RpcError as exc:
             code = exc.code()  # type: ignore[attr-defined]
             assert code in DOCUMENTED, (code, exc.details())  # type: ignore[attr-defined]
             assert exc.details()  # type: ignore[attr-defined]
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                violations = field_violations(exc)
+                assert violations and all(f and rule for f, rule in violations), violations
         CODES[code.name] += 1
 
     try:
@@ -108,3 +134,6 @@ def test_only_documented_statuses_and_intake_stays_serving(stack: Stack) -> None
             channel.close()
     assert health_status(address) == "SERVING"
     assert CODES["OK"] > 100 and CODES["INVALID_ARGUMENT"] > 100, CODES
+    # Only the accepted, new reports were stored: a refusal left nothing behind.
+    assert complaints.count_documents({}) == before + len(stored)
+    assert complaints.count_documents({"_id": {"$in": sorted(stored)}}) == len(stored)
