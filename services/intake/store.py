@@ -265,36 +265,45 @@ class MongoComplaintStore:
                 [(i.doc, i.events) for i in unique],
                 unique_field="idem",
             )
+        if self._on_stored is not None and len(failed) < len(unique):
+            self._on_stored()
+        # Each answer is worked out before any is handed out, and handed out only to a
+        # caller still waiting: a caller that gave up (its deadline passed, it hung up) has
+        # a cancelled future, and must not turn the others' stored reports into errors.
+        outcomes: dict[int, Stored | BaseException] = {}
         for index, item in enumerate(unique):
             error = failed.get(index)
+            outcome: Stored | BaseException
             if error is None:
-                item.future.set_result(
-                    Stored(
-                        item.complaint.tracking_id,
-                        item.complaint.received_at,
-                        False,
-                        item.complaint.fingerprint,
-                    )
-                )
+                c = item.complaint
+                outcome = Stored(c.tracking_id, c.received_at, False, c.fingerprint)
             elif error.get("code") == 11000 and "idem" in (error.get("keyPattern") or {"idem": 1}):
-                existing = await self.earlier(item.complaint)
-                if existing is None:  # pragma: no cover - the key existed a moment ago
-                    item.future.set_exception(RuntimeError("idempotency record vanished"))
-                else:
-                    item.future.set_result(existing)
+                try:
+                    existing = await self.earlier(item.complaint)
+                    outcome = existing or RuntimeError("idempotency record vanished")
+                except Exception as exc:  # noqa: BLE001 - this caller's answer only
+                    outcome = exc
             else:
-                item.future.set_exception(RuntimeError(f"write failed: code {error.get('code')}"))
+                outcome = RuntimeError(f"write failed: code {error.get('code')}")
+            outcomes[id(item)] = outcome
         for item, leader in followers:
-            if leader.future.exception() is not None:
-                item.future.set_exception(leader.future.exception())  # type: ignore[arg-type]
-            else:
-                first = leader.future.result()
+            first = outcomes[id(leader)]
+            if isinstance(first, Stored):
                 # It raced its leader with the same scope: the same request as the leader's,
                 # so the same request as what the leader matched, unless that was only the
                 # same text (then neither may get a code).
                 same = first.same_request or not first.duplicate
-                item.future.set_result(
-                    Stored(first.tracking_id, first.received_at, True, first.fingerprint, same)
-                )
-        if self._on_stored is not None and len(failed) < len(unique):
-            self._on_stored()
+                first = Stored(first.tracking_id, first.received_at, True, first.fingerprint, same)
+            outcomes[id(item)] = first
+        for item in batch:
+            _settle(item.future, outcomes[id(item)])
+
+
+def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> None:
+    """Hand `outcome` to a caller still waiting (not to one that gave up)."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -121,3 +121,31 @@ async def test_identity_is_stored_only_encrypted(db: object) -> None:
     assert "Ni Luh Sekar" not in repr(raw) and "081234567890" not in repr(raw)
     assert raw["reporter"]["kid"] == "k1"
     await store.close()
+
+
+async def test_a_caller_that_gave_up_does_not_spoil_the_answers_of_its_batch(db: object) -> None:
+    """Submissions written in one shared write; two callers give up before it ends (their
+    deadline passed: their futures are cancelled), one of them the leader of a racing retry.
+    Every other caller still gets its stored report, the retry its leader's."""
+    store = await make_store(db)
+    now = datetime.now(UTC)
+    complaints = [receive(command(f"gave-up-{i}"), new_tracking_id(), now) for i in range(10)]
+    retry = receive(command("gave-up-0"), new_tracking_id(), now)
+    tasks = [asyncio.create_task(store.add(c)) for c in [*complaints, retry]]
+    await asyncio.sleep(0)  # every submission is queued; the writer has not run yet
+    tasks[0].cancel()
+    tasks[5].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert isinstance(results[5], asyncio.CancelledError)
+    answered = [r for i, r in enumerate(results) if i not in (0, 5)]
+    assert all(not isinstance(r, BaseException) for r in answered), answered
+    for complaint, stored in zip(complaints, results, strict=False):
+        if not isinstance(stored, BaseException):
+            assert stored.tracking_id == complaint.tracking_id and not stored.duplicate
+    last = results[-1]
+    assert not isinstance(last, BaseException)
+    assert last.duplicate and last.same_request and last.tracking_id == complaints[0].tracking_id
+    # What the callers who gave up sent was stored all the same: their retry finds it.
+    assert await db["complaints"].count_documents({}) == 10  # type: ignore[index]
+    await store.close()
