@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from google.protobuf.message import DecodeError, Message
 
 from services.common.clock import sleep_until_or_stop
+from services.common.errors import Unavailable
 from services.common.metrics import EVENT_HANDLING, EVENT_RETRIES, EVENTS_CONSUMED
 from services.common.mongo import is_transient
 from services.common.outbox import OutboxMessage
@@ -110,8 +112,10 @@ class EventConsumer(Generic[M]):
     and commits the batch's offsets only after `handle` returned (the handler makes its
     work durable and idempotent). Transient database errors (`mongo.is_transient`: MongoDB
     unreachable, a commit's outcome unknown, a write conflict that outlasted the
-    transaction helper) are retried forever, nothing is skipped meanwhile; a message that cannot be decoded, or that keeps
-    failing for another reason, is parked in the dead-letter collection and skipped."""
+    transaction helper) and `errors.Unavailable` (a report too busy to change now) are
+    retried forever, with a growing pause (up to 5 s), nothing is skipped meanwhile; a
+    message that cannot be decoded, or that keeps failing for another reason, is parked in
+    the dead-letter collection and skipped."""
 
     def __init__(
         self,
@@ -220,7 +224,8 @@ class EventConsumer(Generic[M]):
             )
 
     async def _handle_with_retry(self, deliveries: list[Delivery[M]], stop: asyncio.Event) -> None:
-        attempt = 0
+        attempt = 0  # failures that count towards dead-lettering
+        waits = 0  # transient failures in a row: they only lengthen the pause
         while True:
             started = time.perf_counter()
             try:
@@ -229,7 +234,10 @@ class EventConsumer(Generic[M]):
                 return
             except Exception as exc:
                 EVENT_RETRIES.labels(topic=self.topic).inc()
-                if is_transient(exc):  # unreachable, commit unknown, a lasting conflict
+                if is_transient(exc) or isinstance(exc, Unavailable):
+                    # MongoDB unreachable, a commit unknown, a lasting conflict, or a report
+                    # too busy to change now (Unavailable): the same work succeeds later.
+                    waits += 1
                     log.warning(
                         "database unavailable or busy; will retry",
                         extra={"topic": self.topic, "error": type(exc).__name__},
@@ -240,5 +248,6 @@ class EventConsumer(Generic[M]):
                     if attempt >= self._max_attempts:
                         await self._give_up(deliveries, exc, stop)
                         return
-            if await sleep_until_or_stop(stop, min(0.2 * 2**attempt, 5.0)):
+            pause = min(0.2 * 2 ** min(attempt + max(waits - 1, 0), 5), 5.0)
+            if await sleep_until_or_stop(stop, pause * (0.5 + random.random())):  # noqa: S311
                 return

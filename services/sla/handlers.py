@@ -21,6 +21,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.clock import Clock
+from services.common.errors import Unavailable
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.mongo import Doc, duplicate_keys_only
@@ -67,8 +68,9 @@ OBSOLETE_INDEXES = {
 }
 
 
-class Conflict(Exception):
-    """The document changed between read and write too often."""
+class Conflict(Unavailable):
+    """The document changed between read and write too often: busy, retry later (a consumer
+    retries it as transient, never dead-letters it)."""
 
 
 def _action_of(msg: events_pb2.CaseAction) -> Action:

@@ -18,6 +18,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import AutoReconnect, PyMongoError
 
 from services.common import outbox
+from services.common.errors import Unavailable
 from services.common.grpc_errors import status_for
 from services.common.kafka import Delivery, EventConsumer, KafkaPublisher
 from services.common.mongo import TRANSIENT_ERRORS, is_transient, write_conflict
@@ -591,3 +592,52 @@ async def test_a_consumer_retries_an_unconfirmed_write_concern_instead_of_dead_l
         await task
     assert unconfirmed == 4 and parked == []
     assert await things.find_one({"_id": tracking_id}) == {"_id": tracking_id, "seen": True}
+
+
+async def test_a_report_too_busy_to_change_is_retried_not_dead_lettered(
+    db: object, kafka_settings: KafkaSettings
+) -> None:
+    """A handler that keeps finding its report changed under it gives up with Unavailable
+    ('busy; retry', as routing's and intake's compare-and-set loops and sla's Conflict do):
+    more often than max_attempts, yet the event is applied once the report is quiet."""
+    topic = "lapor.notifications"
+    tracking_id = uuid.uuid4().hex
+    publisher = KafkaPublisher(kafka_settings, "it")
+    await publisher.start()
+    await publisher.publish_many(
+        [OutboxMessage("e", topic, tracking_id, meta_message(tracking_id))]
+    )
+    await publisher.stop()
+    busy = 4
+    done = asyncio.Event()
+
+    async def handle(deliveries: list[Delivery[common_pb2.EventMeta]]) -> None:
+        nonlocal busy
+        if any(d.message.tracking_id == tracking_id for d in deliveries):
+            if busy:
+                busy -= 1
+                raise Unavailable(f"tracking_id: report {tracking_id} is busy; retry")
+            done.set()
+
+    parked: list[str] = []
+
+    async def park(_topic: str, _value: bytes | None, reason: str) -> None:
+        parked.append(reason)
+
+    stop = asyncio.Event()
+    consumer = EventConsumer(
+        kafka_settings,
+        topic,
+        f"it-{uuid.uuid4().hex[:6]}",
+        common_pb2.EventMeta,
+        handle,
+        park,
+        max_attempts=2,
+    )
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+    finally:
+        stop.set()
+        await task
+    assert busy == 0 and parked == []
