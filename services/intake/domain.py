@@ -202,6 +202,9 @@ class Complaint:
     dedupe_keys: tuple[str, ...] = ()
     category: str = ""
     named_institution_id: str = ""
+    # The channel client that submitted it ("" for a trusted in-process caller): only a
+    # retry from the same client is answered with a new follow-up code.
+    client_id: str = ""
 
     @property
     def reachable(self) -> bool:
@@ -216,6 +219,7 @@ def receive(
     idempotency_scope: str = "",
     follow_up_hash: str = "",
     dedupe_keys: tuple[str, ...] = (),
+    client_id: str = "",
 ) -> Complaint:
     """The complaint a valid (and normalised) command becomes. Anonymous: no contact kept."""
     assert cmd.channel and cmd.privacy and cmd.classification, "validate() first"
@@ -241,6 +245,7 @@ def receive(
         dedupe_keys=dedupe_keys,
         category=cmd.category.strip(),
         named_institution_id=cmd.named_institution_id.strip(),
+        client_id=client_id,
     )
 
 

@@ -53,6 +53,9 @@ class Stored:
     # A duplicate of the same request (its idempotency scope: channel and key, post or
     # reference), not only of the same text from the same contact.
     same_request: bool = False
+    # The channel client that submitted the stored report ("" for one stored before
+    # clients were recorded, or by a trusted in-process caller).
+    client_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class IntakeHandlers:
             ),
             follow_up_hash=hash_follow_up_code(code),
             dedupe_keys=tuple(dedupe),
+            client_id=client.client_id if client is not None else "",
         )
         try:
             await self.limiter.hit(self._hits(cmd, client))
@@ -132,10 +136,14 @@ class IntakeHandlers:
             stored = await self.store.add(complaint)
         if stored.duplicate and stored.fingerprint != complaint.fingerprint:
             raise ValidationError([Violation(_reused_field(cmd), _REUSED)])
-        if stored.duplicate and not stored.same_request:
+        if stored.duplicate and not (
+            stored.same_request and stored.client_id == complaint.client_id
+        ):
             # The same text from the same contact: the contact proves nothing on channels
-            # where it is typed (a web form), so this answer names the report and carries no
-            # code; the reporter has the first answer's code, or their verified contact.
+            # where it is typed (a web form). Or the same scope from another channel client:
+            # a post id or an institution reference may be public or guessable. Either way
+            # this answer names the report and carries no code; the reporter has the first
+            # answer's code, or their verified contact.
             code = ""
         elif stored.duplicate:  # a retry of the same request, by the client that sent it
             await self.store.add_follow_up_code(stored.tracking_id, hash_follow_up_code(code))

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -179,6 +179,7 @@ class MongoComplaintStore:
         doc: Doc = {
             "_id": c.tracking_id,
             "channel": c.channel.value,
+            "client": c.client_id,
             "privacy": c.privacy.value,
             "classification": c.classification.value,
             "title": c.title,
@@ -219,7 +220,7 @@ class MongoComplaintStore:
 
     async def earlier(self, c: Complaint) -> Stored | None:
         """The stored report `c` collides with: same scope, else same dedupe key."""
-        fields = {"received_at": 1, "fingerprint": 1}
+        fields = {"received_at": 1, "fingerprint": 1, "client": 1}
         existing = await self._collection.find_one({"idem": c.idempotency_scope}, fields)
         same_request = existing is not None
         if existing is None and c.dedupe_keys:
@@ -229,7 +230,12 @@ class MongoComplaintStore:
         if existing is None:
             return None
         return Stored(
-            existing["_id"], existing["received_at"], True, existing["fingerprint"], same_request
+            existing["_id"],
+            existing["received_at"],
+            True,
+            existing["fingerprint"],
+            same_request,
+            existing.get("client", ""),
         )
 
     async def _writer(self) -> None:
@@ -276,7 +282,9 @@ class MongoComplaintStore:
             outcome: Stored | BaseException
             if error is None:
                 c = item.complaint
-                outcome = Stored(c.tracking_id, c.received_at, False, c.fingerprint)
+                outcome = Stored(
+                    c.tracking_id, c.received_at, False, c.fingerprint, False, c.client_id
+                )
             elif error.get("code") == 11000 and "idem" in (error.get("keyPattern") or {"idem": 1}):
                 try:
                     existing = await self.earlier(item.complaint)
@@ -293,7 +301,7 @@ class MongoComplaintStore:
                 # so the same request as what the leader matched, unless that was only the
                 # same text (then neither may get a code).
                 same = first.same_request or not first.duplicate
-                first = Stored(first.tracking_id, first.received_at, True, first.fingerprint, same)
+                first = replace(first, duplicate=True, same_request=same)
             outcomes[id(item)] = first
         for item in batch:
             _settle(item.future, outcomes[id(item)])

@@ -168,6 +168,14 @@ def test_social_media_post_is_its_own_idempotency_key(stack: Stack, mongo: Mongo
     # both codes work: the retry's answer carried a new one
     assert verify_follow_up_code(doc[FIELD], first.follow_up_code)
     assert verify_follow_up_code(doc[FIELD], again.follow_up_code)
+    # A post id is public: another channel client sending it names the report, no code.
+    other_channel, other = channel_stub(stack, "dev-console")
+    with other_channel:
+        replayed = other.SubmitComplaint(request, timeout=5)  # type: ignore[attr-defined]
+    assert replayed.tracking_id == first.tracking_id and replayed.duplicate
+    assert replayed.follow_up_code == ""
+    stored = complaints(mongo).find_one({"_id": first.tracking_id})  # type: ignore[attr-defined]
+    assert len(stored[FIELD]) == len(doc[FIELD])  # no code was added for it
 
 
 def test_institution_reference_twice_is_the_same_report(stack: Stack, mongo: Mongo) -> None:

@@ -149,3 +149,19 @@ async def test_a_caller_that_gave_up_does_not_spoil_the_answers_of_its_batch(db:
     # What the callers who gave up sent was stored all the same: their retry finds it.
     assert await db["complaints"].count_documents({}) == 10  # type: ignore[index]
     await store.close()
+
+
+async def test_the_submitting_client_is_kept_and_told_to_later_duplicates(db: object) -> None:
+    store = await make_store(db)
+    now = datetime.now(UTC)
+    first = await store.add(
+        receive(command("client-1"), new_tracking_id(), now, client_id="social-bot")
+    )
+    assert first.client_id == "social-bot" and not first.duplicate
+    replay = await store.add(
+        receive(command("client-1"), new_tracking_id(), now, client_id="someone-else")
+    )
+    assert replay.duplicate and replay.same_request and replay.client_id == "social-bot"
+    doc = await db["complaints"].find_one({"_id": first.tracking_id})  # type: ignore[index]
+    assert doc["client"] == "social-bot"
+    await store.close()

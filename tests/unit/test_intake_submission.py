@@ -55,7 +55,9 @@ class FakeStore:
                 return None
             tracking_id = found[0]
         doc = self.docs[tracking_id]
-        return Stored(doc["_id"], doc["received_at"], True, doc["fingerprint"], same_request)
+        return Stored(
+            doc["_id"], doc["received_at"], True, doc["fingerprint"], same_request, doc["client"]
+        )
 
     async def add(self, c: Any) -> Stored:
         found = await self.earlier(c)
@@ -67,11 +69,12 @@ class FakeStore:
             "_id": c.tracking_id,
             "received_at": c.received_at,
             "fingerprint": c.fingerprint,
+            "client": c.client_id,
             "privacy": c.privacy.value,
             "reporter": c.reporter,
             FIELD: [c.follow_up_hash],
         }
-        return Stored(c.tracking_id, c.received_at, False, c.fingerprint)
+        return Stored(c.tracking_id, c.received_at, False, c.fingerprint, False, c.client_id)
 
     async def get(self, tracking_id: str) -> dict[str, Any] | None:
         return self.docs.get(tracking_id)
@@ -160,6 +163,22 @@ async def test_the_same_text_from_the_same_contact_names_the_report_but_gives_no
     assert copied.stored.tracking_id == first.stored.tracking_id
     assert copied.follow_up_code == ""
     assert len(store.docs[first.stored.tracking_id][FIELD]) == 1
+
+
+async def test_only_the_client_that_sent_a_request_gets_a_code_for_its_retry() -> None:
+    """A social post id is public and an institution reference may be guessable: another
+    channel client replaying the same scope gets the report named, but no follow-up code."""
+    store = FakeStore()
+    h = handlers(store)
+    other = ChannelClient("another-portal", frozenset({Channel.WEB}))
+    first = await h.submit_from(CMD, WEB)
+    replayed = await h.submit_from(CMD, other)
+    assert replayed.stored.duplicate and replayed.stored.same_request
+    assert replayed.stored.tracking_id == first.stored.tracking_id
+    assert replayed.follow_up_code == ""
+    assert len(store.docs[first.stored.tracking_id][FIELD]) == 1
+    again = await h.submit_from(CMD, WEB)  # the client that sent it
+    assert again.follow_up_code and len(store.docs[first.stored.tracking_id][FIELD]) == 2
 
 
 async def test_a_retry_over_the_rate_limit_gets_the_original_answer() -> None:
