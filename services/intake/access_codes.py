@@ -329,21 +329,30 @@ class CodeSender(Protocol):
 
 @dataclass
 class GuessGuard:
-    """Wrong credentials per tracking id, in a sliding window, counted in the shared store."""
+    """Wrong credentials per tracking id, in a sliding window, counted in the shared store.
+
+    Two guards count apart: ``wrong`` for follow-up codes and access tokens, ``wrong-access``
+    for the 6-digit access codes, so a stranger's wrong follow-up codes never block a
+    reporter's way back in through an access code. Over the limit, the access code path
+    refuses every code (10^6 codes can be guessed; the limit is what stops it); the
+    follow-up code and token paths refuse only wrong ones (60 and 256 bits cannot be
+    guessed, so the right one is always let in: knowing a tracking id must not be enough to
+    lock its reporter out)."""
 
     log: AttemptLog
     clock: Clock
     limit: int = 5
     window: timedelta = timedelta(minutes=15)
+    prefix: str = "wrong"
 
     @staticmethod
-    def key(tracking_id: str) -> str:
-        return f"wrong:{tracking_id}"
+    def key(tracking_id: str, prefix: str = "wrong") -> str:
+        return f"{prefix}:{tracking_id}"
 
     async def retry_after(self, tracking_id: str) -> float | None:
         if self.limit <= 0:
             return None
-        times = await self.log.times(self.key(tracking_id))
+        times = await self.log.times(self.key(tracking_id, self.prefix))
         return retry_after(times, self.clock.now(), self.limit, self.window)
 
     async def check(self, tracking_id: str) -> None:
@@ -355,7 +364,7 @@ class GuessGuard:
         if self.limit <= 0:
             return
         now = self.clock.now()
-        await self.log.add(self.key(tracking_id), now, self.limit, now + self.window)
+        await self.log.add(self.key(tracking_id, self.prefix), now, self.limit, now + self.window)
 
 
 def too_many_wrong_codes(limit: int, window: timedelta, wait: float) -> ResourceExhausted:

@@ -178,9 +178,9 @@ class IntakeHandlers:
     async def raise_privacy(self, raw_tracking_id: str, code: str, wanted: Privacy | None) -> bool:
         """Raise the report's privacy; True when it changed, False when it already was.
 
-        The follow-up code goes through the reporter API's wrong-code limit: over it, the
-        tracking id answers RESOURCE_EXHAUSTED whatever the code; a wrong code (or an
-        unknown tracking id: the same answer, the same work) counts against it."""
+        The follow-up code goes through the reporter API's wrong-code limit: the right code
+        is always let in; a wrong one (or an unknown tracking id: the same answer, the same
+        work) is refused with RESOURCE_EXHAUSTED over the limit, else counted."""
         violations = []
         if wanted is None:
             violations.append(Violation("privacy", f"must be one of {', '.join(Privacy)}"))
@@ -193,10 +193,10 @@ class IntakeHandlers:
             guard.retry_after(tracking_id) if guard is not None else _none(),
             self.store.get(tracking_id),
         )
-        if blocked is not None and guard is not None:
-            raise too_many_wrong_codes(guard.limit, guard.window, blocked)
         for _attempt in range(3):
             if doc is None or not verify_follow_up_code(doc.get(FIELD, []), code):
+                if blocked is not None and guard is not None:
+                    raise too_many_wrong_codes(guard.limit, guard.window, blocked)
                 if guard is not None:
                     await guard.failed(tracking_id)
                 raise PermissionDenied(NO_MATCH)

@@ -180,10 +180,11 @@ class ReporterHandlers:
         self, raw_tracking_id: str, code: str, more: list[Violation] | None = None
     ) -> Doc:
         """The report, when `code` is its follow-up code or a valid access token for it.
-        Field rules first, so a malformed request never reaches the lookup; then the guard
-        (too many wrong codes for this tracking id: refused whatever the code); then the
-        credential. A wrong one counts against the tracking id, known or not: the same
-        reads, the same work, the same write."""
+        Field rules first, so a malformed request never reaches the lookup; then the
+        credential: the right one is always let in (it cannot be guessed: see GuessGuard);
+        a wrong one, over the limit of wrong codes for this tracking id, is refused with
+        RESOURCE_EXHAUSTED, else counted against the tracking id, known or not (the same
+        reads, the same work, the same write) and refused."""
         tracking_id, v = tracking_id_violations(raw_tracking_id)
         require(v + code_violations(code) + (more or []))
         token = is_access_token(code)
@@ -193,14 +194,14 @@ class ReporterHandlers:
             self.reports.get(tracking_id),
             self._token_valid(tracking_id, code) if token else _false(),
         )
+        ok = granted if token else self.verify(doc, code.strip())
+        if ok and doc is not None:
+            return doc
         if blocked is not None and guard is not None:
             raise too_many_wrong_codes(guard.limit, guard.window, blocked)
-        ok = granted if token else self.verify(doc, code.strip())
-        if not ok or doc is None:
-            if guard is not None:
-                await guard.failed(tracking_id)
-            raise PermissionDenied(NO_TOKEN_MATCH if token else NO_MATCH)
-        return doc
+        if guard is not None:
+            await guard.failed(tracking_id)
+        raise PermissionDenied(NO_TOKEN_MATCH if token else NO_MATCH)
 
     async def _token_valid(self, tracking_id: str, token: str) -> bool:
         if self.tokens is None:

@@ -123,6 +123,13 @@ def wire_reporter(
     guard = GuessGuard(
         attempts, clock, access_settings.max_wrong_codes, access_settings.wrong_codes_window
     )
+    access_guard = GuessGuard(
+        attempts,
+        clock,
+        access_settings.max_wrong_codes,
+        access_settings.wrong_codes_window,
+        prefix="wrong-access",
+    )
     codes = MongoAccessCodes(db[CODES])
     tokens = MongoAccessTokens(db[TOKENS])
     sender = code_sender(
@@ -150,7 +157,7 @@ def wire_reporter(
         codes=codes,
         tokens=tokens,
         attempts=attempts,
-        guard=guard,
+        guard=access_guard,
         sender=sender,
         clock=clock,
         settings=access_settings,

@@ -1,6 +1,7 @@
 """IntakeService.RaisePrivacy takes the follow-up code, so it goes through the reporter API's
 wrong-code limit per tracking id (GuessGuard): wrong codes and unknown tracking ids count,
-over the limit every code is refused with a retry delay, malformed requests do not count.
+over the limit a wrong code is refused with a retry delay while the right one gets through,
+malformed requests do not count.
 Over in-memory fakes of intake's ports."""
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def guarded() -> tuple[IntakeHandlers, FakeStore, FakeAttempts, ManualClock]:
     return h, store, attempts, clock
 
 
-async def test_wrong_codes_are_counted_and_then_even_the_right_code_is_refused() -> None:
+async def test_wrong_codes_are_counted_and_limited_but_the_right_code_gets_through() -> None:
     h, store, attempts, clock = guarded()
     submitted = await h.submit_from(CMD, WEB)
     tid, code = submitted.stored.tracking_id, submitted.follow_up_code
@@ -40,13 +41,16 @@ async def test_wrong_codes_are_counted_and_then_even_the_right_code_is_refused()
             await h.raise_privacy(tid, WRONG, Privacy.CONFIDENTIAL)
     assert len(attempts.rows[GuessGuard.key(tid)]) == LIMIT
     with pytest.raises(ResourceExhausted) as over:
-        await h.raise_privacy(tid, code, Privacy.CONFIDENTIAL)
+        await h.raise_privacy(tid, WRONG, Privacy.CONFIDENTIAL)
     assert over.value.retry_after_seconds > 0
     assert str(over.value).startswith("tracking_id: too many wrong codes for this report")
     assert store.docs[tid]["privacy"] == "public"  # refused: nothing changed
-    clock.advance(WINDOW + timedelta(seconds=1))
+    # The reporter is not locked out by someone else's guesses: 60 bits are not guessed.
     assert await h.raise_privacy(tid, code, Privacy.CONFIDENTIAL)
     assert store.docs[tid]["privacy"] == "confidential"
+    clock.advance(WINDOW + timedelta(seconds=1))
+    with pytest.raises(PermissionDenied):  # the window has passed: counted again
+        await h.raise_privacy(tid, WRONG, Privacy.ANONYMOUS)
 
 
 async def test_an_unknown_tracking_id_is_counted_and_limited_the_same_way() -> None:

@@ -145,6 +145,13 @@ class World:
             self.settings.max_wrong_codes,
             self.settings.wrong_codes_window,
         )
+        self.access_guard = GuessGuard(  # counts apart, as reporter_wiring builds them
+            self.attempts,
+            self.clock,
+            self.settings.max_wrong_codes,
+            self.settings.wrong_codes_window,
+            prefix="wrong-access",
+        )
         ids = itertools.count(1)
 
         def open_contact(doc: dict[str, Any]) -> Contact | None:
@@ -166,7 +173,7 @@ class World:
             codes=self.codes,
             tokens=self.tokens,
             attempts=self.attempts,
-            guard=self.guard,
+            guard=self.access_guard,
             sender=self.sender,
             clock=self.clock,
             settings=self.settings,
@@ -334,7 +341,7 @@ async def test_a_code_is_single_use_expires_and_has_bounded_tries(world: World) 
     world.clock.advance(timedelta(minutes=20))
     code = await world.code_for(tid)
     wrong = f"{(int(code) + 1) % 10**6:06d}"
-    world.guard.limit = 100  # the per-code budget alone
+    world.access_guard.limit = 100  # the per-code budget alone
     for _ in range(5):
         with pytest.raises(PermissionDenied):
             await world.access.verify_code(tid, wrong)
@@ -342,7 +349,12 @@ async def test_a_code_is_single_use_expires_and_has_bounded_tries(world: World) 
         await world.access.verify_code(tid, code)  # void after 5 tries
 
 
-async def test_wrong_follow_up_codes_are_limited_per_tracking_id(world: World) -> None:
+async def test_wrong_follow_up_codes_are_limited_but_never_lock_the_reporter_out(
+    world: World,
+) -> None:
+    """Over the limit a wrong code gets RESOURCE_EXHAUSTED; the right one is let in: a
+    60-bit code cannot be guessed, and a stranger who knows the tracking id must not be
+    able to lock its reporter out."""
     tid = world.confidential()
     for _ in range(5):
         with pytest.raises(PermissionDenied) as wrong:
@@ -350,32 +362,40 @@ async def test_wrong_follow_up_codes_are_limited_per_tracking_id(world: World) -
         assert str(wrong.value) == NO_MATCH
         world.clock.advance(timedelta(minutes=1))
     with pytest.raises(ResourceExhausted) as err:
-        await world.reporter.my_report(tid, CODE)  # even the right code: else guessing goes on
+        await world.reporter.my_report(tid, "WXYZ-WXYZ-WXYZ")
     assert err.value.retry_after_seconds == 10 * 60  # the first failure leaves in 10 min
     assert "too many wrong codes" in str(err.value)
-    world.clock.advance(timedelta(minutes=10))
     assert (await world.reporter.my_report(tid, CODE)).report["_id"] == tid
+    with pytest.raises(ResourceExhausted):
+        await world.reporter.add_information(tid, "WXYZ-WXYZ-WXYZ", "lokasi")
+    world.clock.advance(timedelta(minutes=10))
     with pytest.raises(PermissionDenied):  # the 2nd..5th still count: one more is let through
         await world.reporter.my_report(tid, "WXYZ-WXYZ-WXYZ")
-    with pytest.raises(ResourceExhausted):
-        await world.reporter.add_information(tid, CODE, "lokasi")
 
 
-async def test_every_kind_of_wrong_code_counts_together(world: World) -> None:
+async def test_access_codes_count_apart_from_follow_up_codes_and_tokens(world: World) -> None:
+    """Wrong follow-up codes and tokens count together; wrong 6-digit access codes count on
+    their own, so a stranger's wrong follow-up codes never block the way back in by an
+    access code, and over their own limit access codes are refused whatever the code."""
     tid = world.confidential()
-    await world.code_for(tid)
-    for _ in range(2):
-        with pytest.raises(PermissionDenied):
-            await world.access.verify_code(tid, "000000")
     with pytest.raises(PermissionDenied):
         await world.reporter.my_report(tid, new_access_token())
-    for _ in range(2):
+    for _ in range(4):
         with pytest.raises(PermissionDenied):
             await world.reporter.reject_resolution(tid, "WXYZ-WXYZ-WXYZ", "belum")
     with pytest.raises(ResourceExhausted):
-        await world.access.verify_code(tid, "000000")
+        await world.reporter.my_report(tid, "WXYZ-WXYZ-WXYZ")
+    code = await world.code_for(tid)
+    issued = await world.access.verify_code(tid, code)  # not blocked by the others
+    assert issued.tracking_id == tid
+    world.access_guard.limit = 2
+    code = await world.code_for(tid)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    for _ in range(2):
+        with pytest.raises(PermissionDenied):
+            await world.access.verify_code(tid, wrong)
     with pytest.raises(ResourceExhausted):
-        await world.reporter.my_report(tid, CODE)
+        await world.access.verify_code(tid, code)  # even the right one: 10^6 can be guessed
 
 
 async def test_an_unknown_tracking_id_takes_the_same_path_and_the_same_limit(
@@ -393,7 +413,7 @@ async def test_an_unknown_tracking_id_takes_the_same_path_and_the_same_limit(
         with pytest.raises(PermissionDenied):
             await world.access.verify_code(tid, "123456")
         paths[tid].append(list(world.calls.log))
-        for _ in range(2):
+        for _ in range(3):  # the access code counted apart: 2 + 3 wrong follow-up codes
             with pytest.raises(PermissionDenied):
                 await world.reporter.my_report(tid, "WXYZ-WXYZ-WXYZ")
         with pytest.raises(ResourceExhausted):
@@ -401,7 +421,7 @@ async def test_an_unknown_tracking_id_takes_the_same_path_and_the_same_limit(
     assert paths[known] == paths[unknown]
     assert paths[known][0] == ["times wrong", "get", "add wrong"]
     assert paths[known][1] == ["times wrong", "get", "token", "add wrong"]
-    assert paths[known][2] == ["times wrong", "take_attempt", "add wrong"]
+    assert paths[known][2] == ["times wrong-access", "take_attempt", "add wrong-access"]
 
 
 async def test_the_guard_can_be_switched_off(world: World) -> None:
