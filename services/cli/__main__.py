@@ -26,7 +26,7 @@ import grpc
 from lapor.v1 import common_pb2, intake_pb2, intake_pb2_grpc
 
 from services.cli import officer
-from services.cli.connection import CliError, data_dir, intake_address
+from services.cli.connection import CliError, data_dir, intake_address, open_channel
 
 
 def _api_key(explicit: str | None) -> str:
@@ -148,11 +148,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         address = intake_address(args.intake)
+        channel = open_channel(address)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     key = _api_key(args.api_key)
-    with grpc.insecure_channel(address) as channel:
+    with channel:
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
         try:
             if args.command == "submit":

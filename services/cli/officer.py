@@ -31,7 +31,13 @@ import grpc
 from lapor.v1 import common_pb2, officer_pb2, officer_pb2_grpc
 
 from services.cli import officer_evidence
-from services.cli.connection import CliError, data_dir, intake_address, routing_address
+from services.cli.connection import (
+    CliError,
+    data_dir,
+    intake_address,
+    open_channel,
+    routing_address,
+)
 
 ROLES = ("officer", "institution_admin", "national_admin")
 STATES = (
@@ -94,7 +100,8 @@ def _connection_options(
     group.add_argument(
         "--token",
         default=default,
-        help="the officer's or admin's signed JWT (default: LAPOR_OFFICER_TOKEN)",
+        help="the officer's or admin's signed JWT (default: LAPOR_OFFICER_TOKEN; prefer the "
+        "variable: a flag shows in the process list and the shell history)",
     )
     group.add_argument(
         "--dev-as",
@@ -467,10 +474,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             address = routing_address(args.routing)
         metadata = (("authorization", f"Bearer {bearer_token(args)}"),)
+        channel = open_channel(address)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with grpc.insecure_channel(address) as channel:
+    with channel:
         try:
             if evidence:
                 officer_evidence.call(args, channel, metadata)
