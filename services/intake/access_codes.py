@@ -286,8 +286,9 @@ class AccessCodeStore(Protocol):
         """The report's one pending code (a new one replaces the previous one)."""
         ...
 
-    async def touch(self, tracking_id: str) -> None:
-        """A write that changes nothing, as costly as `put` (no code for this request)."""
+    async def touch(self, tracking_id: str, expires_at: datetime) -> None:
+        """A write as costly as `put` that leaves the report's code alone (no code for
+        this request): the answer's timing must not tell whether the contact matched."""
         ...
 
     async def take_attempt(self, tracking_id: str, now: datetime) -> str | None:
@@ -445,7 +446,7 @@ class AccessHandlers:
             )
             self._dispatch(AccessCodeMessage(tracking_id, point, wanted, code, expires_at))
         else:
-            await self.codes.touch(tracking_id)
+            await self.codes.touch(tracking_id, expires_at)
         seconds = int(self.settings.code_ttl.total_seconds())
         return CodeRequested(REQUESTED.format(minutes=max(seconds // 60, 1)), seconds)
 

@@ -11,6 +11,7 @@ hashes, contacts (in the development inbox only) as keyed hashes.
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import datetime, timedelta
 
 from pymongo import ReturnDocument
@@ -27,7 +28,7 @@ CODES = "access_codes"
 TOKENS = "access_tokens"
 ATTEMPTS = "access_attempts"
 INBOX = "access_code_inbox"
-_NEVER = "-"  # no stored hash equals it
+DECOY = "decoy:"  # ids of the decoy writes (a tracking id never starts so)
 
 
 async def _expire_at_expires_at(collection: AsyncCollection[Doc], after: int = 0) -> None:
@@ -49,9 +50,14 @@ class MongoAccessCodes:
             lambda: self._collection.replace_one({"_id": tracking_id}, doc, upsert=True)
         )
 
-    async def touch(self, tracking_id: str) -> None:
-        await self._collection.update_one(
-            {"_id": tracking_id, "hash": _NEVER}, {"$set": {"tries_left": 0}}
+    async def touch(self, tracking_id: str, expires_at: datetime) -> None:
+        # The same write as `put` (a replace that upserts one document of the same shape,
+        # the same indexes, the same replication wait), to a decoy that no lookup reads and
+        # the TTL index removes: a request whose contact did not match must not answer
+        # faster than one that did.
+        doc = {"hash": secrets.token_hex(20), "expires_at": expires_at, "tries_left": 0}
+        await upsert_racing(
+            lambda: self._collection.replace_one({"_id": f"{DECOY}{tracking_id}"}, doc, upsert=True)
         )
 
     async def take_attempt(self, tracking_id: str, now: datetime) -> str | None:

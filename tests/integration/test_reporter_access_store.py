@@ -53,8 +53,11 @@ async def test_a_codes_tries_are_taken_atomically_and_it_is_consumed_once(db: An
     await codes.put("T1", "h2", now + timedelta(minutes=10), 5)  # a new code replaces it
     assert await codes.take_attempt("T1", now) == "h2"
     assert await codes.take_attempt("T1", now + timedelta(minutes=10)) is None  # expired
-    await codes.touch("T1")  # changes nothing
+    await codes.touch("T1", now + timedelta(minutes=10))  # the code is left alone
     assert await codes.take_attempt("T1", now) == "h2"
+    decoy = await db[CODES].find_one({"_id": "decoy:T1"})
+    assert decoy["tries_left"] == 0 and decoy["expires_at"] is not None  # written, like put
+    await db[CODES].delete_one({"_id": "decoy:T1"})
     assert await codes.take_attempt("T2", now) is None
     assert not await codes.consume("T1", "h1")
     consumed = await asyncio.gather(*(codes.consume("T1", "h2") for _ in range(5)))

@@ -72,7 +72,7 @@ class FakeCodes:
         self.calls.log.append("put")
         self.rows[tracking_id] = {"hash": code_hash, "expires_at": expires_at, "tries": tries}
 
-    async def touch(self, tracking_id: str) -> None:
+    async def touch(self, tracking_id: str, expires_at: datetime) -> None:
         self.calls.log.append("put")  # as costly as put, on purpose
 
     async def take_attempt(self, tracking_id: str, now: datetime) -> str | None:
