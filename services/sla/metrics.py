@@ -27,6 +27,11 @@ SWEEP_DURATION = Histogram(
     buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
 )
 SWEEP_REPORTS = Counter("lapor_sla_swept_reports_total", "Reports moved by the sweep")
+SWEEP_SET_ASIDE = Counter(
+    "lapor_sla_sweep_set_aside_total",
+    "Due reports the sweep could not process and set aside (sweep_error) for a later retry, "
+    "each attempt",
+)
 OPEN_REPORTS = Gauge(
     "lapor_sla_open_reports",
     "Open reports, by status colour and handling class",

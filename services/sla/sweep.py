@@ -7,6 +7,14 @@ transition. Up to ``write_chunk`` reports are written in one transaction togethe
 batch outbox document holding the events of the writes that applied (services/sla/relay.py)
 and the change of the gauges' counters (services/sla/tally.py): per report, one document
 write; per chunk, one outbox insert, a few counter updates and one relay mark.
+
+A due report the sweep cannot process (a damaged document, clocks a changed policy does not
+fit, a bug, an update that would leave it due) is set aside: ``sweep_error`` says what failed
+and when, and ``next_due_at`` moves to a retry time 1 minute later, doubling up to 1 hour, so
+it neither blocks the due reports behind it nor is retried in a tight loop. The next write
+from its clocks (an action, an extension, a successful sweep) puts its real ``next_due_at``
+back; a successful sweep also removes ``sweep_error``. A round that reads the very same due
+reports twice stops until the next round instead of spinning.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import UpdateOne
@@ -37,6 +45,7 @@ from services.sla.metrics import (
     ESCALATIONS,
     SWEEP_DURATION,
     SWEEP_REPORTS,
+    SWEEP_SET_ASIDE,
     WARNINGS,
 )
 from services.sla.relay import batch_outbox_of
@@ -58,6 +67,16 @@ def count_transitions(transitions: list[Transition], now: datetime) -> None:
             "auto_close_due": AUTO_CLOSE_DUE,
         }[t.kind]
         counter.labels(clock=t.clock).inc()
+
+
+#: The field that marks a report the sweep could not process (see set_aside).
+SWEEP_ERROR = "sweep_error"
+#: At most this much of an error's text is kept in ``sweep_error.detail``.
+MAX_ERROR_DETAIL = 500
+
+
+class NoProgress(RuntimeError):
+    """A due report whose update would leave it due: sweeping it again would loop."""
 
 
 @dataclass(frozen=True)
@@ -94,14 +113,46 @@ def sweep_update(
             view["top_institution_name"] = institution_name(top_id)
     events = [transition_event(updated, t, view, now) for t in transitions]
     fields = case_fields(updated, doc["received_at"])
+    if fields["next_due_at"] is not None and fields["next_due_at"] <= now:
+        raise NoProgress("the report would stay due after its transitions")
     update: Doc = {
         "$set": {**fields, "version": doc["version"] + 1, **({"swept_by": token} if token else {})}
     }
     if entries:
         update["$push"] = {"timeline": {"$each": entries}}
+    if SWEEP_ERROR in doc:  # set aside before, processed now
+        update["$unset"] = {SWEEP_ERROR: ""}
     counts = change(doc.get("card"), doc.get("rating"), fields["card"], doc.get("rating"))
     op = UpdateOne({"_id": doc["_id"], "version": doc["version"]}, update)
     return Planned(doc["_id"], op, transitions, events, counts)
+
+
+def retry_delay(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
+    """The pause before the ``attempts``-th retry of a report set aside: doubling, capped."""
+    return min(first * 2 ** min(max(attempts - 1, 0), 30), longest)
+
+
+def set_aside(
+    doc: Doc, error: BaseException, now: datetime, first: timedelta, longest: timedelta
+) -> UpdateOne:
+    """The update that sets aside a due report the sweep could not process: what failed and
+    when in ``sweep_error``, the next attempt in ``next_due_at``. A compare-and-set on the
+    version and due time read: a report written meanwhile is simply read again."""
+    previous = doc.get(SWEEP_ERROR)
+    attempts = (previous.get("attempts", 0) if isinstance(previous, dict) else 0) + 1
+    retry_at = now + retry_delay(attempts, first, longest)
+    record = {
+        "error": type(error).__name__,
+        "detail": str(error)[:MAX_ERROR_DETAIL],
+        "at": now,
+        "first_at": previous.get("first_at", now) if isinstance(previous, dict) else now,
+        "attempts": attempts,
+        "retry_at": retry_at,
+    }
+    return UpdateOne(
+        {"_id": doc["_id"], "version": doc.get("version"), "next_due_at": doc.get("next_due_at")},
+        {"$set": {"next_due_at": retry_at, SWEEP_ERROR: record}},
+    )
 
 
 #: What the sweep reads of a due report: the clocks and what the Ombudsman's event carries.
@@ -122,6 +173,10 @@ class Sweeper:
     #: Reports per transaction: one write must stay well under the driver's heartbeat
     #: timeout (3 s), or a slow database gets the connection pool reset under it.
     write_chunk: int = 250
+    #: A report the sweep cannot process is tried again after this, then twice as long
+    #: after each failure, up to ``retry_longest``.
+    retry_first: timedelta = timedelta(minutes=1)
+    retry_longest: timedelta = timedelta(hours=1)
 
     async def _store(self, chunk: list[Planned], token: str, now: datetime) -> set[Any]:
         """One transaction: the compare-and-set updates, the batch outbox document with the
@@ -161,11 +216,19 @@ class Sweeper:
 
         return await in_transaction(self.cases, work)
 
+    async def _set_aside(self, failed: list[tuple[Doc, BaseException]], now: datetime) -> int:
+        """Set aside the reports that failed; return how many were (not written meanwhile)."""
+        ops = [set_aside(d, e, now, self.retry_first, self.retry_longest) for d, e in failed]
+        result = await self.cases.bulk_write(ops, ordered=False)
+        SWEEP_SET_ASIDE.inc(result.modified_count)
+        return result.modified_count
+
     async def sweep_once(self) -> int:
         """Apply every due transition; return how many reports moved."""
         started = time.perf_counter()
         now = self.clock.now()
         moved = 0
+        previous: list[Any] = []
         while True:
             due = (
                 await self.cases.find({"next_due_at": {"$lte": now}}, SWEEP_PROJECTION)
@@ -174,17 +237,26 @@ class Sweeper:
             )
             if not due:
                 break
+            ids = [doc.get("_id") for doc in due]
+            if ids == previous:  # nothing moved since the last read: never spin on it
+                log.warning("sweep made no progress; pausing until the next round")
+                break
+            previous = ids
             token = uuid.uuid4().hex
             planned: list[Planned] = []
+            failed: list[tuple[Doc, BaseException]] = []
             for doc in due:
                 try:
                     planned.append(
                         sweep_update(doc, self.policy, now, token, self.institution_name)
                     )
-                except Exception:  # one bad record never stops a sweep
-                    log.exception(
-                        "sweep failed for one report", extra={"tracking_id": doc.get("_id")}
+                except Exception as exc:  # one bad record never stops a sweep
+                    # Its type only: an error's text may quote the report (sweep_error has it).
+                    log.warning(
+                        "sweep could not process a report; set aside for a later retry",
+                        extra={"tracking_id": doc.get("_id"), "error": type(exc).__name__},
                     )
+                    failed.append((doc, exc))
             for i in range(0, len(planned), self.write_chunk):
                 chunk = planned[i : i + self.write_chunk]
                 won = await self._store(chunk, token, now)
@@ -194,6 +266,8 @@ class Sweeper:
                     if p.doc_id in won:
                         count_transitions(p.transitions, now)
                 self.on_stored()
+            if failed:
+                await self._set_aside(failed, now)
             if len(due) < self.batch:
                 break
         SWEEP_DURATION.observe(time.perf_counter() - started)
