@@ -23,6 +23,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from services.common import errors
+from services.common.logging import loggable
 from services.common.metrics import GRPC_LATENCY, GRPC_REQUESTS
 from services.common.mongo import is_transient, write_conflict
 
@@ -74,7 +75,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, list[Any]]:
             [],
         )
     reference = uuid.uuid4().hex[:12]
-    log.error("unexpected error", exc_info=exc, extra={"reference": reference})
+    # A database error's text may quote the stored document: logged without it.
+    log.error("unexpected error", exc_info=loggable(exc), extra={"reference": reference})
     return grpc.StatusCode.INTERNAL, f"internal error (reference {reference})", []
 
 

@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError, Message
 
 from services.common.clock import sleep_until_or_stop
 from services.common.errors import Unavailable
+from services.common.logging import loggable
 from services.common.metrics import EVENT_HANDLING, EVENT_RETRIES, EVENTS_CONSUMED
 from services.common.mongo import is_transient
 from services.common.outbox import OutboxMessage
@@ -244,7 +245,11 @@ class EventConsumer(Generic[M]):
                     )
                 else:
                     attempt += 1
-                    log.exception("handler failed", extra={"topic": self.topic, "attempt": attempt})
+                    log.error(  # a database error's text may quote the stored document
+                        "handler failed",
+                        exc_info=loggable(exc),
+                        extra={"topic": self.topic, "attempt": attempt},
+                    )
                     if attempt >= self._max_attempts:
                         await self._give_up(deliveries, exc, stop)
                         return

@@ -156,6 +156,10 @@ class CommonSettings:
     metrics_port: int
     log_level: str
     outbox_replay: bool = False
+    # Days a parked event stays in the service's dead_letters collection before the
+    # database deletes it (TTL index, services/common/deadletter.py): parked events can
+    # hold a confidential report's title and body.
+    dead_letter_retention_days: int = 30
 
     @classmethod
     def from_env(cls, service: str, env: Env | None = None) -> CommonSettings:
@@ -170,4 +174,7 @@ class CommonSettings:
             metrics_port=env.port("LAPOR_METRICS_PORT"),
             log_level=env.choice("LAPOR_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             outbox_replay=env.choice("LAPOR_OUTBOX_REPLAY", ("0", "1"), "0") == "1",
+            dead_letter_retention_days=env.integer(
+                "LAPOR_DEAD_LETTER_RETENTION_DAYS", 30, low=1, high=3650
+            ),
         )
