@@ -3,8 +3,19 @@ and shut down cleanly on SIGTERM/SIGINT.
 
 The gRPC server and the metrics endpoint start at once and report NOT_SERVING; the
 dependencies (MongoDB, Kafka) are connected in the background with retries, workers
-(consumers, outbox relay, sweeps) start when they are, and a watchdog keeps probing both:
-a lost dependency flips health to NOT_SERVING and back when it returns.
+(consumers, outbox relay, sweeps) start when both are, and a watchdog keeps probing both.
+
+Health (grpc.health.v1) has these entries:
+
+* ``""`` and each served gRPC service name: the readiness the orchestrator routes by.
+  SERVING once the dependencies the service declares in ``ServiceParts.readiness`` are
+  connected (and, when Kafka is among them, the workers run) and while they answer the
+  watchdog; NOT_SERVING otherwise. A service whose API writes events only through the
+  transactional outbox needs MongoDB alone: while Kafka is away its events wait in MongoDB
+  and the relay publishes them when the broker is back, so the API keeps serving.
+* ``"mongodb"`` and ``"kafka"``: each dependency's last probe, whether readiness needs it
+  or not (also ``lapor_dependency_up{dependency}``), so a broker outage stays visible.
+* ``"liveness"``: SERVING while the process runs, whatever the dependencies do.
 """
 
 from __future__ import annotations
@@ -37,6 +48,14 @@ Registrar = Callable[[grpc.aio.Server], list[str]]
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 LIVENESS = "liveness"
+MONGODB = "mongodb"
+KAFKA = "kafka"
+DEPENDENCIES = (MONGODB, KAFKA)
+# What readiness may require: MongoDB always (the startup steps run on it), Kafka or not.
+MONGODB_AND_KAFKA = frozenset({MONGODB, KAFKA})
+MONGODB_ONLY = frozenset({MONGODB})
+PROBE_TIMEOUT = 3.0
+PUBLISHER_STOP_TIMEOUT = 5.0  # a producer with unsent batches and no broker waits for long
 
 
 @dataclass
@@ -51,15 +70,25 @@ class ServiceParts:
     workers: list[Worker] = field(default_factory=list)  # consumers, relay, sweeps
     close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     probe_interval: float = 1.0
+    # The dependencies readiness (health "") requires: MONGODB_AND_KAFKA, or MONGODB_ONLY
+    # for a service whose gRPC API needs only MongoDB (its events go through the outbox).
+    # The other dependency is still connected, probed and reported.
+    readiness: frozenset[str] = MONGODB_AND_KAFKA
 
 
 class ServiceRuntime:
     def __init__(self, parts: ServiceParts) -> None:
+        if parts.readiness not in (MONGODB_AND_KAFKA, MONGODB_ONLY):
+            raise ValueError(
+                f"readiness must be {sorted(MONGODB_AND_KAFKA)} or {sorted(MONGODB_ONLY)}, "
+                f"not {sorted(parts.readiness)}"
+            )
         self.parts = parts
         self.stop = asyncio.Event()
         self.health = health.aio.HealthServicer()
         self._service_names: list[str] = []
-        self._ready = False
+        self._ready = False  # the dependencies readiness needs were connected once
+        self._up: dict[str, bool] = {}  # each dependency's last known state
         self._tasks: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
@@ -81,6 +110,8 @@ class ServiceRuntime:
         )
         port = server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
         await self._set_serving(False)
+        for dependency in DEPENDENCIES:
+            await self.health.set(dependency, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Liveness ("is the process itself alive?") must not follow the dependencies, or an
         # orchestrator would restart healthy processes during a database outage.
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
@@ -95,20 +126,32 @@ class ServiceRuntime:
         for task in self._tasks:
             if not task.done():
                 task.cancel()
-        await self.parts.publisher.stop()
+        try:
+            await asyncio.wait_for(self.parts.publisher.stop(), PUBLISHER_STOP_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - unsent events are still in the outbox
+            log.warning("could not stop the Kafka producer cleanly", extra={"error": repr(exc)})
         for close in self.parts.close:
             await close()
         log.info("stopped")
 
     async def _bring_up(self) -> None:
-        await self._retry("mongodb", self._startup_mongo)
-        await self._retry("kafka", self.parts.publisher.start)
+        await self._retry(MONGODB, self._startup_mongo)
+        if self.stop.is_set():
+            return
+        watching = KAFKA not in self.parts.readiness
+        if watching:
+            # Serve now: the broker is connected in the background, and the workers (the
+            # relay publishes through the producer) start once it is.
+            self._ready = True
+            self._tasks.append(asyncio.create_task(self._watch()))
+        await self._retry(KAFKA, self.parts.publisher.start)
         if self.stop.is_set():
             return
         for worker in self.parts.workers:
             self._tasks.append(asyncio.create_task(self._guard(worker)))
         self._ready = True
-        await self._watch()
+        if not watching:
+            await self._watch()
 
     async def _startup_mongo(self) -> None:
         await ping(self.parts.db)
@@ -120,10 +163,10 @@ class ServiceRuntime:
         while not self.stop.is_set():
             try:
                 await asyncio.wait_for(step(), timeout=15)
-                DEPENDENCY_UP.labels(dependency=dependency).set(1)
+                await self._dependency(dependency, True)
                 return
             except Exception as exc:  # noqa: BLE001 - any failure means: not yet
-                DEPENDENCY_UP.labels(dependency=dependency).set(0)
+                await self._dependency(dependency, False)
                 log.warning(
                     "waiting for dependency",
                     extra={"dependency": dependency, "error": repr(exc)[:200]},
@@ -146,21 +189,57 @@ class ServiceRuntime:
                     return
 
     async def _watch(self) -> None:
+        """Probe both dependencies, whatever readiness needs (they are reported either way),
+        and set readiness from those it needs."""
         while not self.stop.is_set():
-            ok = await self._probe("mongodb", lambda: ping(self.parts.db))
-            ok = await self._probe("kafka", self.parts.publisher.probe) and ok
-            await self._set_serving(ok and self._ready)
+            up = await asyncio.gather(
+                self._probe(MONGODB, lambda: ping(self.parts.db)),
+                self._probe(KAFKA, self.parts.publisher.probe),
+            )
+            if self.stop.is_set():
+                return  # shutting down: NOT_SERVING stays
+            state = dict(zip(DEPENDENCIES, up, strict=True))
+            await self._set_serving(self._ready and all(state[d] for d in self.parts.readiness))
             if await sleep_until_or_stop(self.stop, self.parts.probe_interval):
                 return
 
     async def _probe(self, dependency: str, probe: Callable[[], Awaitable[None]]) -> bool:
         try:
-            await asyncio.wait_for(probe(), timeout=3)
-        except Exception:  # noqa: BLE001
-            DEPENDENCY_UP.labels(dependency=dependency).set(0)
+            await asyncio.wait_for(probe(), timeout=PROBE_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001
+            await self._dependency(dependency, False, exc)
             return False
-        DEPENDENCY_UP.labels(dependency=dependency).set(1)
+        await self._dependency(dependency, True)
         return True
+
+    async def _dependency(
+        self, dependency: str, up: bool, error: BaseException | None = None
+    ) -> None:
+        """Record a dependency's state: the gauge, its health entry, and a log line when it
+        changes after having been up (bring-up logs "waiting for dependency" itself)."""
+        DEPENDENCY_UP.labels(dependency=dependency).set(1 if up else 0)
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if up
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set(dependency, status)
+        before = self._up.get(dependency)
+        self._up[dependency] = up
+        if before is None or before == up:
+            return
+        needed = dependency in self.parts.readiness
+        if up:
+            log.info("dependency back", extra={"dependency": dependency})
+        else:
+            log.warning(
+                "dependency lost" if needed else "dependency lost; still serving without it",
+                extra={
+                    "dependency": dependency,
+                    "readiness": needed,
+                    "error": repr(error)[:200] if error is not None else "",
+                },
+            )
 
     async def _set_serving(self, serving: bool) -> None:
         status = (

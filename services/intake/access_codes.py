@@ -468,10 +468,19 @@ class AccessHandlers:
         await self.tokens.issue(token_hash(token), tracking_id, expires_at)
         return IssuedToken(token, tracking_id, expires_at)
 
-    async def settle(self) -> None:
-        """Wait for the codes being sent (tests; shutdown)."""
-        while self._sending:
-            await asyncio.gather(*list(self._sending), return_exceptions=True)
+    async def settle(self, wait_seconds: float | None = None) -> int:
+        """Wait for the codes being sent: until every one is done (sent, or its failure
+        logged), or for at most `wait_seconds`. Returns how many are still being sent
+        (0: none). Shutdown calls it with a timeout before the clients close, so a reporter
+        told a code was sent is not left without it; tests call it without one."""
+        loop = asyncio.get_running_loop()
+        deadline = None if wait_seconds is None else loop.time() + wait_seconds
+        while pending := [t for t in self._sending if not t.done()]:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return len(pending)
+            await asyncio.wait(pending, timeout=left)
+        return 0
 
     def _stored_points(self, doc: Doc | None) -> list[ContactPoint]:
         if doc is None or not doc.get("reporter"):

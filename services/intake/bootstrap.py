@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -17,7 +18,7 @@ from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.outbox import OutboxRelay, queue_for
 from services.common.regions import default_regions
-from services.common.runtime import ServiceParts
+from services.common.runtime import MONGODB_ONLY, ServiceParts
 from services.common.settings import CommonSettings, Env, Secret
 from services.intake import projection
 from services.intake.channel_wiring import ChannelSettings, wire_channels
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 GROUP = "lapor-intake-tracking"
 RELAY_BATCH = 100  # events per relay round: bounds how long one round holds the database
+# How long shutdown waits for access codes still being sent (the webhook's own timeout is
+# 5 s by default); within terminationGracePeriodSeconds together with the rest of shutdown.
+ACCESS_CODE_SETTLE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,21 @@ class IntakeSettings:
             channels=ChannelSettings.from_env(env),
             verifier=TokenVerifier.from_env(env),
         )
+
+
+async def settle_access_codes(
+    settle: Callable[[float], Awaitable[int]], wait_seconds: float = ACCESS_CODE_SETTLE_SECONDS
+) -> int:
+    """At shutdown: wait (at most `wait_seconds`) for the access codes still being sent,
+    whose reporters were told a code was sent. Logs how many were left unsent, the number
+    only (never a code, a contact or a tracking id). Returns that number."""
+    pending = await settle(wait_seconds)
+    if pending:
+        log.warning(
+            "access codes still being sent at shutdown were abandoned",
+            extra={"pending": pending, "waited_seconds": wait_seconds},
+        )
+    return pending
 
 
 def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
@@ -82,7 +101,7 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         hasher=channel_parts.hasher,
     )
     tracking = projection.TrackingProjection(complaints)
-    dead = DeadLetters(db["dead_letters"])
+    dead = DeadLetters(db["dead_letters"], s.dead_letter_retention_days)
     reporter = wire_reporter(
         db=db,
         complaints=complaints,
@@ -130,6 +149,8 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
             log.info("institution references now kept as keyed hashes", extra={"reports": changed})
 
     async def close() -> None:
+        # Before the clients close: the collection sender writes to MongoDB.
+        await settle_access_codes(reporter.settle_codes)
         await store.close()
         await channel_parts.limiter.close()
         await client.close()
@@ -154,4 +175,7 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
             *reporter.workers,
         ],
         close=[close],
+        # Submissions, the reporter's calls and evidence need MongoDB only: their events
+        # wait in the outbox while Kafka is away, so a broker outage keeps intake serving.
+        readiness=MONGODB_ONLY,
     )

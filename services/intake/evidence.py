@@ -6,7 +6,13 @@ SHA-256 digest and the size are computed: each piece is handed to the store as i
 (nothing here gathers the file), and the next piece is read only when the store took the
 last one. Whatever fails on the way (a rule, the client hanging up, the server stopping)
 deletes the partial file, so nothing is half-stored; what a crash leaves behind is found by
-the orphan sweep (`evidence_sweep.py`). One process runs at most
+the orphan sweep (`evidence_sweep.py`).
+
+A report holds at most `max_report_bytes` of evidence and at most `max_files` files: the
+listing is an array in the complaint document, and a document may not pass MongoDB's 16 MB,
+after which no write to that complaint would succeed. Both are checked before anything is
+stored and again, atomically, by the write that lists the file (its filter), so parallel
+uploads cannot pass them; a file refused at listing is deleted. One process runs at most
 `max_concurrent_uploads` uploads at a time; the next is refused at once (RESOURCE_EXHAUSTED
 with a retry delay) before anything is read or stored.
 """
@@ -61,6 +67,7 @@ class EvidenceLimits:
     max_video_bytes: int = 25 * MiB
     max_report_bytes: int = 50 * MiB
     max_concurrent_uploads: int = 8  # per intake process
+    max_files: int = 20  # per report: keeps the complaint document far below 16 MB
 
 
 @dataclass(frozen=True)
@@ -95,16 +102,29 @@ class EvidenceFile(Protocol):
         ...
 
 
+# What `EvidenceStore.attach` returns when it does not list the file.
+OVER_REPORT_BYTES = -1
+REPORT_CLOSED = -2
+OVER_REPORT_FILES = -3
+
+
 class EvidenceStore(Protocol):
     async def create(self, tracking_id: str, file_name: str, content_type: str) -> EvidenceFile:
         """Start a file tagged with its tracking id (found by the orphan sweep until it is
         listed on the report)."""
         ...
 
-    async def attach(self, tracking_id: str, item: StoredEvidence, max_report_bytes: int) -> int:
+    async def attach(
+        self,
+        tracking_id: str,
+        item: StoredEvidence,
+        max_report_bytes: int,
+        max_files: int | None = None,
+    ) -> int:
         """List the file on the report if the report's evidence stays within
-        `max_report_bytes` and the report is still open. Returns the new total, -1 when
-        the limit would be passed, -2 when the report is closed."""
+        `max_report_bytes` and below `max_files` files (None: no count limit) and the report
+        is still open, in one conditional write. Returns the new total of bytes, else
+        OVER_REPORT_BYTES, OVER_REPORT_FILES or REPORT_CLOSED."""
         ...
 
     async def listed(self, tracking_id: str, evidence_id: str) -> bool:
@@ -165,6 +185,13 @@ def too_big(limit: int, what: str) -> ValidationError:
     return ValidationError([Violation("content", f"{what} must be at most {limit} bytes")])
 
 
+def too_many_files(limit: int) -> ValidationError:
+    """Refused like the report's byte limit (INVALID_ARGUMENT on `content`)."""
+    return ValidationError(
+        [Violation("content", f"all evidence of one report must be at most {limit} files")]
+    )
+
+
 @dataclass
 class EvidenceHandlers:
     reporter: ReporterHandlers
@@ -197,6 +224,8 @@ class EvidenceHandlers:
         room = self.limits.max_report_bytes - already
         if room <= 0:
             raise too_big(self.limits.max_report_bytes, "all evidence of one report")
+        if len(doc.get("evidence") or []) >= self.limits.max_files:
+            raise too_many_files(self.limits.max_files)
         head = b""
         async for chunk in chunks:
             head += chunk
@@ -234,7 +263,9 @@ class EvidenceHandlers:
             evidence_id, file_name, content_type, size, digest.hexdigest(), self.clock.now(), 0
         )
         try:
-            total = await self.store.attach(doc["_id"], item, self.limits.max_report_bytes)
+            total = await self.store.attach(
+                doc["_id"], item, self.limits.max_report_bytes, self.limits.max_files
+            )
         except BaseException:
             # The listing may have been written before the error (a lost reply): delete the
             # file only when the report does not list it.
@@ -249,10 +280,12 @@ class EvidenceHandlers:
                 await self.store.delete(evidence_id)
             except Exception:  # noqa: BLE001 - the refusal matters; the sweep deletes the file
                 log.warning("could not delete a refused evidence file; the orphan sweep will")
-            if total == -2:
+            if total == REPORT_CLOSED:
                 raise FailedPrecondition(
                     "state: upload_evidence is not allowed: the report was closed meanwhile"
                 )
+            if total == OVER_REPORT_FILES:
+                raise too_many_files(self.limits.max_files)
             raise too_big(self.limits.max_report_bytes, "all evidence of one report")
         return StoredEvidence(**{**item.__dict__, "report_bytes": total})
 

@@ -32,7 +32,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.clock import Clock, SystemClock
 from services.common.errors import Unavailable
 from services.common.mongo import Doc
-from services.intake.evidence import StoredEvidence
+from services.intake.evidence import (
+    OVER_REPORT_BYTES,
+    OVER_REPORT_FILES,
+    REPORT_CLOSED,
+    StoredEvidence,
+)
 from services.intake.reporter_rules import EVIDENCE_CLOSED_STATES
 
 log = logging.getLogger(__name__)
@@ -136,7 +141,16 @@ class GridFsEvidenceStore:
         )
         return GridFsEvidenceFile(self, file_id, self._chunk_bytes)
 
-    async def attach(self, tracking_id: str, item: StoredEvidence, max_report_bytes: int) -> int:
+    async def attach(
+        self,
+        tracking_id: str,
+        item: StoredEvidence,
+        max_report_bytes: int,
+        max_files: int | None = None,
+    ) -> int:
+        """List the file on its report in one conditional write: the report open, its bytes
+        within `max_report_bytes` and fewer than `max_files` files listed (the array has no
+        element at index max_files - 1), so parallel uploads cannot pass either limit."""
         entry = {
             "id": item.evidence_id,
             "name": item.file_name,
@@ -146,12 +160,15 @@ class GridFsEvidenceStore:
             "at": item.uploaded_at,
         }
         room = max_report_bytes - item.size_bytes
+        condition: Doc = {
+            "_id": tracking_id,
+            "state": {"$nin": [s.value for s in EVIDENCE_CLOSED_STATES]},
+            "$or": [{"evidence_bytes": {"$lte": room}}, {"evidence_bytes": None}],
+        }
+        if max_files is not None:
+            condition[f"evidence.{max_files - 1}"] = {"$exists": False}
         doc = await self._complaints.find_one_and_update(
-            {
-                "_id": tracking_id,
-                "state": {"$nin": [s.value for s in EVIDENCE_CLOSED_STATES]},
-                "$or": [{"evidence_bytes": {"$lte": room}}, {"evidence_bytes": None}],
-            },
+            condition,
             {"$push": {"evidence": entry}, "$inc": {"evidence_bytes": item.size_bytes}},
             projection={"evidence_bytes": 1},
             return_document=True,
@@ -159,10 +176,14 @@ class GridFsEvidenceStore:
         if doc is not None:
             await self._settled(item.evidence_id)
             return int(doc["evidence_bytes"])
-        current = await self._complaints.find_one({"_id": tracking_id}, {"state": 1})
+        current = await self._complaints.find_one(
+            {"_id": tracking_id}, {"state": 1, "evidence.id": 1}
+        )
         if current is not None and current.get("state") in EVIDENCE_CLOSED_STATES:
-            return -2
-        return -1
+            return REPORT_CLOSED
+        if max_files is not None and len((current or {}).get("evidence") or []) >= max_files:
+            return OVER_REPORT_FILES
+        return OVER_REPORT_BYTES
 
     async def _settled(self, evidence_id: str) -> None:
         """The file is listed: no longer a sweep candidate. Best effort: a file still marked

@@ -71,6 +71,8 @@ class ReporterSettings:
                 max_concurrent_uploads=env.integer(
                     "LAPOR_EVIDENCE_MAX_CONCURRENT_UPLOADS", 8, low=1, high=1000
                 ),
+                # Each file's listing takes up to ~1 KB of the complaint document (16 MB).
+                max_files=env.integer("LAPOR_EVIDENCE_MAX_FILES", 20, low=1, high=1000),
             ),
             evidence_sweep=SweepSettings.from_env(env),
             access=AccessSettings.from_env(env),
@@ -102,6 +104,9 @@ class ReporterParts:
     startup: list[Callable[[], Awaitable[None]]]
     workers: list[Callable[[asyncio.Event], Awaitable[None]]]
     guard: GuessGuard  # the wrong-code limit, shared with IntakeService.RaisePrivacy
+    # Waits (at most the given seconds) for access codes being sent; returns how many
+    # are still being sent. Called at shutdown.
+    settle_codes: Callable[[float], Awaitable[int]]
 
 
 def wire_reporter(
@@ -189,4 +194,5 @@ def wire_reporter(
         ],
         workers=[OrphanSweep(evidence_store, clock, settings.evidence_sweep).run],
         guard=guard,
+        settle_codes=access.settle,
     )

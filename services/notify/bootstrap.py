@@ -13,7 +13,7 @@ from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.outbox import OutboxRelay, queue_for
-from services.common.runtime import ServiceParts
+from services.common.runtime import MONGODB_AND_KAFKA, ServiceParts
 from services.common.settings import CommonSettings, Env
 from services.notify.handlers import NotifyHandlers
 from services.notify.providers import (
@@ -42,7 +42,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     relay = OutboxRelay([notifications], publisher, queues=[queue_for(notifications)])
     relay.replay_on_start = s.outbox_replay
     handlers = NotifyHandlers(notifications, provider, SystemClock(), relay.wake)
-    dead = DeadLetters(db["dead_letters"])
+    dead = DeadLetters(db["dead_letters"], s.dead_letter_retention_days)
     consumers: list[EventConsumer[Any]] = [
         EventConsumer(
             s.kafka,
@@ -87,4 +87,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
         startup=[handlers.ensure_indexes, dead.ensure_indexes],
         workers=[relay.run, *(c.run for c in consumers)],
         close=[close],
+        # No API to keep serving: notify's only work is consuming and publishing, so its
+        # readiness says whether it can do that work.
+        readiness=MONGODB_AND_KAFKA,
     )

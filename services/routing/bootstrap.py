@@ -16,7 +16,7 @@ from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.outbox import OutboxRelay, queue_for
 from services.common.regions import default_regions
-from services.common.runtime import ServiceParts
+from services.common.runtime import MONGODB_ONLY, ServiceParts
 from services.common.settings import CommonSettings, Env, SettingsError
 from services.routing.actions import CaseActions
 from services.routing.case_events import CaseEventHandlers
@@ -59,7 +59,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     actions = CaseActions(store, registry, clock, relay.wake)
     case_events = CaseEventHandlers(actions, store)
     api = Api(verifier, actions, CaseQueries(store, registry), registry, rules)
-    dead = DeadLetters(db["dead_letters"])
+    dead = DeadLetters(db["dead_letters"], s.dead_letter_retention_days)
 
     def consumer(topic: str, message: type, handle: object) -> EventConsumer:  # type: ignore[type-arg]
         return EventConsumer(s.kafka, topic, "lapor-routing", message, handle, dead.park)  # type: ignore[arg-type]
@@ -90,4 +90,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
         startup=[handlers.ensure_indexes, dead.ensure_indexes, registry.load],
         workers=[relay.run, rules.watch, refresh_directory, *(c.run for c in consumers)],
         close=[close],
+        # The officers' and admins' API reads and writes MongoDB only (case actions go out
+        # through the outbox): a broker outage keeps it serving.
+        readiness=MONGODB_ONLY,
     )

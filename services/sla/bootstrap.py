@@ -17,7 +17,7 @@ from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.regions import default_regions
-from services.common.runtime import ServiceParts
+from services.common.runtime import MONGODB_ONLY, ServiceParts
 from services.common.settings import CommonSettings, Env, SettingsError
 from services.routing.domain.directory import Directory
 from services.sla.cards import ReportCards
@@ -84,7 +84,7 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
     )
     officers = Officers(cases, rules, directory, clock, relay.wake_documents)
     cards = ReportCards(cases, clock)
-    dead = DeadLetters(db["dead_letters"])
+    dead = DeadLetters(db["dead_letters"], s.dead_letter_retention_days)
 
     consumers: list[EventConsumer[Any]] = [
         EventConsumer(
@@ -141,4 +141,7 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
         startup=[handlers.ensure_indexes, relay.ensure_indexes, dead.ensure_indexes],
         workers=[relay.run, *(c.run for c in consumers), sweeps, gauges, lag],
         close=[close],
+        # SlaService reads and writes MongoDB only (extensions' events go out through the
+        # outbox): a broker outage keeps it serving.
+        readiness=MONGODB_ONLY,
     )

@@ -1,7 +1,7 @@
 """Evidence uploads over gRPC (client streaming) against the running services, with small
 limits set through the environment: accepted JPEG and PDF stored in GridFS with their
-SHA-256, refused types, mismatches and oversize files leaving nothing behind, the cap on
-concurrent uploads, and the orphan sweep cleaning up after an intake killed mid-upload."""
+SHA-256, refused types, mismatches and oversize files leaving nothing behind, the limit on
+files per report, the cap on concurrent uploads, and the orphan sweep cleaning up after an intake killed mid-upload."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ LIMITS = {
     "LAPOR_EVIDENCE_MAX_VIDEO_BYTES": "300000",
     "LAPOR_EVIDENCE_MAX_REPORT_BYTES": "400000",
     "LAPOR_EVIDENCE_MAX_CONCURRENT_UPLOADS": "2",
+    "LAPOR_EVIDENCE_MAX_FILES": "3",  # no other test here puts more on one report
     # Longer than any upload here takes; short enough to watch the sweep work.
     "LAPOR_EVIDENCE_ORPHAN_GRACE_SECONDS": "8",
     "LAPOR_EVIDENCE_SWEEP_INTERVAL_SECONDS": "0.5",
@@ -203,6 +204,20 @@ def test_report_limit_and_ownership(clients: Any) -> None:
     headless = refused(lambda: reporter.UploadEvidence(no_header(), timeout=10))
     assert headless.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert headless.details().startswith("header: ")
+
+
+def test_file_limit_per_report(clients: Any) -> None:
+    intake, reporter, db = clients
+    tid, code = new_report(intake)
+    for i in range(3):
+        upload(reporter, tid, code, f"f{i}.jpg", "image/jpeg", tiny_jpeg())
+    chunks_before = db["evidence.chunks"].count_documents({})
+    err = refused(lambda: upload(reporter, tid, code, "f3.jpg", "image/jpeg", tiny_jpeg()))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details() == "content: all evidence of one report must be at most 3 files"
+    assert stored_files(db, tid) == 3
+    assert db["evidence.chunks"].count_documents({}) == chunks_before
+    assert len(db["complaints"].find_one({"_id": tid})["evidence"]) == 3
 
 
 def test_a_client_hanging_up_mid_upload_leaves_nothing(clients: Any) -> None:

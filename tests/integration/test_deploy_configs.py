@@ -435,8 +435,13 @@ def test_deployment_runs_the_service_safely(service: str) -> None:
     assert container["command"] == ["python", "-m", f"services.{service}"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"grpc": grpc_port, "metrics": metrics_port}
-    for probe in ("readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == grpc_port, probe
+    # Readiness asks the overall status (""); startup and liveness ask the "liveness"
+    # entry, which does not follow MongoDB or Kafka: no outage, however long, restarts pods.
+    assert container["readinessProbe"]["grpc"].get("service", "") == ""
+    assert container["startupProbe"]["grpc"]["service"] == "liveness"
+    assert container["livenessProbe"]["grpc"]["service"] == "liveness"
     annotations = pod["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(metrics_port)
@@ -456,6 +461,37 @@ def test_deployment_runs_the_service_safely(service: str) -> None:
         "metrics": metrics_port,
     }
     assert docs[("ConfigMap", "lapor-common")]["data"]["LAPOR_GRPC_HOST"] == "0.0.0.0"
+
+
+def declared_readiness(service: str) -> str:
+    """The `readiness=` a service's bootstrap hands to the runtime (the default: both)."""
+    tree = ast.parse((SERVICES / service / "bootstrap.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "readiness":
+            assert isinstance(node.value, ast.Name), service
+            return node.value.id
+    return "MONGODB_AND_KAFKA"
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_manifest_and_readme_say_what_readiness_needs(service: str) -> None:
+    """intake, routing and sla serve their APIs without Kafka (their events wait in the
+    outbox); notify, which has no API, needs both. The manifests' comments and the README
+    say the same as the code."""
+    expected = {"intake": "MONGODB_ONLY", "routing": "MONGODB_ONLY", "sla": "MONGODB_ONLY"}
+    declared = declared_readiness(service)
+    assert declared == expected.get(service, "MONGODB_AND_KAFKA")
+    manifest = (KUBERNETES / f"{service}.yaml").read_text(encoding="utf-8")
+    comment = " ".join(
+        line.strip().lstrip("#").strip() for line in manifest.splitlines() if "#" in line
+    )
+    if declared == "MONGODB_ONLY":
+        assert "SERVING once MongoDB is connected" in comment
+        assert f"a Kafka outage leaves {service} SERVING" in comment
+    else:
+        assert "SERVING once MongoDB and Kafka are connected" in comment
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    assert "**MongoDB** for intake, routing and sla, **MongoDB and Kafka** for notify" in readme
 
 
 def test_dockerfile_builds_the_image_the_manifests_run() -> None:

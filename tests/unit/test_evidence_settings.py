@@ -1,4 +1,4 @@
-"""The evidence upload cap and the orphan sweep's settings: defaults, overrides, and a
+"""The evidence upload cap, the file limit and the orphan sweep's settings: defaults, overrides, and a
 malformed value stopping intake with the setting's name."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from services.intake.reporter_wiring import ReporterSettings
 def test_defaults() -> None:
     s = ReporterSettings.from_env(Env({}))
     assert s.evidence.max_concurrent_uploads == 8
+    assert s.evidence.max_files == 20
     assert s.evidence_sweep.grace == timedelta(hours=1)
     assert s.evidence_sweep.interval_seconds == 600
 
@@ -23,12 +24,14 @@ def test_overrides() -> None:
         Env(
             {
                 "LAPOR_EVIDENCE_MAX_CONCURRENT_UPLOADS": "3",
+                "LAPOR_EVIDENCE_MAX_FILES": "5",
                 "LAPOR_EVIDENCE_ORPHAN_GRACE_SECONDS": "5",
                 "LAPOR_EVIDENCE_SWEEP_INTERVAL_SECONDS": "0.5",
             }
         )
     )
     assert s.evidence.max_concurrent_uploads == 3
+    assert s.evidence.max_files == 5
     assert s.evidence_sweep.grace == timedelta(seconds=5)
     assert s.evidence_sweep.interval_seconds == 0.5
 
@@ -38,6 +41,9 @@ def test_overrides() -> None:
     [
         ("LAPOR_EVIDENCE_MAX_CONCURRENT_UPLOADS", "0"),
         ("LAPOR_EVIDENCE_MAX_CONCURRENT_UPLOADS", "many"),
+        ("LAPOR_EVIDENCE_MAX_FILES", "0"),
+        ("LAPOR_EVIDENCE_MAX_FILES", "1001"),
+        ("LAPOR_EVIDENCE_MAX_FILES", "twenty"),
         ("LAPOR_EVIDENCE_ORPHAN_GRACE_SECONDS", "0"),
         ("LAPOR_EVIDENCE_SWEEP_INTERVAL_SECONDS", "soon"),
     ],

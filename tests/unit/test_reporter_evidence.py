@@ -1,6 +1,6 @@
 """Evidence rules over a fake store: sniffed types, declared-type and name mismatches, size
-limits, nothing half-stored when an upload fails, pieces handed on as they arrive, and the
-per-process cap on concurrent uploads."""
+limits (bytes and files per report), nothing half-stored when an upload fails, pieces handed
+on as they arrive, and the per-process cap on concurrent uploads."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from services.common.errors import (
 )
 from services.common.ids import new_tracking_id
 from services.intake.evidence import (
+    OVER_REPORT_BYTES,
+    OVER_REPORT_FILES,
     EvidenceHandlers,
     EvidenceHeader,
     EvidenceLimits,
@@ -67,17 +69,28 @@ class FakeStore:
         self.fail_after: int | None = None
         self.fail_abort = False
         self.attach_error: tuple[Exception, bool] | None = None  # (error, listed before it)
+        self.before_attach: list[Any] = []  # coroutine functions run first (a race)
 
     async def create(self, tracking_id: str, file_name: str, content_type: str) -> FakeFile:
         f = FakeFile(self, f"f{len(self.opened)}")
         self.opened.append(f)
         return f
 
-    async def attach(self, tracking_id: str, item: StoredEvidence, max_report_bytes: int) -> int:
+    async def attach(
+        self,
+        tracking_id: str,
+        item: StoredEvidence,
+        max_report_bytes: int,
+        max_files: int | None = None,
+    ) -> int:
+        for step in self.before_attach:
+            await step()
         doc = self.reports.docs[tracking_id]
         total = doc.get("evidence_bytes", 0) + item.size_bytes
+        if max_files is not None and len(doc.get("evidence", [])) >= max_files:
+            return OVER_REPORT_FILES
         if total > max_report_bytes:
-            return -1
+            return OVER_REPORT_BYTES
         if self.attach_error is not None and not self.attach_error[1]:
             raise self.attach_error[0]
         doc["evidence_bytes"] = total
@@ -304,3 +317,40 @@ async def test_a_failing_listing_deletes_the_file_only_when_it_is_not_listed(
     with pytest.raises(ConnectionError):
         await h.upload(header(tid, "a.jpg", "image/jpeg"), chunks(JPEG))
     assert ("f0" in store.files) is listed_before_error
+
+
+async def test_file_limit_refuses_before_anything_is_stored(setup: Any) -> None:
+    h, reports, store = setup
+    h.limits = EvidenceLimits(max_file_bytes=1000, max_report_bytes=100_000, max_files=3)
+    tid = reports.add()
+    for i in range(3):
+        await h.upload(header(tid, f"{i}.jpg", "image/jpeg"), chunks(JPEG))
+    with pytest.raises(ValidationError) as err:
+        await h.upload(header(tid, "d.jpg", "image/jpeg"), chunks(JPEG))
+    assert violation(err) == ("content", "all evidence of one report must be at most 3 files")
+    assert len(store.opened) == 3  # refused before a file was started
+    assert len(reports.docs[tid]["evidence"]) == 3 and len(store.files) == 3
+
+
+async def test_file_limit_reached_meanwhile_deletes_the_stored_file(setup: Any) -> None:
+    """Another upload took the last place between the check and the listing: the listing
+    write refuses, the stored file is deleted, the error is the same as the early one."""
+    h, reports, store = setup
+    h.limits = EvidenceLimits(max_file_bytes=1000, max_report_bytes=100_000, max_files=2)
+    tid = reports.add()
+    await h.upload(header(tid, "a.jpg", "image/jpeg"), chunks(JPEG))
+
+    async def someone_else_lists_one() -> None:
+        store.before_attach.clear()
+        reports.docs[tid]["evidence"].append("listed by another upload")
+
+    store.before_attach.append(someone_else_lists_one)
+    with pytest.raises(ValidationError) as err:
+        await h.upload(header(tid, "b.jpg", "image/jpeg"), chunks(JPEG))
+    assert violation(err) == ("content", "all evidence of one report must be at most 2 files")
+    assert [f.state for f in store.opened] == ["closed", "closed"]
+    assert list(store.files) == ["f0"]  # the refused one's file deleted
+
+
+def test_the_default_file_limit_keeps_the_document_small() -> None:
+    assert EvidenceLimits().max_files == 20
