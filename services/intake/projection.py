@@ -11,8 +11,22 @@ The view lives in two documents with the report's tracking id as `_id`:
   that reaches it; readers merge it into the complaint (`with_timeline`).
 
 A timeline update is applied at most once per event id (the id is remembered in the
-timeline in the same atomic write), so redelivered events add nothing; the complaint's
-fields are set to values the event carries, which a redelivery sets again unchanged.
+timeline in the same atomic write), so redelivered events add nothing. The complaint's
+fields are not de-duplicated by event id: an event sets values it carries, which a
+redelivery sets again unchanged, and where a late or redelivered event could undo what
+routing's case actions recorded meanwhile (a ComplaintRouted's status, colour and holder, an
+escalation's status), the update is a pipeline that keeps the stored value
+(`_unless_case_state`, `_unless_closed`).
+
+SLA events can arrive out of order (sla publishes them through two outboxes nothing orders,
+docs/sla.md). The timeline keeps ``sla_version``, the highest ``clocks_version`` applied, and
+an SLA event applies to it only if its own is not lower (checked and raised in the same
+write); an older one is ignored whole, since a newer state of the clocks superseded it. The
+timeline also keeps ``overdue`` (a breach sets it, a ``deadlines_set`` sets it from its
+clocks: a breached one), and the complaint's ``overdue``, a listing filter, follows the
+timeline's after each batch (`TrackingProjection._follow_overdue`), written only when it
+changes. Events without a version (0, published before the field existed) apply without the
+check, as before.
 """
 
 from __future__ import annotations
@@ -31,7 +45,7 @@ from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.mongo import Doc, duplicate_keys_only, not_applied, remember_event
 from services.common.pbtime import occurred_at
-from services.common.status import Colour
+from services.common.status import CaseState, Colour
 from services.intake.domain import Status
 
 TIMELINES = "complaint_timelines"
@@ -63,13 +77,29 @@ async def read_view(complaints: AsyncCollection[Doc], tracking_id: str, hidden: 
     return with_timeline(doc, timeline)
 
 
+#: The highest SlaEvent.clocks_version applied to a timeline (and, on the complaint, the one
+#: of the timeline its ``overdue`` was taken from).
+SLA_VERSION = "sla_version"
+OVERDUE = "overdue"
+
+
 @dataclass(frozen=True)
 class ViewChange:
     """What one event changes: the complaint's fields (an update, or an update pipeline
-    when a value depends on the stored document) and its timeline (an update)."""
+    when a value depends on the stored document) and its timeline (an update, applied only
+    while the timeline matches `condition` too, when given). `follow_overdue`: the
+    complaint's ``overdue`` is then set to the timeline's."""
 
     complaint: Doc | list[Doc] | None = None
     timeline: Doc | None = None
+    condition: Doc | None = None
+    follow_overdue: bool = False
+
+
+def not_older(version: int) -> Doc:
+    """Filter condition: the document has applied no SLA event newer than `version` (one
+    without ``sla_version`` has applied none). Empty for an event without a version (0)."""
+    return {SLA_VERSION: {"$not": {"$gt": version}}} if version > 0 else {}
 
 
 def _history(at: datetime, action: str, actor: str, detail: str) -> Doc:
@@ -83,6 +113,19 @@ def _unless_case_state(value: Any, field: str) -> Doc:
     case that was accepted, forwarded, resolved or escalated meanwhile back to "routed"."""
     untouched = {"$and": [{"$eq": [{"$type": "$state"}, "missing"]}, {"$ne": ["$escalated", True]}]}
     return {"$cond": [untouched, {"$literal": value}, f"${field}"]}
+
+
+#: Final case states (recorded from routing's case actions): an escalation keeps their status.
+FINAL_STATES = (CaseState.CLOSED.value, CaseState.ARCHIVED.value)
+
+
+def _unless_closed(value: Any, field: str) -> Doc:
+    """Pipeline expression: `value` unless routing's CaseActions recorded a final case state
+    (`FINAL_STATES`), else the stored `field`. An OmbudsmanEscalation travels on another
+    topic than the case actions, so a late or redelivered one must not turn a closed or
+    archived report back into "escalated"."""
+    final = {"$in": [{"$ifNull": ["$state", ""]}, list(FINAL_STATES)]}
+    return {"$cond": [final, f"${field}", {"$literal": value}]}
 
 
 def holder(institution: common_pb2.Institution, ancestors: Iterable[str]) -> Doc:
@@ -111,9 +154,19 @@ def routed_update(e: events_pb2.ComplaintRouted) -> ViewChange:
     )
 
 
+def _versioned(update: Doc, version: int) -> Doc:
+    """`update` raising the timeline's ``sla_version`` to `version` (never lowering it)."""
+    return {**update, "$max": {SLA_VERSION: version}} if version > 0 else update
+
+
 def sla_update(e: events_pb2.SlaEvent) -> ViewChange:
+    """The timeline's deadlines, overdue flag and history line of one SLA event, applied
+    only if no newer one (``clocks_version``) was applied to the timeline; the complaint's
+    ``overdue`` follows the timeline's (see the module's docstring)."""
     at = occurred_at(e.meta.occurred_at)
     kind = e.WhichOneof("kind")
+    version = e.clocks_version
+    update: Doc
     if kind == "deadlines_set":
         deadlines = [
             {
@@ -124,26 +177,25 @@ def sla_update(e: events_pb2.SlaEvent) -> ViewChange:
             for d in e.deadlines_set.deadlines
         ]
         detail = ", ".join(f"{d['clock']} by {d['due_at']:%Y-%m-%d %H:%M} UTC" for d in deadlines)
-        return ViewChange(
-            timeline={
-                "$set": {"deadlines": deadlines},
-                "$push": {"history": _history(at, "deadlines_set", "sla", detail)},
-            }
-        )
-    if kind == "warning":
-        return ViewChange(
-            timeline={
-                "$push": {"history": _history(at, "deadline_warning", "sla", e.warning.clock)}
-            }
-        )
-    if kind == "breached":
-        return ViewChange(
-            complaint={"$set": {"overdue": True}},
-            timeline={
-                "$push": {"history": _history(at, "deadline_breached", "sla", e.breached.clock)}
-            },
-        )
-    return ViewChange()
+        overdue = any(d["state"] == "breached" for d in deadlines)  # as routing's (and sla's)
+        update = {
+            "$set": {"deadlines": deadlines, OVERDUE: overdue},
+            "$push": {"history": _history(at, "deadlines_set", "sla", detail)},
+        }
+    elif kind == "warning":
+        update = {"$push": {"history": _history(at, "deadline_warning", "sla", e.warning.clock)}}
+    elif kind == "breached":
+        update = {
+            "$set": {OVERDUE: True},
+            "$push": {"history": _history(at, "deadline_breached", "sla", e.breached.clock)},
+        }
+    else:
+        return ViewChange()
+    return ViewChange(
+        timeline=_versioned(update, version),
+        condition=not_older(version) or None,
+        follow_overdue=OVERDUE in update.get("$set", {}),
+    )
 
 
 def notification_update(e: events_pb2.NotificationRecorded) -> ViewChange:
@@ -159,9 +211,18 @@ def notification_update(e: events_pb2.NotificationRecorded) -> ViewChange:
 
 
 def escalation_update(e: events_pb2.OmbudsmanEscalation) -> ViewChange:
+    """The report is flagged escalated (a fact, whatever happened since) and shows the
+    status "escalated" unless its case is closed or archived (`_unless_closed`)."""
     at = occurred_at(e.meta.occurred_at)
     return ViewChange(
-        complaint={"$set": {"status": Status.ESCALATED.value, "escalated": True}},
+        complaint=[
+            {
+                "$set": {
+                    "status": _unless_closed(Status.ESCALATED.value, "status"),
+                    "escalated": {"$literal": True},
+                }
+            }
+        ],
         timeline={"$push": {"history": _history(at, "escalated", "sla", "handed to Ombudsman RI")}},
     )
 
@@ -174,6 +235,7 @@ class TrackingProjection:
     async def apply(self, topic: str, deliveries: list[Delivery[Any]], build: Any) -> None:
         complaint_ops: list[UpdateOne] = []
         timeline_ops: list[tuple[Doc, Doc]] = []
+        overdue: list[str] = []
         for d in deliveries:
             change: ViewChange = build(d.message)
             if change.complaint is None and change.timeline is None:
@@ -185,15 +247,51 @@ class TrackingProjection:
             if change.timeline is not None:
                 timeline_ops.append(
                     (
-                        {"_id": tracking_id, **not_applied(event_id)},
+                        {"_id": tracking_id, **not_applied(event_id), **(change.condition or {})},
                         remember_event(change.timeline, event_id),
                     )
                 )
-        if complaint_ops:  # the same values again on a redelivery: no guard needed
+            if change.follow_overdue and tracking_id not in overdue:
+                overdue.append(tracking_id)
+        if complaint_ops:
+            # Not de-duplicated by event id: a redelivery sets the same values again, and
+            # the fields routing's case actions also set (status, colour, holder) are kept
+            # when the case moved on (pipelines: `_unless_case_state`, `_unless_closed`).
             await self._complaints.bulk_write(complaint_ops, ordered=True)
         applied = await self._apply_timeline(timeline_ops)
+        # Also after a redelivery (a crash may have come between the timeline's write and
+        # this one): a function of the stored timeline.
+        await self._follow_overdue(overdue)
+        # "duplicate" counts SLA events older than one applied (ignored) as well.
         EVENTS_CONSUMED.labels(topic=topic, outcome="applied").inc(applied)
         EVENTS_CONSUMED.labels(topic=topic, outcome="duplicate").inc(len(timeline_ops) - applied)
+
+    async def _follow_overdue(self, tracking_ids: list[str]) -> None:
+        """Set each complaint's ``overdue`` to its timeline's where they differ: a write of
+        the complaint (and its listing indexes) only when the flag changes. The complaint
+        remembers the timeline's ``sla_version`` it took the flag from, and a flag read
+        from an older timeline (a replica that read before a newer event was applied)
+        never overwrites it. A timeline without the flag (only events from before it
+        existed) leaves the complaint as it is."""
+        if not tracking_ids:
+            return
+        ops = [
+            UpdateOne(
+                {
+                    "_id": t["_id"],
+                    # a complaint without the flag counts as not overdue
+                    OVERDUE: {"$ne": True} if t[OVERDUE] else True,
+                    SLA_VERSION: {"$not": {"$gt": int(t.get(SLA_VERSION) or 0)}},
+                },
+                {"$set": {OVERDUE: t[OVERDUE], SLA_VERSION: int(t.get(SLA_VERSION) or 0)}},
+            )
+            async for t in self._timelines.find(
+                {"_id": {"$in": tracking_ids}, OVERDUE: {"$exists": True}},
+                {OVERDUE: 1, SLA_VERSION: 1},
+            )
+        ]
+        if ops:
+            await self._complaints.bulk_write(ops, ordered=False)
 
     async def _apply_timeline(self, ops: list[tuple[Doc, Doc]]) -> int:
         """Apply the timeline updates in order, each creating its timeline when it has none

@@ -2,6 +2,15 @@
 breaches and auto-close, and the reporter's actions relayed by intake. Idempotent on the
 event id.
 
+SLA events can arrive out of order (sla publishes them through two outboxes that nothing
+orders, docs/sla.md): a ``deadlines_set`` replaces the case's deadlines, a warning or breach
+marks one of them, and each applies only if its ``clocks_version`` is at least the case's
+``sla_version`` (the highest one applied), checked and raised in the same write. An older
+event is ignored: a newer state of the clocks already replaced what it says. Events without
+a version (0: published before the field existed) apply as before, without the check.
+``auto_close_due`` is a command to the case's state machine, which decides on the case's own
+state (a reopened case refuses it), so it is not checked against the version.
+
 A reporter's action that the case refuses (intake accepted it on its view, but the case
 moved on meanwhile, or routing's own rules refuse it) is not just logged: intake holds the
 reporter back until it hears what became of the action, so routing records the refusal in
@@ -26,7 +35,7 @@ from pymongo import UpdateOne
 from services.common.errors import DomainError, NotFound, Unavailable
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import Doc, apply_once, not_applied, once_per_event, remember_event
+from services.common.mongo import Doc, not_applied, once_per_event, remember_event
 from services.common.outbox import OutboxMessage, outbox_update
 from services.common.topics import CASE_ACTIONS, REPORTER_ACTIONS, SLA_EVENTS
 from services.routing.actions import MAX_ATTEMPTS, CaseActions
@@ -37,6 +46,8 @@ from services.routing.domain.directory import Directory
 
 log = logging.getLogger(__name__)
 OPEN_CLOCK_STATES = ("running", "warned")
+#: The highest SlaEvent.clocks_version applied to the case (absent: none yet).
+SLA_VERSION = "sla_version"
 REFUSED = "reporter_action_refused"
 
 
@@ -99,9 +110,25 @@ def refusal_update(
     return remember_event(update, refused.meta.event_id)
 
 
-def deadlines_update(deadlines: list[Doc]) -> Doc:
+def not_older(version: int) -> Doc:
+    """The filter condition for an SLA event of ``clocks_version`` `version`: the case has
+    applied no newer one (a case without ``sla_version`` has applied none). Always true for
+    an event without a version (0)."""
+    return {SLA_VERSION: {"$not": {"$gt": version}}} if version > 0 else {}
+
+
+def is_older(doc: Doc, version: int) -> bool:
+    """Whether the stored case already applied an SLA event newer than `version` (what
+    `not_older` refuses, decided on a read)."""
+    return version > 0 and int(doc.get(SLA_VERSION) or 0) > version
+
+
+def deadlines_update(deadlines: list[Doc], version: int = 0) -> Doc:
+    """The case's deadlines and what follows from them; `version` (the event's
+    ``clocks_version``, 0 for none) is recorded as the case's ``sla_version`` (never
+    lowered). The caller adds `not_older(version)` to the filter."""
     due = [d["due_at"] for d in deadlines if d["state"] in OPEN_CLOCK_STATES]
-    return {
+    update: Doc = {
         "$set": {
             "deadlines": deadlines,
             "next_due_at": min(due) if due else None,
@@ -109,6 +136,9 @@ def deadlines_update(deadlines: list[Doc]) -> Doc:
             "overdue": any(d["state"] == "breached" for d in deadlines),
         }
     }
+    if version > 0:
+        update["$max"] = {SLA_VERSION: version}
+    return update
 
 
 def mark_clock(deadlines: list[Doc], clock: str, state: str, due_at: object) -> list[Doc]:
@@ -148,8 +178,12 @@ class CaseEventHandlers:
             }
             for d in event.deadlines_set.deadlines
         ]
+        version = event.clocks_version
         return once_per_event(
-            event.meta.tracking_id, event.meta.event_id, deadlines_update(deadlines)
+            event.meta.tracking_id,
+            event.meta.event_id,
+            deadlines_update(deadlines, version),
+            not_older(version),
         )
 
     async def _flush(self, pending: list[UpdateOne]) -> None:
@@ -168,8 +202,15 @@ class CaseEventHandlers:
         if kind == "auto_close_due":
             return await self._act(tracking_id, Command("auto_closed", Role.SYSTEM), event_id)
         cases = self.store.cases
-        doc = await cases.find_one({"_id": tracking_id}, {"deadlines": 1})
+        version = event.clocks_version
+        doc = await cases.find_one({"_id": tracking_id}, {"deadlines": 1, SLA_VERSION: 1})
         if doc is None or kind not in ("warning", "breached"):
+            return "ignored"
+        if is_older(doc, version):
+            log.info(
+                "sla event older than the deadlines applied: ignored",
+                extra={"tracking_id": tracking_id, "kind": kind, "version": version},
+            )
             return "ignored"
         deadlines = doc.get("deadlines") or []
         if kind == "warning":
@@ -178,8 +219,13 @@ class CaseEventHandlers:
         elif kind == "breached":
             b = event.breached
             deadlines = mark_clock(deadlines, b.clock, "breached", b.due_at.ToDatetime(tzinfo=UTC))
-        applied = await apply_once(cases, tracking_id, event_id, deadlines_update(deadlines))
-        return "applied" if applied else "duplicate"
+        # The version condition again in the write: a newer event applied since the read
+        # (another replica, during a rebalance) makes this one match nothing.
+        result = await cases.update_one(
+            {"_id": tracking_id, **not_applied(event_id), **not_older(version)},
+            remember_event(deadlines_update(deadlines, version), event_id),
+        )
+        return "applied" if result.modified_count == 1 else "duplicate"
 
     async def handle_reporter(self, deliveries: list[Delivery[events_pb2.ReporterAction]]) -> None:
         for delivery in deliveries:

@@ -95,11 +95,16 @@ def meta(event_id: str, tracking_id: str, now: datetime) -> common_pb2.EventMeta
     )
 
 
-def deadlines_set_event(case: CaseClocks, cause_event_id: str, now: datetime) -> OutboxMessage:
+def deadlines_set_event(
+    case: CaseClocks, cause_event_id: str, now: datetime, version: int
+) -> OutboxMessage:
+    """`version`: the report document's ``version`` after the write that stores `case`
+    (SlaEvent.clocks_version: consumers drop an event older than one they applied)."""
     event_id = f"{case.tracking_id}:deadlines:{cause_event_id}"
     event = events_pb2.SlaEvent(
         meta=meta(event_id, case.tracking_id, now),
         institution_id=case.institution_id,
+        clocks_version=version,
         deadlines_set=events_pb2.DeadlinesSet(deadlines=deadlines_pb(case)),
     )
     return OutboxMessage(event_id, SLA_EVENTS, case.tracking_id, event.SerializeToString())
@@ -153,12 +158,18 @@ def escalation_event(case: CaseClocks, event_id: str, doc: Doc, now: datetime) -
     return OutboxMessage(event_id, ESCALATIONS, case.tracking_id, escalation.SerializeToString())
 
 
-def transition_event(case: CaseClocks, t: Transition, doc: Doc, now: datetime) -> OutboxMessage:
+def transition_event(
+    case: CaseClocks, t: Transition, doc: Doc, now: datetime, version: int
+) -> OutboxMessage:
+    """The event of one transition; `version` as in `deadlines_set_event` (the transitions
+    of one sweep write share it)."""
     event_id = t.event_id(case.tracking_id)
     if t.kind == "escalation":
         return escalation_event(case, event_id, doc, now)
     event = events_pb2.SlaEvent(
-        meta=meta(event_id, case.tracking_id, now), institution_id=case.institution_id
+        meta=meta(event_id, case.tracking_id, now),
+        institution_id=case.institution_id,
+        clocks_version=version,
     )
     if t.kind == "warning":
         event.warning.clock = t.clock

@@ -59,6 +59,9 @@ from services.sla.tally import (
 log = logging.getLogger(__name__)
 
 VERIFICATION_QUEUE = "verification-queue"
+#: The ``version`` of a report's document when its clocks start (every later write adds 1;
+#: SlaEvent.clocks_version carries the version a write left).
+FIRST_VERSION = 1
 MAX_CAS_ATTEMPTS = 50
 #: Indexes of earlier versions that no query uses any more (dropped at start).
 OBSOLETE_INDEXES = {
@@ -138,7 +141,7 @@ class SlaHandlers:
                 "classification": classification,
                 "topic": routed.topic,
                 "received_at": received_at,
-                "version": 1,
+                "version": FIRST_VERSION,
                 "timeline": [
                     {
                         "at": received_at,
@@ -149,7 +152,7 @@ class SlaHandlers:
                 ],
                 "_applied": [routed.meta.event_id],
             }
-            events = [deadlines_set_event(case, routed.meta.event_id, now)]
+            events = [deadlines_set_event(case, routed.meta.event_id, now, FIRST_VERSION)]
             fields.update(queued_fields(events))  # the events themselves go to the queue
             ops.append(
                 (
@@ -310,12 +313,13 @@ class SlaHandlers:
         # CaseAction); the latest confirm's rating stands (a reopened report confirmed again).
         ratings = [m.rating for m in todo if m.action == "confirmed" and 1 <= m.rating <= 5]
         ancestors = {"institution_ancestors": list(holders[-1].holder_ancestors)} if holders else {}
+        version = doc["version"] + 1
         update: Doc = {
             "$set": {
                 **case_fields(case, doc["received_at"]),
                 **ancestors,
                 **({"rating": ratings[-1]} if ratings else {}),
-                "version": doc["version"] + 1,
+                "version": version,
             },
             "$unset": {"_early": ""},
             "$push": {
@@ -324,7 +328,7 @@ class SlaHandlers:
             },
         }
         if todo and _deadlines(before) != _deadlines(case):
-            event = deadlines_set_event(case, todo[-1].meta.event_id, now)
+            event = deadlines_set_event(case, todo[-1].meta.event_id, now, version)
             extra = outbox_update([event])
             update["$set"].update(extra["$set"])
             update["$push"].update(extra["$push"])

@@ -101,7 +101,8 @@ class Officers:
             resolution = updated.clock(RESOLUTION)
             assert resolution is not None
             cause = f"extension-{resolution.cycle}-{resolution.extensions}"
-            event = deadlines_set_event(updated, cause, now)
+            version = doc["version"] + 1
+            event = deadlines_set_event(updated, cause, now, version)
             entry = {
                 "at": now,
                 "action": "extended",
@@ -112,7 +113,7 @@ class Officers:
             update: dict[str, Any] = {
                 "$set": {
                     **case_fields(updated, doc["received_at"]),
-                    "version": doc["version"] + 1,
+                    "version": version,
                     **extra["$set"],
                 },
                 "$push": {**extra["$push"], "timeline": entry},

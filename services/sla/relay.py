@@ -11,6 +11,11 @@ Two outboxes, both written in the same write (or transaction) as the state they 
   transitions that write made happen (warnings, breaches, escalations, auto-close due).
   Publishing a thousand escalations then costs a few marks instead of a thousand.
 
+Nothing orders the two relays, so a report's events can reach consumers out of order (a
+breach waiting in ``sla_outbox`` published after a later ``deadlines_set``). Each SlaEvent
+carries ``clocks_version``, the report document's version its write left, and consumers drop
+an event older than one they applied (docs/sla.md, "Ordering of SLA events").
+
 The batch relay publishes a pending batch document's events, then marks it published with a
 compare-and-set (``pending: true`` -> ``false``): a relay killed in between, or two relays at
 once, can publish a batch twice, never lose one; consumers de-duplicate on the event id.

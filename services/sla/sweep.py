@@ -111,13 +111,12 @@ def sweep_update(
         top_id = str(doc.get("institution_id", "")).split("/", 1)[0]
         if top_id and not doc.get("top_institution_name"):  # the Ombudsman's: by name
             view["top_institution_name"] = institution_name(top_id)
-    events = [transition_event(updated, t, view, now) for t in transitions]
+    version = doc["version"] + 1  # what the compare-and-set below writes; the events carry it
+    events = [transition_event(updated, t, view, now, version) for t in transitions]
     fields = case_fields(updated, doc["received_at"])
     if fields["next_due_at"] is not None and fields["next_due_at"] <= now:
         raise NoProgress("the report would stay due after its transitions")
-    update: Doc = {
-        "$set": {**fields, "version": doc["version"] + 1, **({"swept_by": token} if token else {})}
-    }
+    update: Doc = {"$set": {**fields, "version": version, **({"swept_by": token} if token else {})}}
     if entries:
         update["$push"] = {"timeline": {"$each": entries}}
     if SWEEP_ERROR in doc:  # set aside before, processed now

@@ -144,7 +144,7 @@ async def test_the_timeline_takes_the_frequent_events_and_readers_see_one_view(d
     assert [n["template"] for n in view["notifications"]] == ["complaint_routed"]
     timeline = await db[TIMELINES].find_one({"_id": "r1"})  # type: ignore[index]
     assert timeline is not None and "reporter" not in timeline
-    assert set(timeline) == {"_id", "_applied", "history", "deadlines", "notifications"}
+    assert set(timeline) == {"_id", "_applied", "history", "deadlines", "overdue", "notifications"}
 
 
 async def test_redeliveries_in_a_mixed_batch_are_counted_and_add_nothing(db: object) -> None:

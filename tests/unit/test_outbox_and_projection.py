@@ -144,8 +144,11 @@ def test_sla_deadlines_set() -> None:
     ombudsman.due_at.FromDatetime(datetime(2026, 5, 1, 15, 59, tzinfo=UTC))
     change = sla_update(e)
     assert change.complaint is None  # deadlines live in the timeline only
+    assert change.follow_overdue  # the complaint's flag follows the timeline's
+    assert change.condition is None  # no clocks_version: applied as before, unchecked
     update = change.timeline
     assert update is not None
+    assert "$max" not in update  # nor does it change the version applied
     assert update["$set"] == {
         "deadlines": [
             {"clock": "first_response", "due_at": DUE, "state": "running"},
@@ -154,7 +157,8 @@ def test_sla_deadlines_set() -> None:
                 "due_at": datetime(2026, 5, 1, 15, 59, tzinfo=UTC),
                 "state": "warned",
             },
-        ]
+        ],
+        "overdue": False,  # no breached clock
     }
     assert update["$push"] == {
         "history": {
@@ -165,6 +169,19 @@ def test_sla_deadlines_set() -> None:
         }
     }
     assert_private_free(update)
+
+
+def test_sla_deadlines_set_with_a_breached_clock_is_overdue_and_versioned() -> None:
+    e = events_pb2.SlaEvent(meta=meta(), clocks_version=7)
+    e.deadlines_set.deadlines.add(clock="first_response", state="breached").due_at.FromDatetime(DUE)
+    e.deadlines_set.deadlines.add(clock="resolution").due_at.FromDatetime(DUE)
+    change = sla_update(e)
+    assert change.complaint is None and change.follow_overdue
+    # applied only if no newer version was, and raises the timeline's to this one
+    assert change.condition == {"sla_version": {"$not": {"$gt": 7}}}
+    assert change.timeline is not None
+    assert change.timeline["$max"] == {"sla_version": 7}
+    assert change.timeline["$set"]["overdue"] is True
 
 
 def test_sla_warning_only_adds_history() -> None:
@@ -183,14 +200,25 @@ def test_sla_warning_only_adds_history() -> None:
     )
 
 
+def test_sla_warning_with_a_version_is_checked_and_recorded() -> None:
+    e = events_pb2.SlaEvent(
+        meta=meta(), clocks_version=3, warning=events_pb2.DeadlineWarning(clock="resolution")
+    )
+    change = sla_update(e)
+    assert change.condition == {"sla_version": {"$not": {"$gt": 3}}}
+    assert change.timeline is not None and change.timeline["$max"] == {"sla_version": 3}
+    assert not change.follow_overdue and "$set" not in change.timeline  # history only
+
+
 def test_sla_breach_marks_overdue() -> None:
     e = events_pb2.SlaEvent(
         meta=meta(),
         breached=events_pb2.DeadlineBreached(clock="first_response", escalation_level="unit"),
     )
     assert sla_update(e) == ViewChange(
-        complaint={"$set": {"overdue": True}},  # a listing filter
+        # the timeline's flag; the complaint's (a listing filter) follows it
         timeline={
+            "$set": {"overdue": True},
             "$push": {
                 "history": {
                     "at": AT,
@@ -198,9 +226,17 @@ def test_sla_breach_marks_overdue() -> None:
                     "actor": "sla",
                     "detail": "first_response",
                 }
-            }
+            },
         },
+        follow_overdue=True,
     )
+    versioned = sla_update(
+        events_pb2.SlaEvent(
+            meta=meta(), clocks_version=4, breached=events_pb2.DeadlineBreached(clock="resolution")
+        )
+    )
+    assert versioned.condition == {"sla_version": {"$not": {"$gt": 4}}}
+    assert versioned.timeline is not None and versioned.timeline["$max"] == {"sla_version": 4}
 
 
 def test_sla_event_without_kind_changes_nothing() -> None:
@@ -238,7 +274,21 @@ def test_escalation_update_copies_no_report_content() -> None:
     )
     change = escalation_update(e)
     assert change == ViewChange(
-        complaint={"$set": {"status": "escalated", "escalated": True}},
+        # "escalated" unless routing's case actions recorded a final state
+        complaint=[
+            {
+                "$set": {
+                    "status": {
+                        "$cond": [
+                            {"$in": [{"$ifNull": ["$state", ""]}, ["closed", "archived"]]},
+                            "$status",
+                            {"$literal": "escalated"},
+                        ]
+                    },
+                    "escalated": {"$literal": True},
+                }
+            }
+        ],
         timeline={
             "$push": {
                 "history": {

@@ -9,7 +9,7 @@ import pytest
 from services.common import scope
 from services.common.errors import NotFound, PermissionDenied
 from services.common.regions import default_regions
-from services.routing.case_events import deadlines_update, mark_clock
+from services.routing.case_events import deadlines_update, is_older, mark_clock, not_older
 from services.routing.case_store import FAR_FUTURE
 from services.routing.domain import access, similarity
 from services.routing.domain.access import Actor
@@ -129,6 +129,18 @@ def test_deadlines_order_the_list_and_breaches_mark_overdue() -> None:
     assert deadlines_update(done)["$set"]["due_sort"] == FAR_FUTURE
     added = mark_clock([], "resolution", "warned", now)
     assert added == [{"clock": "resolution", "due_at": now, "state": "warned"}]
+
+
+def test_sla_events_with_a_version_apply_only_from_that_version_on() -> None:
+    due = datetime(2026, 1, 9, tzinfo=UTC)
+    deadlines = [{"clock": "resolution", "due_at": due, "state": "running"}]
+    # the event's clocks_version is recorded, never lowered, in the same write
+    assert deadlines_update(deadlines, 5)["$max"] == {"sla_version": 5}
+    assert not_older(5) == {"sla_version": {"$not": {"$gt": 5}}}  # >=: equal versions apply
+    # events from before the version existed: no check, no record (as before)
+    assert "$max" not in deadlines_update(deadlines) and not_older(0) == {}
+    assert is_older({"sla_version": 6}, 5) and not is_older({"sla_version": 5}, 5)
+    assert not is_older({}, 1) and not is_older({"sla_version": 6}, 0)
 
 
 def test_ancestors_from_the_event_widen_what_the_directory_knows(directory: Directory) -> None:
