@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -442,6 +443,44 @@ async def test_a_conflict_that_outlasts_the_patience_is_a_transient_error_aborte
     assert (await things.find_one({"_id": "a"}))["n"] == 0  # neither wrote
 
 
+async def publish_one(kafka_settings: KafkaSettings, topic: str) -> str:
+    """Publish one event for a new tracking id; the id."""
+    tracking_id = uuid.uuid4().hex
+    publisher = KafkaPublisher(kafka_settings, "it")
+    await publisher.start()
+    await publisher.publish_many(
+        [OutboxMessage("e", topic, tracking_id, meta_message(tracking_id))]
+    )
+    await publisher.stop()
+    return tracking_id
+
+
+@contextlib.asynccontextmanager
+async def consuming(
+    kafka_settings: KafkaSettings,
+    topic: str,
+    handle: Callable[[list[Delivery[common_pb2.EventMeta]]], Any],
+) -> AsyncIterator[list[str]]:
+    """A consumer of `topic` in a new group, dead-lettering after 2 counted failures, run
+    for the body of the `async with`; gives the reasons of what it parked."""
+    parked: list[str] = []
+
+    async def park(_topic: str, _value: bytes | None, reason: str) -> None:
+        parked.append(reason)
+
+    group = f"it-{uuid.uuid4().hex[:6]}"
+    consumer = EventConsumer(
+        kafka_settings, topic, group, common_pb2.EventMeta, handle, park, max_attempts=2
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield parked
+    finally:
+        stop.set()
+        await task
+
+
 async def test_a_consumer_waits_out_a_lasting_conflict_instead_of_dead_lettering(
     db: object, kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -451,14 +490,7 @@ async def test_a_consumer_waits_out_a_lasting_conflict_instead_of_dead_lettering
     monkeypatch.setattr(outbox, "TRANSACTION_PATIENCE", 0.2)
     things = db["things"]  # type: ignore[index]
     await things.insert_one({"_id": "a", "n": 0})
-    topic = "lapor.notifications"
-    tracking_id = uuid.uuid4().hex
-    publisher = KafkaPublisher(kafka_settings, "it")
-    await publisher.start()
-    await publisher.publish_many(
-        [OutboxMessage("e", topic, tracking_id, meta_message(tracking_id))]
-    )
-    await publisher.stop()
+    tracking_id = await publish_one(kafka_settings, "lapor.notifications")
     conflicts = 0
     done = asyncio.Event()
 
@@ -477,35 +509,16 @@ async def test_a_consumer_waits_out_a_lasting_conflict_instead_of_dead_lettering
             raise
         done.set()
 
-    parked: list[str] = []
-
-    async def park(_topic: str, _value: bytes | None, reason: str) -> None:
-        parked.append(reason)
-
-    stop = asyncio.Event()
-    consumer = EventConsumer(
-        kafka_settings,
-        topic,
-        f"it-{uuid.uuid4().hex[:6]}",
-        common_pb2.EventMeta,
-        handle,
-        park,
-        max_attempts=2,
-    )
-    async with things.database.client.start_session() as holder:
-        await holder.start_transaction()
-        await things.update_one({"_id": "a"}, {"$inc": {"n": 1}}, session=holder)
-        task = asyncio.create_task(consumer.run(stop))
-        for _ in range(300):
-            if conflicts > 3:
-                break
-            await asyncio.sleep(0.1)
-        await holder.commit_transaction()
-    try:
+    async with consuming(kafka_settings, "lapor.notifications", handle) as parked:
+        async with things.database.client.start_session() as holder:
+            await holder.start_transaction()
+            await things.update_one({"_id": "a"}, {"$inc": {"n": 1}}, session=holder)
+            for _ in range(300):
+                if conflicts > 3:
+                    break
+                await asyncio.sleep(0.1)
+            await holder.commit_transaction()
         await asyncio.wait_for(done.wait(), 30)
-    finally:
-        stop.set()
-        await task
     assert conflicts > 3 and parked == []
     assert (await things.find_one({"_id": "a"}))["n"] == 11  # the held write, then ours once
 
@@ -543,21 +556,13 @@ async def test_a_consumer_retries_an_unconfirmed_write_concern_instead_of_dead_l
     db: object, kafka_settings: KafkaSettings, unconfirmable: Callable[[Any], Any]
 ) -> None:
     things = db["things"]  # type: ignore[index]
-    topic = "lapor.notifications"
-    tracking_id = uuid.uuid4().hex
-    publisher = KafkaPublisher(kafka_settings, "it")
-    await publisher.start()
-    await publisher.publish_many(
-        [OutboxMessage("e", topic, tracking_id, meta_message(tracking_id))]
-    )
-    await publisher.stop()
+    tracking_id = await publish_one(kafka_settings, "lapor.notifications")
     unconfirmed = 0
     done = asyncio.Event()
 
     async def handle(deliveries: list[Delivery[common_pb2.EventMeta]]) -> None:
         nonlocal unconfirmed
-        mine = [d for d in deliveries if d.message.tracking_id == tracking_id]
-        if not mine:
+        if not any(d.message.tracking_id == tracking_id for d in deliveries):
             return
         target = unconfirmable(things) if unconfirmed < 4 else things
         try:
@@ -569,27 +574,8 @@ async def test_a_consumer_retries_an_unconfirmed_write_concern_instead_of_dead_l
             raise
         done.set()
 
-    parked: list[str] = []
-
-    async def park(_topic: str, _value: bytes | None, reason: str) -> None:
-        parked.append(reason)
-
-    stop = asyncio.Event()
-    consumer = EventConsumer(
-        kafka_settings,
-        topic,
-        f"it-{uuid.uuid4().hex[:6]}",
-        common_pb2.EventMeta,
-        handle,
-        park,
-        max_attempts=2,
-    )
-    task = asyncio.create_task(consumer.run(stop))
-    try:
+    async with consuming(kafka_settings, "lapor.notifications", handle) as parked:
         await asyncio.wait_for(done.wait(), 60)
-    finally:
-        stop.set()
-        await task
     assert unconfirmed == 4 and parked == []
     assert await things.find_one({"_id": tracking_id}) == {"_id": tracking_id, "seen": True}
 
@@ -600,14 +586,7 @@ async def test_a_report_too_busy_to_change_is_retried_not_dead_lettered(
     """A handler that keeps finding its report changed under it gives up with Unavailable
     ('busy; retry', as routing's and intake's compare-and-set loops and sla's Conflict do):
     more often than max_attempts, yet the event is applied once the report is quiet."""
-    topic = "lapor.notifications"
-    tracking_id = uuid.uuid4().hex
-    publisher = KafkaPublisher(kafka_settings, "it")
-    await publisher.start()
-    await publisher.publish_many(
-        [OutboxMessage("e", topic, tracking_id, meta_message(tracking_id))]
-    )
-    await publisher.stop()
+    tracking_id = await publish_one(kafka_settings, "lapor.notifications")
     busy = 4
     done = asyncio.Event()
 
@@ -619,25 +598,6 @@ async def test_a_report_too_busy_to_change_is_retried_not_dead_lettered(
                 raise Unavailable(f"tracking_id: report {tracking_id} is busy; retry")
             done.set()
 
-    parked: list[str] = []
-
-    async def park(_topic: str, _value: bytes | None, reason: str) -> None:
-        parked.append(reason)
-
-    stop = asyncio.Event()
-    consumer = EventConsumer(
-        kafka_settings,
-        topic,
-        f"it-{uuid.uuid4().hex[:6]}",
-        common_pb2.EventMeta,
-        handle,
-        park,
-        max_attempts=2,
-    )
-    task = asyncio.create_task(consumer.run(stop))
-    try:
+    async with consuming(kafka_settings, "lapor.notifications", handle) as parked:
         await asyncio.wait_for(done.wait(), 60)
-    finally:
-        stop.set()
-        await task
     assert busy == 0 and parked == []

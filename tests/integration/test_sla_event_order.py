@@ -8,6 +8,7 @@ a late OmbudsmanEscalation never reopens a closed report in intake's view (docs/
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -157,32 +158,58 @@ def states(doc: dict[str, Any]) -> list[tuple[str, str]]:
 # -- from sla's outboxes to both views ------------------------------------------------------
 
 
+@dataclass
+class Sla:
+    """sla's own stores and relays over `db`, with a routed report whose first response
+    was given (clocks version 2) and the time of that response."""
+
+    policy: Any
+    rules: Rules
+    clock: ManualClock
+    clocks: Any
+    handlers: SlaHandlers
+    recorder: Recorder
+    relay: SlaRelay
+
+
+async def responded_report(db: Any, **routed: Any) -> Sla:
+    policy = parse_policy(POLICY, Path("."))
+    clock = ManualClock(T0)
+    clocks = db["clocks"]
+    rules = Rules(policy, WorkingCalendar())
+    recorder = Recorder()
+    handlers = SlaHandlers(clocks, rules, clock)
+    sla = Sla(policy, rules, clock, clocks, handlers, recorder, SlaRelay(clocks, recorder))
+    event = events_pb2.ComplaintRouted(
+        meta=meta(f"{TID}:routed"),
+        institution=common_pb2.Institution(id="pemda-51.08", name="Pemkab Buleleng"),
+        classification=common_pb2.CLASSIFICATION_COMPLAINT,
+        timezone="Asia/Makassar",
+        **routed,
+    )
+    await sla.handlers.handle_routed([delivery(event)])  # version 1
+    responded = events_pb2.CaseAction(
+        meta=meta(f"{TID}:responded", s(5)), action="responded", to_state="in_progress"
+    )
+    clock.set(s(5))
+    await sla.handlers.handle_actions([delivery(responded)])  # version 2: first response met
+    return sla
+
+
 async def test_a_breach_relayed_after_a_newer_deadlines_set_changes_neither_view(db: Any) -> None:
     """The reviewed defect, end to end through sla's own stores and relays: the resolution
     clock breaches (its events wait in ``sla_outbox``), a new handling class gives it more
     time (a new cycle, running), the document relay publishes that ``deadlines_set`` first
     and the batch relay the stale warning and breach after it."""
-    policy = parse_policy(POLICY, Path("."))
-    clock = ManualClock(T0)
-    clocks = db["clocks"]
-    sla = SlaHandlers(clocks, Rules(policy, WorkingCalendar()), clock)
-    sweeper = Sweeper(clocks, policy, clock)
-    recorder = Recorder()
-    relay = SlaRelay(clocks, recorder)
-
-    routed = events_pb2.ComplaintRouted(
-        meta=meta(f"{TID}:routed"),
-        institution=common_pb2.Institution(id="pemda-51.08", name="Pemkab Buleleng"),
-        classification=common_pb2.CLASSIFICATION_COMPLAINT,
-        region_code="51.08",
-        timezone="Asia/Makassar",
+    world = await responded_report(db, region_code="51.08")
+    clock, clocks, sla, recorder, relay = (
+        world.clock,
+        world.clocks,
+        world.handlers,
+        world.recorder,
+        world.relay,
     )
-    await sla.handle_routed([delivery(routed)])  # version 1
-    responded = events_pb2.CaseAction(
-        meta=meta(f"{TID}:responded", s(5)), action="responded", to_state="in_progress"
-    )
-    clock.set(s(5))
-    await sla.handle_actions([delivery(responded)])  # version 2: first response met
+    sweeper = Sweeper(clocks, world.policy, clock)
     await relay.documents.relay_once()
     clock.set(s(51))
     assert await sweeper.sweep_once() == 1  # version 3: resolution warned and breached
@@ -244,28 +271,11 @@ async def test_an_extension_carries_the_version_its_write_left(db: Any) -> None:
     in ``sla_outbox``: the extension's ``deadlines_set`` carries the newer version, so
     routing ends with sla's clocks (the stale warning is ignored; here the extended clock
     stays warned anyway, services/sla/domain/actions.py)."""
-    policy = parse_policy(POLICY, Path("."))
-    clock = ManualClock(T0)
-    clocks = db["clocks"]
-    rules = Rules(policy, WorkingCalendar())
-    sla = SlaHandlers(clocks, rules, clock)
-    recorder = Recorder()
-    relay = SlaRelay(clocks, recorder)
-    routed = events_pb2.ComplaintRouted(
-        meta=meta(f"{TID}:routed"),
-        institution=common_pb2.Institution(id="pemda-51.08", name="Pemkab Buleleng"),
-        classification=common_pb2.CLASSIFICATION_COMPLAINT,
-        timezone="Asia/Makassar",
-    )
-    await sla.handle_routed([delivery(routed)])  # version 1
-    responded = events_pb2.CaseAction(
-        meta=meta(f"{TID}:responded", s(5)), action="responded", to_state="in_progress"
-    )
-    clock.set(s(5))
-    await sla.handle_actions([delivery(responded)])  # version 2: first response met
+    world = await responded_report(db)
+    clock, clocks, recorder, relay = world.clock, world.clocks, world.recorder, world.relay
     clock.set(s(41))
-    assert await Sweeper(clocks, policy, clock).sweep_once() == 1  # version 3: warned
-    officers = Officers(clocks, rules, Tree(), clock)
+    assert await Sweeper(clocks, world.policy, clock).sweep_once() == 1  # version 3: warned
+    officers = Officers(clocks, world.rules, Tree(), clock)
     officer = Principal("officer-1", "pemda-51.08", "officer")
     await officers.extend(officer, ExtendDeadline(TID, "", timedelta(seconds=20), "survey"))
     await relay.documents.relay_once()
