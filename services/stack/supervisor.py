@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,8 +41,41 @@ def _guarded(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "services.stack.orphan_guard", str(os.getpid()), *args]
 
 
+_PICKED: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux's default if
+    it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free port for a process of the stack to listen on, picked **below** the ephemeral
+    range: a port the kernel hands out for binding to 0 comes from that range, which every
+    outgoing connection (to the broker, the databases) also takes its local port from, so
+    one of them could take it before the process binds it ("Address already in use"). Each
+    port is handed out once per process, and checked free when handed out."""
+    low, _high = _ephemeral_range()
+    candidates = range(max(1024, low - 12000), low) if low > 2048 else range(0)
+    for _ in range(500):
+        if not candidates:
+            break
+        port = random.choice(candidates)  # noqa: S311 - not a secret
+        if port in _PICKED:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PICKED.add(port)
+        return port
+    with socket.socket() as s:  # no room below the ephemeral range: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
