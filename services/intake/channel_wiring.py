@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -27,13 +28,22 @@ class ChannelSettings:
     clients: ChannelClients
     abuse_key: Secret
     limits: RateLimits
+    # How long an anonymous report keeps the keyed hash of its post or institution reference
+    # as its idempotency scope (0: for good).
+    anonymous_scope_retention: timedelta = timedelta(days=7)
 
     @classmethod
     def from_env(cls, env: Env) -> ChannelSettings:
         key = env.secret("LAPOR_ABUSE_HASH_KEY")
         if len(key.reveal()) < 32:
             raise SettingsError("LAPOR_ABUSE_HASH_KEY must have at least 32 characters")
-        return cls(ChannelClients.parse(env.text(SETTING)), key, RateLimits.from_env(env))
+        days = env.integer("LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS", 7, low=0, high=3650)
+        return cls(
+            ChannelClients.parse(env.text(SETTING)),
+            key,
+            RateLimits.from_env(env),
+            timedelta(days=days),
+        )
 
 
 @dataclass
@@ -57,8 +67,11 @@ def wire_channels(
                 if settings.limits.dedupe_window.total_seconds() > 0:
                     bucket = dedupe_bucket(clock.now(), settings.limits.dedupe_window)
                     await store.forget_dedupe_keys(bucket)
+                if settings.anonymous_scope_retention.total_seconds() > 0:
+                    before = clock.now() - settings.anonymous_scope_retention
+                    await store.forget_anonymous_scopes(before)
             except Exception:  # noqa: BLE001 - next round
-                log.warning("could not forget expired dedupe keys; retrying")
+                log.warning("could not forget expired dedupe keys or scopes; retrying")
 
     return ChannelParts(
         clients=settings.clients,

@@ -115,6 +115,8 @@ def _institution(cmd: SubmitComplaint, v: list[Violation]) -> None:
 
 REFERENCE_SCOPE = f"{Channel.INSTITUTION_SYSTEM}:refh:"  # then "<source system>:<keyed hash>"
 PLAIN_REFERENCE_SCOPE = f"{Channel.INSTITUTION_SYSTEM}:ref:"  # before 2026-11-23: see store
+POST_SCOPE = f"{Channel.SOCIAL_MEDIA}:post:"  # then the post's keyed hash
+FORGOTTEN_SCOPE = "forgotten:"  # then the tracking id: a scope given up (store)
 
 
 def reference_scope(source_system: str, reference_key: str) -> str:
@@ -130,7 +132,7 @@ def idempotency_scope(cmd: SubmitComplaint, post_key: str = "", reference_key: s
     if cmd.channel is Channel.INSTITUTION_SYSTEM and cmd.institution is not None:
         return reference_scope(cmd.institution.source_system, reference_key)
     if cmd.channel is Channel.SOCIAL_MEDIA and not cmd.idempotency_key and post_key:
-        return f"{cmd.channel}:post:{post_key}"
+        return f"{POST_SCOPE}{post_key}"
     return ""
 
 

@@ -33,7 +33,13 @@ from services.common.outbox import (
     queued_fields,
 )
 from services.intake.abuse import DEDUPE_PREFIX, dedupe_key
-from services.intake.channels import PLAIN_REFERENCE_SCOPE, reference_scope
+from services.intake.channels import (
+    FORGOTTEN_SCOPE,
+    PLAIN_REFERENCE_SCOPE,
+    POST_SCOPE,
+    REFERENCE_SCOPE,
+    reference_scope,
+)
 from services.intake.codec import privacy_raised_event, received_event
 from services.intake.domain import Complaint, Privacy, Status, colour_for
 from services.intake.followup import FIELD as FOLLOW_UP_CODES
@@ -167,6 +173,32 @@ class MongoComplaintStore:
                 {"_id": doc["_id"], "idem": doc["idem"]}, {"$set": {"idem": new}}
             )
             changed += result.modified_count
+        return changed
+
+    async def forget_anonymous_scopes(self, received_before: datetime) -> int:
+        """Give up the idempotency scope of anonymous reports received before
+        `received_before` when it is a keyed hash of something that leads to the reporter (a
+        social-media post, an institution system's reference): the scope becomes
+        ``forgotten:<tracking id>`` (unique, as the index needs). A retry of such a report
+        after that is a new report; the channels' retries come within minutes. Returns how
+        many reports changed."""
+        leading = {"$regex": f"^({re.escape(POST_SCOPE)}|{re.escape(REFERENCE_SCOPE)})"}
+        query = {"privacy": Privacy.ANONYMOUS.value, "received_at": {"$lt": received_before}}
+        found = await self._collection.find({**query, "idem": leading}, {"idem": 1}).to_list(None)
+        changed = 0
+        for doc in found:
+            idem = doc["idem"] if isinstance(doc["idem"], list) else [doc["idem"]]
+            kept = [
+                f"{FORGOTTEN_SCOPE}{doc['_id']}"
+                if v.startswith((POST_SCOPE, REFERENCE_SCOPE))
+                else v
+                for v in idem
+            ]
+            new = kept if isinstance(doc["idem"], list) else kept[0]
+            result = await self._collection.update_one(
+                {"_id": doc["_id"], "idem": doc["idem"]}, {"$set": {"idem": new}}
+            )
+            changed += result.modified_count  # changed meanwhile: the next round
         return changed
 
     async def forget_dedupe_keys(self, before_bucket: int) -> int:

@@ -181,3 +181,33 @@ async def test_plain_institution_references_of_older_reports_are_hashed_at_start
     assert retry.duplicate and retry.same_request and retry.tracking_id == old.tracking_id
     assert await store.hash_plain_references(hasher.reference_key) == 0  # nothing left
     await store.close()
+
+
+async def test_anonymous_reports_give_up_scopes_that_lead_to_the_reporter(db: object) -> None:
+    """After the retention, an anonymous report's scope that is a keyed hash of a post or an
+    institution reference becomes 'forgotten:<tracking id>'; other reports, other scopes
+    (an idempotency key) and the dedupe keys stay; running it again changes nothing."""
+    store = await make_store(db)
+    complaints = db["complaints"]  # type: ignore[index]
+    old, recent = NOW - timedelta(days=8), NOW - timedelta(days=1)
+    docs = [
+        ("A1", "anonymous", old, ["social_media:post:h1", "dedupe:000000000009:x"]),
+        ("A2", "anonymous", old, "institution_system:refh:aduan-buleleng:h2"),
+        ("A3", "anonymous", old, "web:key-1"),
+        ("A4", "anonymous", recent, "social_media:post:h4"),
+        ("C1", "confidential", old, "social_media:post:h5"),
+    ]
+    await complaints.insert_many(
+        [{"_id": i, "privacy": p, "received_at": at, "idem": idem} for i, p, at, idem in docs]
+    )
+    assert await store.forget_anonymous_scopes(NOW - timedelta(days=7)) == 2
+    kept = {d["_id"]: d["idem"] async for d in complaints.find({})}
+    assert kept == {
+        "A1": ["forgotten:A1", "dedupe:000000000009:x"],
+        "A2": "forgotten:A2",
+        "A3": "web:key-1",
+        "A4": "social_media:post:h4",
+        "C1": "social_media:post:h5",
+    }
+    assert await store.forget_anonymous_scopes(NOW - timedelta(days=7)) == 0
+    await store.close()

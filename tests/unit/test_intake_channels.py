@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.common.errors import FailedPrecondition, PermissionDenied, Unauthenticated
-from services.common.settings import SettingsError
+from services.common.settings import Env, SettingsError
 from services.intake import sms
 from services.intake.abuse import DEDUPE_PREFIX, AbuseHasher, dedupe_bucket, dedupe_key
 from services.intake.acknowledgement import FIRST_RESPONSE_DAYS, acknowledgement
@@ -18,6 +18,7 @@ from services.intake.channel_auth import (
     config_entry,
     derive_dev_key,
 )
+from services.intake.channel_wiring import ChannelSettings
 from services.intake.channels import idempotency_scope, prepare
 from services.intake.domain import (
     Channel,
@@ -286,3 +287,13 @@ def test_privacy_only_rises() -> None:
     ]:
         with pytest.raises(FailedPrecondition, match="never lowered"):
             check_raise(current, lower)
+
+
+def test_the_anonymous_scope_retention_setting() -> None:
+    client = config_entry("web-portal", [Channel.WEB], "s" * 40)
+    base = {"LAPOR_ABUSE_HASH_KEY": "k" * 32, "LAPOR_INTAKE_CLIENTS": client}
+    assert ChannelSettings.from_env(Env(base)).anonymous_scope_retention == timedelta(days=7)
+    kept = ChannelSettings.from_env(Env({**base, "LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS": "0"}))
+    assert kept.anonymous_scope_retention == timedelta(0)
+    with pytest.raises(SettingsError, match="LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS"):
+        ChannelSettings.from_env(Env({**base, "LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS": "-1"}))
