@@ -37,6 +37,7 @@ from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import BulkWriteError, CollectionInvalid, PyMongoError
 
 from services.common.clock import sleep_until_or_stop
+from services.common.logging import loggable
 from services.common.metrics import (
     OUTBOX_LAST_ROUND,
     OUTBOX_OLDEST,
@@ -358,6 +359,9 @@ class OutboxRelay:
         return total
 
 
+FAILURE_LOG_EVERY = 60  # failures of a relay between two log lines while it keeps failing
+
+
 async def relay_loop(
     stop: asyncio.Event,
     relay_once: Callable[[], Awaitable[int]],
@@ -368,20 +372,37 @@ async def relay_loop(
 ) -> None:
     """Run `relay_once` until `stop`: again at once while events may be left (`more`: the
     last round took a full batch somewhere), else after `wakeup` is set (a writer stored
-    events) or `poll_interval` passed; after a failure, a second later. At low rates a
-    round then costs its reads once, not twice (the second, empty round)."""
+    events) or `poll_interval` passed. At low rates a round then costs its reads once, not
+    twice (the second, empty round).
+
+    After a failure (the broker or the database away), again after a pause growing from
+    0.5 s to 5 s. The first failure of a run is logged with its traceback, then one line
+    every `FAILURE_LOG_EVERY` failures, and one when the relay works again: an outage of an
+    hour is a few dozen lines, not thousands of tracebacks (the count is in
+    ``lapor_outbox_relay_errors_total``)."""
+    failures = 0
     while not stop.is_set():
         # Cleared before the round reads: a writer that stores during the round sets it
         # again, so the wait below ends at once and the next round takes its events.
         wakeup.clear()
         try:
             await relay_once()
-        except Exception:
+        except Exception as exc:
             OUTBOX_RELAY_ERRORS.inc()
-            log.exception(f"{name} failed; retrying")
-            if await sleep_until_or_stop(stop, 1.0):
+            failures += 1
+            if failures == 1:
+                log.error(f"{name} failed; retrying", exc_info=loggable(exc))
+            elif failures % FAILURE_LOG_EVERY == 0:
+                log.warning(
+                    f"{name} still failing; retrying",
+                    extra={"failures": failures, "error": type(exc).__name__},
+                )
+            if await sleep_until_or_stop(stop, min(0.5 * 2 ** min(failures - 1, 4), 5.0)):
                 return
             continue
+        if failures:
+            log.info(f"{name} works again", extra={"failures": failures})
+            failures = 0
         if not more():
             waiter = asyncio.ensure_future(wakeup.wait())
             stopper = asyncio.ensure_future(stop.wait())
