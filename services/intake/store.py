@@ -147,32 +147,17 @@ class MongoComplaintStore:
         (`reference_key(source_system, reference)`), so a retry of such a report still finds
         it and the reference is no longer kept. Run at start; idempotent. Returns how many
         reports changed."""
+
+        def hashed(_doc: Doc, value: str) -> str:
+            _, _, source, reference = value.split(":", 3)
+            return reference_scope(source, reference_key(source, reference))
+
         changed = 0
-        plain = {"$regex": f"^{re.escape(PLAIN_REFERENCE_SCOPE)}"}
         for _pass in range(3):  # a report whose keys changed meanwhile is read again
-            found = await self._collection.find({"idem": plain}, {"idem": 1}).to_list(None)
+            found, done = await self._rewrite_scopes({}, (PLAIN_REFERENCE_SCOPE,), hashed)
+            changed += done
             if not found:
                 break
-            changed += await self._hash_references(found, reference_key)
-        return changed
-
-    async def _hash_references(
-        self, found: list[Doc], reference_key: Callable[[str, str], str]
-    ) -> int:
-        changed = 0
-        for doc in found:
-            idem = doc["idem"] if isinstance(doc["idem"], list) else [doc["idem"]]
-            hashed = []
-            for value in idem:
-                if value.startswith(PLAIN_REFERENCE_SCOPE):
-                    _, _, source, reference = value.split(":", 3)
-                    value = reference_scope(source, reference_key(source, reference))
-                hashed.append(value)
-            new = hashed if isinstance(doc["idem"], list) else hashed[0]
-            result = await self._collection.update_one(
-                {"_id": doc["_id"], "idem": doc["idem"]}, {"$set": {"idem": new}}
-            )
-            changed += result.modified_count
         return changed
 
     async def forget_anonymous_scopes(self, received_before: datetime) -> int:
@@ -181,25 +166,37 @@ class MongoComplaintStore:
         social-media post, an institution system's reference): the scope becomes
         ``forgotten:<tracking id>`` (unique, as the index needs). A retry of such a report
         after that is a new report; the channels' retries come within minutes. Returns how
-        many reports changed."""
-        leading = {"$regex": f"^({re.escape(POST_SCOPE)}|{re.escape(REFERENCE_SCOPE)})"}
+        many reports changed (one changed meanwhile waits for the next round)."""
         query = {"privacy": Privacy.ANONYMOUS.value, "received_at": {"$lt": received_before}}
-        found = await self._collection.find({**query, "idem": leading}, {"idem": 1}).to_list(None)
+        _found, changed = await self._rewrite_scopes(
+            query,
+            (POST_SCOPE, REFERENCE_SCOPE),
+            lambda doc, _value: f"{FORGOTTEN_SCOPE}{doc['_id']}",
+        )
+        return changed
+
+    async def _rewrite_scopes(
+        self, query: Doc, prefixes: tuple[str, ...], rewrite: Callable[[Doc, str], str]
+    ) -> tuple[int, int]:
+        """Replace each ``idem`` value (the scope, a scalar or the array's first value, and
+        the dedupe keys) of the reports matching `query` that starts with one of `prefixes`
+        by `rewrite(report, value)`, each report in a write conditioned on the ``idem`` it
+        was read with (a report changed meanwhile is left). Returns how many reports were
+        found and how many of them changed."""
+        pattern = "|".join(re.escape(p) for p in prefixes)
+        found = await self._collection.find(
+            {**query, "idem": {"$regex": f"^({pattern})"}}, {"idem": 1}
+        ).to_list(None)
         changed = 0
         for doc in found:
-            idem = doc["idem"] if isinstance(doc["idem"], list) else [doc["idem"]]
-            kept = [
-                f"{FORGOTTEN_SCOPE}{doc['_id']}"
-                if v.startswith((POST_SCOPE, REFERENCE_SCOPE))
-                else v
-                for v in idem
-            ]
-            new = kept if isinstance(doc["idem"], list) else kept[0]
+            values = doc["idem"] if isinstance(doc["idem"], list) else [doc["idem"]]
+            kept = [rewrite(doc, v) if v.startswith(prefixes) else v for v in values]
             result = await self._collection.update_one(
-                {"_id": doc["_id"], "idem": doc["idem"]}, {"$set": {"idem": new}}
+                {"_id": doc["_id"], "idem": doc["idem"]},
+                {"$set": {"idem": kept if isinstance(doc["idem"], list) else kept[0]}},
             )
-            changed += result.modified_count  # changed meanwhile: the next round
-        return changed
+            changed += result.modified_count
+        return len(found), changed
 
     async def forget_dedupe_keys(self, before_bucket: int) -> int:
         """Drop the keyed contact hashes of dedupe windows before `before_bucket`."""
