@@ -37,7 +37,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 from urllib.parse import urlsplit
 
 from services.common.clock import Clock
@@ -366,6 +366,19 @@ class GuessGuard:
             return
         now = self.clock.now()
         await self.log.add(self.key(tracking_id, self.prefix), now, self.limit, now + self.window)
+
+
+async def refuse_wrong_code(
+    guard: GuessGuard | None, tracking_id: str, blocked: float | None, message: str
+) -> NoReturn:
+    """Refuse a wrong follow-up code or token: RESOURCE_EXHAUSTED while the tracking id is
+    over the wrong-code limit (`blocked`: the guard's retry delay, read before the check),
+    else count it and answer PERMISSION_DENIED with `message`."""
+    if guard is not None and blocked is not None:
+        raise too_many_wrong_codes(guard.limit, guard.window, blocked)
+    if guard is not None:
+        await guard.failed(tracking_id)
+    raise PermissionDenied(message)
 
 
 def too_many_wrong_codes(limit: int, window: timedelta, wait: float) -> ResourceExhausted:

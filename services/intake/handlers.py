@@ -20,7 +20,7 @@ from services.common.errors import (
 from services.common.ids import MalformedTrackingId, parse_tracking_id
 from services.intake import channels
 from services.intake.abuse import AbuseHasher
-from services.intake.access_codes import GuessGuard, too_many_wrong_codes
+from services.intake.access_codes import GuessGuard, refuse_wrong_code
 from services.intake.acknowledgement import acknowledgement
 from services.intake.channel_auth import ChannelClient, authorize
 from services.intake.domain import (
@@ -195,11 +195,7 @@ class IntakeHandlers:
         )
         for _attempt in range(3):
             if doc is None or not verify_follow_up_code(doc.get(FIELD, []), code):
-                if blocked is not None and guard is not None:
-                    raise too_many_wrong_codes(guard.limit, guard.window, blocked)
-                if guard is not None:
-                    await guard.failed(tracking_id)
-                raise PermissionDenied(NO_MATCH)
+                await refuse_wrong_code(guard, tracking_id, blocked, NO_MATCH)
             current = Privacy(doc["privacy"])
             if not check_raise(current, wanted):
                 return False

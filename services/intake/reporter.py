@@ -22,7 +22,6 @@ from services.common.clock import Clock
 from services.common.errors import (
     FailedPrecondition,
     NotFound,
-    PermissionDenied,
     ValidationError,
     Violation,
     require,
@@ -35,9 +34,9 @@ from services.intake.access_codes import (
     AccessTokenStore,
     GuessGuard,
     is_access_token,
+    refuse_wrong_code,
     token_hash,
     token_violations,
-    too_many_wrong_codes,
 )
 from services.intake.domain import Contact
 from services.intake.listing import Cursor, PublicQuery, encode_token
@@ -197,11 +196,7 @@ class ReporterHandlers:
         ok = granted if token else self.verify(doc, code.strip())
         if ok and doc is not None:
             return doc
-        if blocked is not None and guard is not None:
-            raise too_many_wrong_codes(guard.limit, guard.window, blocked)
-        if guard is not None:
-            await guard.failed(tracking_id)
-        raise PermissionDenied(NO_TOKEN_MATCH if token else NO_MATCH)
+        await refuse_wrong_code(guard, tracking_id, blocked, NO_TOKEN_MATCH if token else NO_MATCH)
 
     async def _token_valid(self, tracking_id: str, token: str) -> bool:
         if self.tokens is None:
