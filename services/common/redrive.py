@@ -18,7 +18,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
 from lapor.v1 import common_pb2
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -27,6 +29,7 @@ from services.common.mongo import Doc, create_client
 from services.common.outbox import OutboxMessage, Publisher
 from services.common.settings import CommonSettings, Env, SettingsError
 
+WIRETYPE_LENGTH_DELIMITED = 2
 SERVICES = ("intake", "routing", "sla", "notify")
 
 
@@ -36,43 +39,15 @@ class RedriveReport:
     kept: Counter[str] = field(default_factory=Counter)  # per topic: not an event
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if at >= len(data) or shift > 63:
-            raise DecodeError("truncated varint")
-        byte = data[at]
-        value |= (byte & 0x7F) << shift
-        at += 1
-        if not byte & 0x80:
-            return value, at
-        shift += 7
-
-
 def tracking_id_of(value: bytes) -> str | None:
     """The tracking id in an event's ``meta`` (field 1 of every event in events.proto),
-    read without knowing the event's type; None when the bytes are no such event."""
-    at = 0
+    read without knowing the event's type (its fields as protobuf's unknown fields of an
+    empty message); None when the bytes are no such event."""
     try:
-        while at < len(value):
-            tag, at = _varint(value, at)
-            number, wire = tag >> 3, tag & 7
-            if wire == 0:
-                _, at = _varint(value, at)
-            elif wire == 1:
-                at += 8
-            elif wire == 5:
-                at += 4
-            elif wire == 2:
-                length, at = _varint(value, at)
-                if at + length > len(value):
-                    return None
-                if number == 1:
-                    meta = common_pb2.EventMeta.FromString(value[at : at + length])
-                    return meta.tracking_id or None
-                at += length
-            else:
-                return None
+        fields = UnknownFieldSet(empty_pb2.Empty.FromString(value))
+        for f in (fields[i] for i in range(len(fields))):
+            if f.field_number == 1 and f.wire_type == WIRETYPE_LENGTH_DELIMITED:
+                return common_pb2.EventMeta.FromString(f.data).tracking_id or None
     except DecodeError:
         return None
     return None
