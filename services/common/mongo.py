@@ -97,6 +97,24 @@ def not_applied(event_id: str) -> Doc:
     return {"_applied": {"$ne": event_id}}
 
 
+#: The highest SlaEvent.clocks_version a document (routing's case, intake's timeline)
+#: applied: sla publishes through two outboxes nothing orders, so an older one may come last.
+SLA_VERSION = "sla_version"
+
+
+def not_older_sla_event(version: int) -> Doc:
+    """The filter condition for an SLA event of ``clocks_version`` `version`: the document
+    applied no newer one (one without ``sla_version`` applied none; equal versions apply).
+    Empty for an event without a version (0, published before the field existed)."""
+    return {SLA_VERSION: {"$not": {"$gt": version}}} if version > 0 else {}
+
+
+def raising_sla_version(update: Doc, version: int) -> Doc:
+    """A copy of `update` that also raises the document's ``sla_version`` to `version`
+    (never lowers it); `update` itself for an event without a version."""
+    return {**update, "$max": {SLA_VERSION: version}} if version > 0 else update
+
+
 def remember_event(update: Doc, event_id: str) -> Doc:
     """A copy of `update` that also records `event_id` among the document's applied events."""
     out = {op: dict(fields) for op, fields in update.items()}

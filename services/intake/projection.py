@@ -43,7 +43,15 @@ from pymongo.errors import BulkWriteError
 
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import Doc, duplicate_keys_only, not_applied, remember_event
+from services.common.mongo import (
+    SLA_VERSION,
+    Doc,
+    duplicate_keys_only,
+    not_applied,
+    not_older_sla_event,
+    raising_sla_version,
+    remember_event,
+)
 from services.common.pbtime import occurred_at
 from services.common.status import CaseState, Colour
 from services.intake.domain import Status
@@ -77,9 +85,8 @@ async def read_view(complaints: AsyncCollection[Doc], tracking_id: str, hidden: 
     return with_timeline(doc, timeline)
 
 
-#: The highest SlaEvent.clocks_version applied to a timeline (and, on the complaint, the one
-#: of the timeline its ``overdue`` was taken from).
-SLA_VERSION = "sla_version"
+# SLA_VERSION (services.common.mongo) on a timeline: the highest SlaEvent.clocks_version
+# applied to it; on the complaint: the one of the timeline its ``overdue`` was taken from.
 OVERDUE = "overdue"
 
 
@@ -94,12 +101,6 @@ class ViewChange:
     timeline: Doc | None = None
     condition: Doc | None = None
     follow_overdue: bool = False
-
-
-def not_older(version: int) -> Doc:
-    """Filter condition: the document has applied no SLA event newer than `version` (one
-    without ``sla_version`` has applied none). Empty for an event without a version (0)."""
-    return {SLA_VERSION: {"$not": {"$gt": version}}} if version > 0 else {}
 
 
 def _history(at: datetime, action: str, actor: str, detail: str) -> Doc:
@@ -154,11 +155,6 @@ def routed_update(e: events_pb2.ComplaintRouted) -> ViewChange:
     )
 
 
-def _versioned(update: Doc, version: int) -> Doc:
-    """`update` raising the timeline's ``sla_version`` to `version` (never lowering it)."""
-    return {**update, "$max": {SLA_VERSION: version}} if version > 0 else update
-
-
 def sla_update(e: events_pb2.SlaEvent) -> ViewChange:
     """The timeline's deadlines, overdue flag and history line of one SLA event, applied
     only if no newer one (``clocks_version``) was applied to the timeline; the complaint's
@@ -192,8 +188,8 @@ def sla_update(e: events_pb2.SlaEvent) -> ViewChange:
     else:
         return ViewChange()
     return ViewChange(
-        timeline=_versioned(update, version),
-        condition=not_older(version) or None,
+        timeline=raising_sla_version(update, version),
+        condition=not_older_sla_event(version) or None,
         follow_overdue=OVERDUE in update.get("$set", {}),
     )
 

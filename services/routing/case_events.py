@@ -35,7 +35,15 @@ from pymongo import UpdateOne
 from services.common.errors import DomainError, NotFound, Unavailable
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import Doc, not_applied, once_per_event, remember_event
+from services.common.mongo import (
+    SLA_VERSION,
+    Doc,
+    not_applied,
+    not_older_sla_event,
+    once_per_event,
+    raising_sla_version,
+    remember_event,
+)
 from services.common.outbox import OutboxMessage, outbox_update
 from services.common.topics import CASE_ACTIONS, REPORTER_ACTIONS, SLA_EVENTS
 from services.routing.actions import MAX_ATTEMPTS, CaseActions
@@ -47,7 +55,6 @@ from services.routing.domain.directory import Directory
 log = logging.getLogger(__name__)
 OPEN_CLOCK_STATES = ("running", "warned")
 #: The highest SlaEvent.clocks_version applied to the case (absent: none yet).
-SLA_VERSION = "sla_version"
 REFUSED = "reporter_action_refused"
 
 
@@ -110,23 +117,16 @@ def refusal_update(
     return remember_event(update, refused.meta.event_id)
 
 
-def not_older(version: int) -> Doc:
-    """The filter condition for an SLA event of ``clocks_version`` `version`: the case has
-    applied no newer one (a case without ``sla_version`` has applied none). Always true for
-    an event without a version (0)."""
-    return {SLA_VERSION: {"$not": {"$gt": version}}} if version > 0 else {}
-
-
 def is_older(doc: Doc, version: int) -> bool:
     """Whether the stored case already applied an SLA event newer than `version` (what
-    `not_older` refuses, decided on a read)."""
+    `not_older_sla_event` refuses, decided on a read)."""
     return version > 0 and int(doc.get(SLA_VERSION) or 0) > version
 
 
 def deadlines_update(deadlines: list[Doc], version: int = 0) -> Doc:
     """The case's deadlines and what follows from them; `version` (the event's
     ``clocks_version``, 0 for none) is recorded as the case's ``sla_version`` (never
-    lowered). The caller adds `not_older(version)` to the filter."""
+    lowered). The caller adds `not_older_sla_event(version)` to the filter."""
     due = [d["due_at"] for d in deadlines if d["state"] in OPEN_CLOCK_STATES]
     update: Doc = {
         "$set": {
@@ -136,9 +136,7 @@ def deadlines_update(deadlines: list[Doc], version: int = 0) -> Doc:
             "overdue": any(d["state"] == "breached" for d in deadlines),
         }
     }
-    if version > 0:
-        update["$max"] = {SLA_VERSION: version}
-    return update
+    return raising_sla_version(update, version)
 
 
 def mark_clock(deadlines: list[Doc], clock: str, state: str, due_at: object) -> list[Doc]:
@@ -183,7 +181,7 @@ class CaseEventHandlers:
             event.meta.tracking_id,
             event.meta.event_id,
             deadlines_update(deadlines, version),
-            not_older(version),
+            not_older_sla_event(version),
         )
 
     async def _flush(self, pending: list[UpdateOne]) -> None:
@@ -222,7 +220,7 @@ class CaseEventHandlers:
         # The version condition again in the write: a newer event applied since the read
         # (another replica, during a rebalance) makes this one match nothing.
         result = await cases.update_one(
-            {"_id": tracking_id, **not_applied(event_id), **not_older(version)},
+            {"_id": tracking_id, **not_applied(event_id), **not_older_sla_event(version)},
             remember_event(deadlines_update(deadlines, version), event_id),
         )
         return "applied" if result.modified_count == 1 else "duplicate"

@@ -8,8 +8,9 @@ import pytest
 
 from services.common import scope
 from services.common.errors import NotFound, PermissionDenied
+from services.common.mongo import not_older_sla_event
 from services.common.regions import default_regions
-from services.routing.case_events import deadlines_update, is_older, mark_clock, not_older
+from services.routing.case_events import deadlines_update, is_older, mark_clock
 from services.routing.case_store import FAR_FUTURE
 from services.routing.domain import access, similarity
 from services.routing.domain.access import Actor
@@ -136,9 +137,11 @@ def test_sla_events_with_a_version_apply_only_from_that_version_on() -> None:
     deadlines = [{"clock": "resolution", "due_at": due, "state": "running"}]
     # the event's clocks_version is recorded, never lowered, in the same write
     assert deadlines_update(deadlines, 5)["$max"] == {"sla_version": 5}
-    assert not_older(5) == {"sla_version": {"$not": {"$gt": 5}}}  # >=: equal versions apply
+    assert not_older_sla_event(5) == {
+        "sla_version": {"$not": {"$gt": 5}}
+    }  # >=: equal versions apply
     # events from before the version existed: no check, no record (as before)
-    assert "$max" not in deadlines_update(deadlines) and not_older(0) == {}
+    assert "$max" not in deadlines_update(deadlines) and not_older_sla_event(0) == {}
     assert is_older({"sla_version": 6}, 5) and not is_older({"sla_version": 5}, 5)
     assert not is_older({}, 1) and not is_older({"sla_version": 6}, 0)
 
