@@ -45,6 +45,12 @@ class ScaledClock:
         return self._origin + real * self._factor
 
 
+def doubling(first: float, times: int, cap: float) -> float:
+    """`first` doubled `times` times (none for `times` below 1), at most `cap`: the growing
+    pause of a retry."""
+    return min(first * 2 ** min(max(times, 0), 30), cap)
+
+
 async def sleep_until_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep up to `seconds`; return True when `stop` was set meanwhile."""
     try:

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from google.protobuf.message import DecodeError, Message
 
-from services.common.clock import sleep_until_or_stop
+from services.common.clock import doubling, sleep_until_or_stop
 from services.common.errors import Unavailable
 from services.common.logging import loggable
 from services.common.metrics import EVENT_HANDLING, EVENT_RETRIES, EVENTS_CONSUMED
@@ -253,6 +253,6 @@ class EventConsumer(Generic[M]):
                     if attempt >= self._max_attempts:
                         await self._give_up(deliveries, exc, stop)
                         return
-            pause = min(0.2 * 2 ** min(attempt + max(waits - 1, 0), 5), 5.0)
+            pause = doubling(0.2, attempt + max(waits - 1, 0), 5.0)
             if await sleep_until_or_stop(stop, pause * (0.5 + random.random())):  # noqa: S311
                 return

@@ -36,7 +36,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import BulkWriteError, CollectionInvalid, PyMongoError
 
-from services.common.clock import sleep_until_or_stop
+from services.common.clock import doubling, sleep_until_or_stop
 from services.common.logging import loggable
 from services.common.metrics import (
     OUTBOX_LAST_ROUND,
@@ -397,7 +397,7 @@ async def relay_loop(
                     f"{name} still failing; retrying",
                     extra={"failures": failures, "error": type(exc).__name__},
                 )
-            if await sleep_until_or_stop(stop, min(0.5 * 2 ** min(failures - 1, 4), 5.0)):
+            if await sleep_until_or_stop(stop, doubling(0.5, failures - 1, 5.0)):
                 return
             continue
         if failures:

@@ -32,7 +32,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.common.clock import Clock, sleep_until_or_stop
+from services.common.clock import Clock, doubling, sleep_until_or_stop
 from services.common.mongo import Doc
 from services.common.outbox import OutboxMessage
 from services.sla.codec import case_fields, case_from_doc, transition_entry, transition_event
@@ -128,7 +128,8 @@ def sweep_update(
 
 def retry_delay(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
     """The pause before the ``attempts``-th retry of a report set aside: doubling, capped."""
-    return min(first * 2 ** min(max(attempts - 1, 0), 30), longest)
+    seconds = doubling(first.total_seconds(), attempts - 1, longest.total_seconds())
+    return timedelta(seconds=seconds)
 
 
 def set_aside(
