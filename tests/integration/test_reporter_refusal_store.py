@@ -36,6 +36,15 @@ def reporter_action(event_id: str, action: str, text: str = "", privacy: str = "
     return Delivery(e, "T1", 0, 0)
 
 
+def case_handlers(cases: Any) -> tuple[CaseEventHandlers, list[int]]:
+    """Routing's case-event handlers over `cases`, and the list each relay wake-up adds to."""
+    woken: list[int] = []
+    store = CaseStore(cases)
+    directory = Directory.seed(default_regions())
+    actions = CaseActions(store, lambda: directory, ManualClock(AT), lambda: woken.append(1))
+    return CaseEventHandlers(actions, store), woken
+
+
 async def test_routing_refuses_a_redelivered_reporter_action_once(db: Any) -> None:
     cases = db["cases"]
     await cases.insert_one(
@@ -48,11 +57,7 @@ async def test_routing_refuses_a_redelivered_reporter_action_once(db: Any) -> No
             "_applied": [],
         }
     )
-    woken: list[int] = []
-    store = CaseStore(cases)
-    directory = Directory.seed(default_regions())
-    actions = CaseActions(store, lambda: directory, ManualClock(AT), lambda: woken.append(1))
-    handlers = CaseEventHandlers(actions, store)
+    handlers, woken = case_handlers(cases)
     too_long = reporter_action("r1", "info_provided", "x" * 4_500)
     for _ in range(2):  # the second time is a redelivery
         await handlers.handle_reporter([too_long])
@@ -96,11 +101,7 @@ async def test_routing_raises_the_privacy_in_any_state_once_and_never_lowers_it(
             "_applied": [],
         }
     )
-    woken: list[int] = []
-    store = CaseStore(cases)
-    directory = Directory.seed(default_regions())
-    actions = CaseActions(store, lambda: directory, ManualClock(AT), lambda: woken.append(1))
-    handlers = CaseEventHandlers(actions, store)
+    handlers, woken = case_handlers(cases)
     anonymous = reporter_action("p2", "privacy_raised", privacy="anonymous")
     confidential = reporter_action("p1", "privacy_raised", privacy="confidential")
     # p2 twice (a redelivery), then p1, raised before p2 but delivered late
