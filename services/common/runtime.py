@@ -2,8 +2,9 @@
 and shut down cleanly on SIGTERM/SIGINT.
 
 The gRPC server and the metrics endpoint start at once and report NOT_SERVING; the
-dependencies (MongoDB, Kafka) are connected in the background with retries, workers
-(consumers, outbox relay, sweeps) start when both are, and a watchdog keeps probing both.
+dependencies (MongoDB, Kafka) are connected in the background with retries; workers that
+need MongoDB only (sweeps, cleanups, gauges, rule reloads) start once it is, the others
+(consumers, outbox relay) once both are; a watchdog keeps probing both.
 
 Health (grpc.health.v1) has these entries:
 
@@ -67,7 +68,10 @@ class ServiceParts:
     publisher: KafkaPublisher
     register: Registrar  # adds servicers, returns service names
     startup: list[Startup] = field(default_factory=list)  # e.g. ensure indexes (retried)
-    workers: list[Worker] = field(default_factory=list)  # consumers, relay, sweeps
+    workers: list[Worker] = field(default_factory=list)  # consumers, the outbox relay
+    # Workers that need MongoDB only (sweeps, cleanups, gauges, reloads): they start once
+    # MongoDB is connected and run through a broker outage, also one at startup.
+    mongo_workers: list[Worker] = field(default_factory=list)
     close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     probe_interval: float = 1.0
     # The dependencies readiness (health "") requires: MONGODB_AND_KAFKA, or MONGODB_ONLY
@@ -138,6 +142,8 @@ class ServiceRuntime:
         await self._retry(MONGODB, self._startup_mongo)
         if self.stop.is_set():
             return
+        for worker in self.parts.mongo_workers:
+            self._tasks.append(asyncio.create_task(self._guard(worker)))
         watching = KAFKA not in self.parts.readiness
         if watching:
             # Serve now: the broker is connected in the background, and the workers (the

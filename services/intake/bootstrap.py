@@ -168,12 +168,9 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
             *reporter.startup,
             *officer_evidence.startup,
         ],
-        workers=[
-            relay.run,
-            *(c.run for c in consumers),
-            *channel_parts.workers,
-            *reporter.workers,
-        ],
+        workers=[relay.run, *(c.run for c in consumers)],
+        # The dedupe-key cleanup and the evidence sweep need MongoDB only.
+        mongo_workers=[*channel_parts.workers, *reporter.workers],
         close=[close],
         # Submissions, the reporter's calls and evidence need MongoDB only: their events
         # wait in the outbox while Kafka is away, so a broker outage keeps intake serving.

@@ -88,7 +88,9 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
         publisher=publisher,
         register=register,
         startup=[handlers.ensure_indexes, dead.ensure_indexes, registry.load],
-        workers=[relay.run, rules.watch, refresh_directory, *(c.run for c in consumers)],
+        workers=[relay.run, *(c.run for c in consumers)],
+        # Rule reloads and directory refreshes go on through a broker outage.
+        mongo_workers=[rules.watch, refresh_directory],
         close=[close],
         # The officers' and admins' API reads and writes MongoDB only (case actions go out
         # through the outbox): a broker outage keeps it serving.

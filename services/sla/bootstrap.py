@@ -139,7 +139,11 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
         publisher=publisher,
         register=register,
         startup=[handlers.ensure_indexes, relay.ensure_indexes, dead.ensure_indexes],
-        workers=[relay.run, *(c.run for c in consumers), sweeps, gauges, lag],
+        # The sweep waits for the broker: its breaches and escalations are decided on the
+        # clocks the consumers keep, and a report resolved while sla could not hear it must
+        # not be escalated on a stale clock. The report-card gauges read MongoDB only.
+        workers=[relay.run, *(c.run for c in consumers), sweeps, lag],
+        mongo_workers=[gauges],
         close=[close],
         # SlaService reads and writes MongoDB only (extensions' events go out through the
         # outbox): a broker outage keeps it serving.

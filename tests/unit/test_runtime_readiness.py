@@ -1,6 +1,7 @@
 """What readiness (health "") follows: the dependencies a service declares. A service that
 needs MongoDB only serves while the broker is away, and still reports the broker's state
-(its own health entry, lapor_dependency_up); one that needs both does not."""
+(its own health entry, lapor_dependency_up); one that needs both does not. Workers that
+need MongoDB only start without the broker."""
 
 from __future__ import annotations
 
@@ -59,9 +60,14 @@ class World:
         self.broker = FakeBroker()
         self.db = FakeDb()
         self.worker_runs = 0
+        self.mongo_worker_runs = 0
 
         async def worker(stop: asyncio.Event) -> None:
             self.worker_runs += 1
+            await stop.wait()
+
+        async def mongo_worker(stop: asyncio.Event) -> None:
+            self.mongo_worker_runs += 1
             await stop.wait()
 
         parts = ServiceParts(
@@ -70,6 +76,7 @@ class World:
             publisher=cast(Any, self.broker),
             register=lambda server: [],
             workers=[worker],
+            mongo_workers=[mongo_worker],
             probe_interval=0.01,
             readiness=readiness,
         )
@@ -123,6 +130,8 @@ async def test_mongodb_only_serves_while_the_broker_is_away_and_reports_it(
     assert await world.status(KAFKA) == NOT_SERVING
     assert dependency_up(KAFKA) == 0 and dependency_up(MONGODB) == 1
     assert world.worker_runs == 0  # the relay and consumers wait for the broker
+    # Sweeps and cleanups need MongoDB only: they run while the broker is away.
+    await world.eventually(lambda: _true(world.mongo_worker_runs == 1), "MongoDB-only workers")
 
     world.broker.up = True
     await world.eventually(lambda: serving(KAFKA), "kafka SERVING once the broker answers")
@@ -150,6 +159,7 @@ async def test_mongodb_only_serves_while_the_broker_is_away_and_reports_it(
     world.db.up = True
     await world.eventually(serving, "SERVING again")
     assert world.worker_runs == 1  # never restarted by an outage
+    assert world.mongo_worker_runs == 1
     await stopped(world, task)
 
 
@@ -166,6 +176,7 @@ async def test_mongodb_and_kafka_waits_for_the_broker_and_follows_it() -> None:
     await asyncio.sleep(0.3)
     assert await world.status() == NOT_SERVING  # no broker yet
     assert world.worker_runs == 0
+    assert world.mongo_worker_runs == 1  # MongoDB-only workers do not wait for it
     world.broker.up = True
     await world.eventually(serving, "SERVING once the broker answers")
     assert world.worker_runs == 1 and await world.status(KAFKA) == SERVING
