@@ -116,17 +116,22 @@ def _unless_case_state(value: Any, field: str) -> Doc:
     return {"$cond": [untouched, {"$literal": value}, f"${field}"]}
 
 
-#: Final case states (recorded from routing's case actions): an escalation keeps their status.
-FINAL_STATES = (CaseState.CLOSED.value, CaseState.ARCHIVED.value)
+#: Case states (recorded from routing's case actions) whose status an escalation keeps:
+#: the institution has resolved the report, or it is closed or archived. sla stops the
+#: Ombudsman clock at resolution, so an escalation arriving over one of these states was
+#: either sent before the resolution (which is the later fact) or decided before sla heard
+#: of it; either way the reporter must see the follow-up to confirm or reject it.
+SETTLED_STATES = (CaseState.RESOLVED.value, CaseState.CLOSED.value, CaseState.ARCHIVED.value)
 
 
-def _unless_closed(value: Any, field: str) -> Doc:
-    """Pipeline expression: `value` unless routing's CaseActions recorded a final case state
-    (`FINAL_STATES`), else the stored `field`. An OmbudsmanEscalation travels on another
-    topic than the case actions, so a late or redelivered one must not turn a closed or
-    archived report back into "escalated"."""
-    final = {"$in": [{"$ifNull": ["$state", ""]}, list(FINAL_STATES)]}
-    return {"$cond": [final, f"${field}", {"$literal": value}]}
+def _unless_settled(value: Any, field: str) -> Doc:
+    """Pipeline expression: `value` unless routing's CaseActions recorded a settled case
+    state (`SETTLED_STATES`), else the stored `field`. An OmbudsmanEscalation travels on
+    another topic than the case actions, so a late or redelivered one must not turn a
+    resolved, closed or archived report back into "escalated". In the other order a case
+    action sets the status from its state, so the view ends the same either way."""
+    settled = {"$in": [{"$ifNull": ["$state", ""]}, list(SETTLED_STATES)]}
+    return {"$cond": [settled, f"${field}", {"$literal": value}]}
 
 
 def holder(institution: common_pb2.Institution, ancestors: Iterable[str]) -> Doc:
@@ -208,13 +213,13 @@ def notification_update(e: events_pb2.NotificationRecorded) -> ViewChange:
 
 def escalation_update(e: events_pb2.OmbudsmanEscalation) -> ViewChange:
     """The report is flagged escalated (a fact, whatever happened since) and shows the
-    status "escalated" unless its case is closed or archived (`_unless_closed`)."""
+    status "escalated" unless its case is resolved, closed or archived (`_unless_settled`)."""
     at = occurred_at(e.meta.occurred_at)
     return ViewChange(
         complaint=[
             {
                 "$set": {
-                    "status": _unless_closed(Status.ESCALATED.value, "status"),
+                    "status": _unless_settled(Status.ESCALATED.value, "status"),
                     "escalated": {"$literal": True},
                 }
             }

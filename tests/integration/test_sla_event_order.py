@@ -3,8 +3,8 @@ version of the clocks document its write left (``clocks_version``), and routing'
 intake's tracking view apply an event only if no newer one was applied. A breach that waited
 in ``sla_outbox`` while a later ``deadlines_set`` went out first changes neither view; a
 newer one does; redeliveries change nothing; events without a version apply as before. And
-a late OmbudsmanEscalation never reopens a closed report in intake's view (docs/sla.md,
-"Ordering of SLA events")."""
+a late OmbudsmanEscalation never hides a resolved or closed report in intake's view: the
+view ends the same whichever comes first (docs/sla.md, "Ordering of SLA events")."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from services.common.metrics import EVENTS_CONSUMED
 from services.common.outbox import OutboxMessage
 from services.common.regions import default_regions
 from services.common.topics import SLA_EVENTS
+from services.intake.case_view import CaseActionProjection
 from services.intake.projection import (
     TIMELINES,
     TrackingProjection,
@@ -429,11 +430,13 @@ async def test_a_stale_first_event_creates_no_timeline_of_its_own(db: Any) -> No
     [
         ("closed", "closed", "closed"),
         ("archived", "closed", "closed"),
+        ("resolved", "followed_up", "followed_up"),
         ("in_progress", "in_progress", "escalated"),
+        ("awaiting_reporter", "in_progress", "escalated"),
         (None, "routed", "escalated"),
     ],
 )
-async def test_a_late_escalation_never_reopens_a_closed_report(
+async def test_a_late_escalation_never_hides_a_resolved_or_closed_report(
     db: Any, state: str | None, status: str, shown: str
 ) -> None:
     complaints = db["complaints"]
@@ -448,3 +451,41 @@ async def test_a_late_escalation_never_reopens_a_closed_report(
         assert view["status"] == shown and view.get("state") == state
         assert view["escalated"] is True  # it was escalated: the flag says so in any state
     assert [h["action"] for h in view["history"]] == ["received", "escalated"]
+
+
+@pytest.mark.parametrize("escalation_first", [True, False])
+async def test_escalation_and_resolution_end_the_same_in_either_order(
+    db: Any, escalation_first: bool
+) -> None:
+    """The Ombudsman escalation (lapor.escalations) and the institution's resolution
+    (lapor.cases.actions) race on two topics: the report shows the follow-up for the
+    reporter to confirm, and the escalated flag, whichever arrives first."""
+    complaints = db["complaints"]
+    await complaints.insert_one(complaint(status="in_progress", state="in_progress"))
+    escalation = events_pb2.OmbudsmanEscalation(meta=meta(f"{TID}:ombudsman:escalation"))
+    resolved = events_pb2.CaseAction(
+        meta=meta("r1", s(5)),
+        action="resolved",
+        actor_role="officer",
+        from_state="in_progress",
+        to_state="resolved",
+        public_note="Jalan sudah diperbaiki",
+    )
+    tracking = TrackingProjection(complaints)
+    cases = CaseActionProjection(complaints)
+
+    async def escalate() -> None:
+        await tracking.apply("escalations", [delivery(escalation)], escalation_update)
+
+    async def resolve() -> None:
+        await cases.apply([delivery(resolved)])
+
+    for step in (escalate, resolve) if escalation_first else (resolve, escalate):
+        await step()
+    view = await read_view(complaints, TID, {})
+    assert view is not None
+    assert (view["state"], view["status"], view["escalated"]) == (
+        "resolved",
+        "followed_up",
+        True,
+    )

@@ -274,13 +274,18 @@ def test_escalation_update_copies_no_report_content() -> None:
     )
     change = escalation_update(e)
     assert change == ViewChange(
-        # "escalated" unless routing's case actions recorded a final state
+        # "escalated" unless routing's case actions recorded a settled state
         complaint=[
             {
                 "$set": {
                     "status": {
                         "$cond": [
-                            {"$in": [{"$ifNull": ["$state", ""]}, ["closed", "archived"]]},
+                            {
+                                "$in": [
+                                    {"$ifNull": ["$state", ""]},
+                                    ["resolved", "closed", "archived"],
+                                ]
+                            },
                             "$status",
                             {"$literal": "escalated"},
                         ]
