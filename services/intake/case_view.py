@@ -27,7 +27,7 @@ from services.common.pbtime import occurred_at
 from services.common.status import CaseState, Colour, colour_of
 from services.common.topics import CASE_ACTIONS
 from services.intake.domain import Status
-from services.intake.projection import holder
+from services.intake.projection import FINAL_STATES, RETENTION_FROM, holder
 
 # ComplaintStatus (common.proto) for each case state, so GetComplaint keeps working.
 STATUS_OF_STATE = {
@@ -146,6 +146,8 @@ def case_update(e: events_pb2.CaseAction) -> Doc:
         fields["institution"] = holder(e.institution, e.holder_ancestors)
     if fields:
         update["$set"] = fields
+    if state in FINAL_STATES:  # the earliest closure counts (closed and archived are final)
+        update["$min"] = {RETENTION_FROM: occurred_at(e.meta.occurred_at)}
     if (state and state != e.from_state) or e.actor_role == "reporter":
         update["$inc"] = {"case_seq": 1}
     return update

@@ -16,6 +16,7 @@ from services.common.settings import Env, Secret, SettingsError
 from services.intake.abuse import AbuseHasher, dedupe_bucket
 from services.intake.channel_auth import SETTING, ChannelClients
 from services.intake.limits import RateLimits
+from services.intake.metrics import IDENTITIES_ERASED
 from services.intake.ratelimit_store import MongoRateLimiter
 from services.intake.store import MongoComplaintStore
 
@@ -31,6 +32,10 @@ class ChannelSettings:
     # How long an anonymous report keeps the keyed hash of its post or institution reference
     # as its idempotency scope (0: for good).
     anonymous_scope_retention: timedelta = timedelta(days=7)
+    # How long a report keeps its reporter's sealed identity once closed or archived (0: for
+    # good). Personal data kept no longer than its purpose needs (UU 27/2022 on personal
+    # data protection); the follow-up code still opens the report.
+    identity_retention: timedelta = timedelta(days=365)
 
     @classmethod
     def from_env(cls, env: Env) -> ChannelSettings:
@@ -38,11 +43,13 @@ class ChannelSettings:
         if len(key.reveal()) < 32:
             raise SettingsError("LAPOR_ABUSE_HASH_KEY must have at least 32 characters")
         days = env.integer("LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS", 7, low=0, high=3650)
+        identity_days = env.integer("LAPOR_INTAKE_IDENTITY_RETENTION_DAYS", 365, low=0, high=36500)
         return cls(
             ChannelClients.parse(env.text(SETTING)),
             key,
             RateLimits.from_env(env),
             timedelta(days=days),
+            timedelta(days=identity_days),
         )
 
 
@@ -61,23 +68,41 @@ def wire_channels(
 ) -> ChannelParts:
     limiter = MongoRateLimiter(db["rate_limits"], clock)
 
-    async def forget_dedupe_keys(stop: asyncio.Event) -> None:
+    async def forget(stop: asyncio.Event) -> None:
         while not await sleep_until_or_stop(stop, FORGET_INTERVAL_SECONDS):
             try:
-                if settings.limits.dedupe_window.total_seconds() > 0:
-                    bucket = dedupe_bucket(clock.now(), settings.limits.dedupe_window)
-                    await store.forget_dedupe_keys(bucket)
-                if settings.anonymous_scope_retention.total_seconds() > 0:
-                    before = clock.now() - settings.anonymous_scope_retention
-                    await store.forget_anonymous_scopes(before)
+                await forget_expired(settings, store, clock)
             except Exception:  # noqa: BLE001 - next round
-                log.warning("could not forget expired dedupe keys or scopes; retrying")
+                log.warning("could not forget expired dedupe keys, scopes or identities; retrying")
+
+    async def date_undated_closures() -> None:
+        dated = await store.date_undated_closures(clock.now())
+        if dated:
+            log.info("closed reports' identity retention counts from now", extra={"reports": dated})
 
     return ChannelParts(
         clients=settings.clients,
         hasher=AbuseHasher(settings.abuse_key.reveal().encode()),
         limits=settings.limits,
         limiter=limiter,
-        startup=[limiter.ensure_indexes],
-        workers=[forget_dedupe_keys],
+        startup=[limiter.ensure_indexes, date_undated_closures],
+        workers=[forget],
     )
+
+
+async def forget_expired(
+    settings: ChannelSettings, store: MongoComplaintStore, clock: Clock
+) -> None:
+    """One round of forgetting what intake keeps only for a while: the keyed contact hashes
+    of past dedupe windows, anonymous reports' post or reference scopes, and the sealed
+    identities of reports closed longer than the identity retention. A retention of 0 keeps."""
+    now = clock.now()
+    if settings.limits.dedupe_window.total_seconds() > 0:
+        await store.forget_dedupe_keys(dedupe_bucket(now, settings.limits.dedupe_window))
+    if settings.anonymous_scope_retention.total_seconds() > 0:
+        await store.forget_anonymous_scopes(now - settings.anonymous_scope_retention)
+    if settings.identity_retention.total_seconds() > 0:
+        erased = await store.forget_identities(now - settings.identity_retention)
+        if erased:
+            IDENTITIES_ERASED.inc(erased)
+            log.info("sealed identities erased after retention", extra={"reports": erased})

@@ -19,3 +19,9 @@ ACCESS_CODE_SEND_FAILURES = Counter(
     "reporter may ask for a new code)",
     ["reason"],
 )
+
+IDENTITIES_ERASED = Counter(
+    "lapor_intake_identities_erased_total",
+    "Reporters' sealed identities erased once their report had been closed or archived for "
+    "LAPOR_INTAKE_IDENTITY_RETENTION_DAYS",
+)

@@ -122,6 +122,11 @@ def _unless_case_state(value: Any, field: str) -> Doc:
 #: either sent before the resolution (which is the later fact) or decided before sla heard
 #: of it; either way the reporter must see the follow-up to confirm or reject it.
 SETTLED_STATES = (CaseState.RESOLVED.value, CaseState.CLOSED.value, CaseState.ARCHIVED.value)
+#: The final case states (no action leads out of them), and the complaint's field holding
+#: when the case entered one, until the reporter's identity is erased: the identity
+#: retention counts from it (store.forget_identities).
+FINAL_STATES = (CaseState.CLOSED.value, CaseState.ARCHIVED.value)
+RETENTION_FROM = "retention_from"
 
 
 def _unless_settled(value: Any, field: str) -> Doc:

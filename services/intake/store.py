@@ -45,7 +45,7 @@ from services.intake.domain import Complaint, Privacy, Status, colour_for
 from services.intake.followup import FIELD as FOLLOW_UP_CODES
 from services.intake.handlers import Stored
 from services.intake.identity import IdentityCipher
-from services.intake.projection import read_view
+from services.intake.projection import FINAL_STATES, RETENTION_FROM, read_view
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ class MongoComplaintStore:
         await self._collection.create_index(PENDING)
         await ensure_queue(self._collection)
         await self._collection.create_index([("region_code", 1), ("received_at", -1)])
+        await self._collection.create_index(RETENTION_FROM, sparse=True)
 
     def start(self) -> None:
         if not self._tasks:
@@ -197,6 +198,36 @@ class MongoComplaintStore:
             )
             changed += result.modified_count
         return len(found), changed
+
+    async def forget_identities(self, closed_before: datetime) -> int:
+        """Erase the sealed identity of reports whose case reached a final state (closed,
+        archived) before `closed_before` (``retention_from``, set from routing's case
+        action, removed here): nothing is left that names or reaches the reporter, who keeps
+        the follow-up code. The sparse index holds only reports still waiting, so each round
+        reads no more than those. Returns how many identities were erased; idempotent."""
+        due = {RETENTION_FROM: {"$lt": closed_before}}
+        result = await self._collection.update_many(
+            {**due, "reporter": {"$exists": True}},
+            {"$unset": {"reporter": "", RETENTION_FROM: ""}, "$set": {"reachable": False}},
+        )
+        # Reports without an identity (anonymous, or given up) leave the index too.
+        await self._collection.update_many(due, {"$unset": {RETENTION_FROM: ""}})
+        return result.modified_count
+
+    async def date_undated_closures(self, now: datetime) -> int:
+        """Give reports that reached a final state before ``retention_from`` existed, and
+        still keep an identity, that field as of `now`: their retention counts from the
+        upgrade, never shorter than it should. Run at start; idempotent. Returns how many
+        reports changed."""
+        result = await self._collection.update_many(
+            {
+                "state": {"$in": list(FINAL_STATES)},
+                "reporter": {"$exists": True},
+                RETENTION_FROM: {"$exists": False},
+            },
+            {"$set": {RETENTION_FROM: now}},
+        )
+        return result.modified_count
 
     async def forget_dedupe_keys(self, before_bucket: int) -> int:
         """Drop the keyed contact hashes of dedupe windows before `before_bucket`."""

@@ -297,3 +297,16 @@ def test_the_anonymous_scope_retention_setting() -> None:
     assert kept.anonymous_scope_retention == timedelta(0)
     with pytest.raises(SettingsError, match="LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS"):
         ChannelSettings.from_env(Env({**base, "LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS": "-1"}))
+
+
+def test_the_identity_retention_setting() -> None:
+    client = config_entry("web-portal", [Channel.WEB], "s" * 40)
+    base = {"LAPOR_ABUSE_HASH_KEY": "k" * 32, "LAPOR_INTAKE_CLIENTS": client}
+    assert ChannelSettings.from_env(Env(base)).identity_retention == timedelta(days=365)
+    shorter = ChannelSettings.from_env(Env({**base, "LAPOR_INTAKE_IDENTITY_RETENTION_DAYS": "30"}))
+    assert shorter.identity_retention == timedelta(days=30)
+    kept = ChannelSettings.from_env(Env({**base, "LAPOR_INTAKE_IDENTITY_RETENTION_DAYS": "0"}))
+    assert kept.identity_retention == timedelta(0)
+    for bad in ("-1", "a year"):
+        with pytest.raises(SettingsError, match="LAPOR_INTAKE_IDENTITY_RETENTION_DAYS"):
+            ChannelSettings.from_env(Env({**base, "LAPOR_INTAKE_IDENTITY_RETENTION_DAYS": bad}))
