@@ -59,6 +59,14 @@ def for_case_action(tracking_id: str, action: str, institution: str, note: str) 
         return Message(
             "complaint_closed", f"Laporan {tracking_id} telah selesai. Terima kasih telah melapor."
         )
+    if action in ("verified", "forwarded"):  # the holder after the action: who has it now
+        return forwarded(tracking_id, institution)
+    if action == "not_authority":
+        return Message(
+            "complaint_not_authority",
+            f"Laporan {tracking_id} bukan kewenangan instansi yang terhubung dengan LAPOR! "
+            f"dan ditutup oleh admin LAPOR!.{detail}",
+        )
     if action == "archived":
         return Message(
             "complaint_archived", f"Laporan {tracking_id} diarsipkan oleh admin LAPOR!.{detail}"

@@ -1,4 +1,6 @@
 """Notify's use case: one notification per (cause event, template), whatever the redeliveries.
+For a deadline breach the cause is the breach itself (`breach_id`), so the later rungs of its
+escalation ladder, which tell officers, send the reporter nothing more.
 
 For each batch of deliveries, one query finds which of its notifications (id
 ``<cause event id>:<template>``) are stored already. A new one is sent through the provider
@@ -43,7 +45,13 @@ from services.common.outbox import (
     outbox_update,
     queued_fields,
 )
-from services.common.topics import NOTIFICATIONS
+from services.common.topics import (
+    CASE_ACTIONS,
+    COMPLAINTS_ROUTED,
+    ESCALATIONS,
+    NOTIFICATIONS,
+    SLA_EVENTS,
+)
 from services.notify import domain
 from services.notify.metrics import SENT
 from services.notify.providers import Notification, NotificationProvider
@@ -64,6 +72,14 @@ def recorded_event(
     return OutboxMessage(
         event.meta.event_id, NOTIFICATIONS, n.tracking_id, event.SerializeToString()
     )
+
+
+def breach_id(event_id: str) -> str:
+    """The id of the breach a DeadlineBreached event belongs to: its first rung's event id
+    (``<tracking id>:<clock>:breach``) for every rung of the escalation ladder, whose later
+    rungs add ``:<level>`` (services/sla/domain/clocks.py, Transition.event_id)."""
+    head, breach, _level = event_id.rpartition(":breach")
+    return head + breach if breach else event_id
 
 
 @dataclass(frozen=True)
@@ -190,7 +206,7 @@ class NotifyHandlers:
         await self.notify(
             [
                 Request(
-                    "routed",
+                    COMPLAINTS_ROUTED,
                     d.message.meta.tracking_id,
                     d.message.meta.event_id,
                     domain.forwarded(d.message.meta.tracking_id, d.message.institution.name),
@@ -208,7 +224,10 @@ class NotifyHandlers:
                 if e.HasField("breached")
                 else None
             )
-            requests.append(Request("sla", e.meta.tracking_id, e.meta.event_id, message))
+            # Every rung of one breach's escalation ladder is one notification for the
+            # reporter (the rungs tell officers, not the reporter, something new).
+            cause = breach_id(e.meta.event_id) if e.HasField("breached") else e.meta.event_id
+            requests.append(Request(SLA_EVENTS, e.meta.tracking_id, cause, message))
         await self.notify(requests)
 
     async def handle_escalation(
@@ -217,7 +236,7 @@ class NotifyHandlers:
         await self.notify(
             [
                 Request(
-                    "escalation",
+                    ESCALATIONS,
                     d.message.meta.tracking_id,
                     d.message.meta.event_id,
                     domain.escalated(d.message.meta.tracking_id),
@@ -233,5 +252,5 @@ class NotifyHandlers:
             message = domain.for_case_action(
                 e.meta.tracking_id, e.action, e.institution.name, e.public_note
             )
-            requests.append(Request("case_action", e.meta.tracking_id, e.meta.event_id, message))
+            requests.append(Request(CASE_ACTIONS, e.meta.tracking_id, e.meta.event_id, message))
         await self.notify(requests)

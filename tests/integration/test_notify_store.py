@@ -14,8 +14,13 @@ from prometheus_client import REGISTRY
 from services.common.clock import ManualClock
 from services.common.kafka import Delivery
 from services.common.outbox import OUTBOX, PENDING, PUBLISHED, OutboxRelay, queue_for
-from services.common.topics import NOTIFICATIONS
-from services.notify.handlers import NotifyHandlers
+from services.common.topics import (
+    CASE_ACTIONS,
+    COMPLAINTS_ROUTED,
+    NOTIFICATIONS,
+    SLA_EVENTS,
+)
+from services.notify.handlers import NotifyHandlers, breach_id
 from services.notify.providers import CollectionProvider, Notification
 from tests.integration.test_sla_store import T0
 from tests.support import RecordingPublisher
@@ -139,9 +144,9 @@ async def test_a_redelivered_batch_sends_stores_and_publishes_nothing_new(db: An
     tid, other = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
     batch = [action(tid, "responded"), action(tid, "accepted"), action(tid, "resolved")]
     await s.handlers.handle_case_actions(batch)
-    routed_duplicates = consumed("routed", "duplicate")
+    routed_duplicates = consumed(COMPLAINTS_ROUTED, "duplicate")
     await s.handlers.handle_routed([routed(tid), routed(tid)])  # twice in one batch
-    assert consumed("routed", "duplicate") == routed_duplicates + 1
+    assert consumed(COMPLAINTS_ROUTED, "duplicate") == routed_duplicates + 1
     assert s.provider.sent == [
         f"{tid}:responded:institution_responded",
         f"{tid}:resolved:complaint_resolved",
@@ -151,14 +156,14 @@ async def test_a_redelivered_batch_sends_stores_and_publishes_nothing_new(db: An
     docs_before, inbox_before = await s.docs(), await s.inbox()
     sends_before = list(s.provider.sent)
     sent_before = sent_count("complaint_forwarded")
-    duplicates_before = consumed("case_action", "duplicate")
+    duplicates_before = consumed(CASE_ACTIONS, "duplicate")
 
     await s.handlers.handle_case_actions(batch)  # redelivered: the consumer did not commit
     await s.handlers.handle_routed([routed(tid), routed(other)])  # with one new event
 
     assert s.provider.sent == [*sends_before, forwarded_id(other)]
     assert sent_count("complaint_forwarded") == sent_before + 1
-    assert consumed("case_action", "duplicate") == duplicates_before + 2
+    assert consumed(CASE_ACTIONS, "duplicate") == duplicates_before + 2
     docs = await s.docs()
     assert [d for d in docs if d["tracking_id"] == tid] == docs_before
     assert [d["_id"] for d in docs if d["tracking_id"] == other] == [forwarded_id(other)]
@@ -283,7 +288,7 @@ async def test_a_notification_a_concurrent_redelivery_stored_first_is_a_duplicat
             await super().send(notification)
 
     s = Setup(db, RacedProvider(db["inbox"]))
-    duplicates_before = consumed("routed", "duplicate")
+    duplicates_before = consumed(COMPLAINTS_ROUTED, "duplicate")
     sent_before = sent_count("complaint_forwarded")
 
     await s.handlers.handle_routed([routed(tid)])
@@ -292,6 +297,59 @@ async def test_a_notification_a_concurrent_redelivery_stored_first_is_a_duplicat
     assert [d["_id"] for d in await s.inbox()] == [nid]
     assert [(d["_id"], d["state"]) for d in await s.docs()] == [(nid, "sent")]
     assert [e["id"] for e in await s.queued()] == [f"{nid}:recorded"]  # the rival's, once
-    assert consumed("routed", "duplicate") == duplicates_before + 1
+    assert consumed(COMPLAINTS_ROUTED, "duplicate") == duplicates_before + 1
     assert sent_count("complaint_forwarded") == sent_before + 1
     assert s.stored_calls == 0 and rival.stored_calls >= 1
+
+
+def breach(tid: str, level: str, rung: int) -> Delivery[events_pb2.SlaEvent]:
+    """A first-response breach on rung `rung` of the ladder, its event id as sla makes it."""
+    suffix = f":{level}" if rung else ""
+    message = events_pb2.SlaEvent(
+        meta=common_pb2.EventMeta(event_id=f"{tid}:first_response:breach{suffix}", tracking_id=tid),
+        breached=events_pb2.DeadlineBreached(clock="first_response", escalation_level=level),
+    )
+    return Delivery(message, tid, 0, 0)
+
+
+def test_every_rung_of_a_breach_names_the_breach() -> None:
+    assert breach_id("T:first_response:breach") == "T:first_response:breach"
+    assert breach_id("T:first_response:breach:national_admins") == "T:first_response:breach"
+    assert breach_id("T:resolution#2:breach:unit") == "T:resolution#2:breach"
+    assert breach_id("T:first_response:warning") == "T:first_response:warning"
+
+
+async def test_the_reporter_hears_of_a_breach_once_whatever_rungs_follow(db: Any) -> None:
+    """The shipped ladder climbs unit -> institution_admins -> national_admins a day apart:
+    three DeadlineBreached events, one "first response overdue" message to the reporter."""
+    s = Setup(db)
+    tid = f"T-{uuid.uuid4().hex[:8]}"
+    applied = consumed(SLA_EVENTS, "applied")
+    duplicates = consumed(SLA_EVENTS, "duplicate")
+    await s.handlers.handle_sla([breach(tid, "unit", 0)])
+    await s.handlers.handle_sla([breach(tid, "institution_admins", 1)])
+    await s.handlers.handle_sla(
+        [breach(tid, "national_admins", 2), breach(tid, "national_admins", 2)]
+    )
+    assert s.provider.sent == [f"{tid}:first_response:breach:first_response_overdue"]
+    assert [d["_id"] for d in await s.inbox()] == s.provider.sent
+    assert consumed(SLA_EVENTS, "applied") - applied == 1
+    assert consumed(SLA_EVENTS, "duplicate") - duplicates == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "template", "said"),
+    [
+        ("verified", "complaint_forwarded", "diteruskan ke Dinas PUPR Buleleng"),
+        ("forwarded", "complaint_forwarded", "diteruskan ke Dinas PUPR Buleleng"),
+        ("not_authority", "complaint_not_authority", "bukan kewenangan"),
+    ],
+)
+async def test_the_reporter_hears_who_holds_the_report_after_the_queue(
+    db: Any, name: str, template: str, said: str
+) -> None:
+    s = Setup(db)
+    tid = f"T-{uuid.uuid4().hex[:8]}"
+    await s.handlers.handle_case_actions([action(tid, name)])
+    [sent] = await s.inbox()
+    assert sent["_id"] == f"{tid}:{name}:{template}" and said in sent["text"]

@@ -20,12 +20,15 @@ def test_case_actions_the_reporter_hears_about() -> None:
         "confirmed": "complaint_closed",
         "auto_closed": "complaint_closed",
         "archived": "complaint_archived",
+        "not_authority": "complaint_not_authority",
+        "verified": "complaint_forwarded",
+        "forwarded": "complaint_forwarded",
     }
     for action, template in expected.items():
         m = domain.for_case_action("T1", action, "Dinas Kesehatan", "Sudah kami tangani.")
         assert m is not None and m.template == template
         assert "T1" in m.text
-    for quiet in ("accepted", "forwarded", "handling_class_set", "followed_up", "verified"):
+    for quiet in ("accepted", "declined", "deferred", "handling_class_set", "followed_up"):
         assert domain.for_case_action("T1", quiet, "X", "") is None
 
 
