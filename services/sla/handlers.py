@@ -312,12 +312,16 @@ class SlaHandlers:
         # The satisfaction rating counts when routing applied the confirm (it published the
         # CaseAction); the latest confirm's rating stands (a reopened report confirmed again).
         ratings = [m.rating for m in todo if m.action == "confirmed" and 1 <= m.rating <= 5]
-        ancestors = {"institution_ancestors": list(holders[-1].holder_ancestors)} if holders else {}
+        holder: Doc = {}
+        if holders:  # who holds the case now: its ancestors and its name (for the Ombudsman)
+            holder["institution_ancestors"] = list(holders[-1].holder_ancestors)
+            if holders[-1].institution.name:
+                holder["institution_name"] = holders[-1].institution.name
         version = doc["version"] + 1
         update: Doc = {
             "$set": {
                 **case_fields(case, doc["received_at"]),
-                **ancestors,
+                **holder,
                 **({"rating": ratings[-1]} if ratings else {}),
                 "version": version,
             },

@@ -340,3 +340,34 @@ async def test_report_card_request_rules(parts: Any, db: Any) -> None:
     assert [v.field for v in err.value.violations] == ["institution_id", "period"]
     with pytest.raises(ValidationError):
         await cards.all_cards("March")
+
+
+async def test_the_escalation_names_the_unit_that_holds_the_report_now(parts: Any, db: Any) -> None:
+    """Routed to the verification queue, verified to a government, forwarded to its unit:
+    the Ombudsman is told the unit's name, not the queue's."""
+    handlers, sweeper, _, clock = parts
+    tid = uuid.uuid4().hex[:8]
+    await handlers.handle_routed([delivery(routed(tid, "verification-queue"))])
+    pemda = common_pb2.Institution(id="pemda-51.08", name="Pemerintah Kabupaten Badung")
+    unit = common_pb2.Institution(id="pemda-51.08/dpupr", name="Dinas PUPR Kabupaten Badung")
+    await handlers.handle_actions(
+        [
+            delivery(action(tid, "verified", 5, to_state="assigned", institution=pemda)),
+            delivery(
+                action(
+                    tid,
+                    "forwarded",
+                    6,
+                    to_state="assigned",
+                    institution=unit,
+                    holder_ancestors=["pemda-51.08"],
+                )
+            ),
+        ]
+    )
+    clock.set(T0 + timedelta(seconds=1000))
+    await sweeper.sweep_once()
+    entry = next(e for e in await swept_events(db, [tid]) if e["topic"] == "lapor.escalations")
+    esc = events_pb2.OmbudsmanEscalation.FromString(entry["value"])
+    assert (esc.unit.id, esc.unit.name) == ("pemda-51.08/dpupr", "Dinas PUPR Kabupaten Badung")
+    assert esc.institution.id == "pemda-51.08"

@@ -311,3 +311,78 @@ def test_warned_stays_warned_when_the_deadline_moves_out(policy: Policy, rules: 
     assert clock(case, RESOLUTION).state == WARNED
     _, events = due_transitions(case, s(60), policy.ladder, policy.ladder_interval)
     assert [e.kind for e in events if e.clock == RESOLUTION] == []
+
+
+# -- actions heard after the sweep: decided on the action's time ------------------------------
+
+
+def test_an_answer_in_time_heard_after_the_breach_is_met_on_time(
+    policy: Policy, rules: Rules
+) -> None:
+    """The officer answered at 29 s; the event reached sla after the sweep breached the 30 s
+    deadline (and climbed a rung): met, not overdue, on time on the report card."""
+    case, events = due_transitions(routed(policy), s(41), policy.ladder, policy.ladder_interval)
+    assert clock(case, FIRST_RESPONSE).state == BREACHED
+    assert card_facts(case, s(0)).first_response_overdue
+    case = act(case, rules, "responded", 29)
+    first = clock(case, FIRST_RESPONSE)
+    assert (first.state, first.stopped_at, first.next_rung_at) == (MET, s(29), None)
+    assert not first.overdue and not case.overdue
+    facts = card_facts(case, s(0))
+    assert facts.first_response_on_time is True and not facts.first_response_overdue
+    # no more rungs for it
+    _, later = due_transitions(case, s(60), policy.ladder, policy.ladder_interval)
+    assert FIRST_RESPONSE not in {t.clock for t in later}
+
+
+def test_an_answer_after_the_deadline_stays_breached(policy: Policy, rules: Rules) -> None:
+    case, _ = due_transitions(routed(policy), s(31), policy.ladder, policy.ladder_interval)
+    case = act(case, rules, "responded", 30.5)
+    first = clock(case, FIRST_RESPONSE)
+    assert (first.state, first.stopped_at) == (BREACHED, s(30.5))
+    assert card_facts(case, s(0)).first_response_on_time is False
+
+
+def test_a_resolution_in_time_heard_after_the_breach_is_on_time(
+    policy: Policy, rules: Rules
+) -> None:
+    case, _ = due_transitions(routed(policy), s(52), policy.ladder, policy.ladder_interval)
+    assert clock(case, RESOLUTION).state == BREACHED
+    case = act(case, rules, "resolved", 49, to_state="resolved")
+    assert clock(case, RESOLUTION).state == MET
+    assert card_facts(case, s(0)).resolved_on_time is True
+
+
+def test_the_ombudsman_hand_over_stays_a_fact_whatever_came_before_it(
+    policy: Policy, rules: Rules
+) -> None:
+    case, events = due_transitions(routed(policy), s(1001), policy.ladder, policy.ladder_interval)
+    assert OMBUDSMAN in {t.clock for t in events}
+    case = act(case, rules, "resolved", 999, to_state="resolved")
+    assert clock(case, OMBUDSMAN).state == BREACHED  # the Ombudsman has the report
+
+
+def test_an_information_request_after_the_deadline_does_not_hold_it(
+    policy: Policy, rules: Rules
+) -> None:
+    """Not swept yet (the sweep waits for the broker, say): the deadline at 50 s passed, the
+    request at 60 s does not pause it, and the sweep breaches it."""
+    case = act(routed(policy), rules, "responded", 5)
+    case = act(case, rules, "info_requested", 60, to_state="awaiting_reporter")
+    assert case.info_pending and not clock(case, RESOLUTION).paused
+    case, events = due_transitions(case, s(61), policy.ladder, policy.ladder_interval)
+    assert (RESOLUTION, "breach") in {(t.clock, t.kind) for t in events}
+    case = act(case, rules, "info_provided", 70, to_state="in_progress")  # allowed, no change
+    assert clock(case, RESOLUTION).due_at == s(50)
+
+
+def test_extension_of_a_deadline_passed_but_not_yet_swept_is_refused(
+    policy: Policy, rules: Rules
+) -> None:
+    case = routed(policy)
+    assert clock(case, RESOLUTION).state == RUNNING  # the sweep has not seen it
+    with pytest.raises(ClockError, match="already passed"):
+        extend_resolution(case, timedelta(seconds=5), s(50.5), rules)
+    paused = act(case, rules, "info_requested", 10)
+    longer = extend_resolution(paused, timedelta(seconds=5), s(55), rules)  # paused: not passed
+    assert clock(longer, RESOLUTION).extensions == 1

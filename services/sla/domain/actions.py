@@ -94,11 +94,21 @@ class Rules:
         return replace(clock, due_at=due, warn_at=warn)
 
 
+#: Clocks whose breach the sweep may take back when the action that meets them turns out to
+#: have come in time: an officer answered at 23:58, the event reached sla after the sweep
+#: breached the deadline at midnight. Not the Ombudsman hand-over (the Ombudsman has the
+#: report: that stays a fact) nor auto-close (its breach is the closing itself).
+ON_TIME_CORRECTABLE = (VERIFICATION, FIRST_RESPONSE, RESOLUTION)
+
+
 def _stop(clock: Clock, at: datetime, met: bool) -> Clock:
     if clock.stopped_at is not None or clock.state in (MET, STOPPED):
         return clock
-    if clock.state == BREACHED:  # met late: stays breached, stops climbing
-        return replace(clock, stopped_at=at, next_rung_at=None)
+    if clock.state == BREACHED:
+        if met and clock.name in ON_TIME_CORRECTABLE and at <= clock.due_at and not clock.paused:
+            # Met in time, heard late: met, not overdue; the report card counts it on time.
+            return replace(clock, state=MET, stopped_at=at, next_rung_at=None)
+        return replace(clock, stopped_at=at, next_rung_at=None)  # met late: stays breached
     return replace(clock, state=MET if met else STOPPED, stopped_at=at)
 
 
@@ -204,11 +214,17 @@ def _rearm(old: Clock, new: Clock, now: datetime) -> Clock:
 
 
 def _pause(case: CaseClocks, at: datetime) -> CaseClocks:
+    """Pause the running deadlines while the reporter is asked for more information. A
+    deadline that has passed already (the sweep had not got to it yet) is not paused: the
+    request came too late to hold it, and the sweep breaches it."""
     if case.info_pending:
         raise ClockError("info_requested: an information request is already pending")
     clocks = tuple(
         replace(c, pauses=(*c.pauses, (at, None)))
-        if c.name in PAUSABLE and c.stopped_at is None and c.state in (RUNNING, WARNED)
+        if c.name in PAUSABLE
+        and c.stopped_at is None
+        and c.state in (RUNNING, WARNED)
+        and c.due_at > at
         else c
         for c in case.clocks
     )
@@ -252,7 +268,9 @@ def extend_resolution(
         raise ClockError("clock: the case has no resolution deadline yet (no institution holds it)")
     if clock.stopped_at is not None or clock.state in (MET, STOPPED):
         raise ClockError("clock: the resolution deadline is no longer running")
-    if clock.state == BREACHED:
+    if clock.state == BREACHED or rules.recompute(clock, case.timezone, at).due_at <= at:
+        # Passed, whether or not the sweep has breached it yet (e.g. sla serving while the
+        # broker, and so the sweep, is away).
         raise ClockError("clock: the resolution deadline has already passed; it cannot be extended")
     spec = rules.spec(clock)
     if clock.extensions >= rules.policy.extension_max_count:
