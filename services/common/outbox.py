@@ -272,8 +272,10 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.replay_on_start:
-            self.replay_on_start = False
             await self.replay()
+            # Cleared once done: a replay that failed part-way (the broker timed out) runs
+            # again, from the start, when the runtime restarts this worker.
+            self.replay_on_start = False
         await relay_loop(
             stop,
             self.relay_once,

@@ -76,6 +76,7 @@ class SlaRelay:
         self._wakeup = asyncio.Event()
         self._full = False  # the last round read a full set of batches
         self.replay_on_start = False
+        self._replay_batches = False  # the batch outbox still to be replayed
 
     def wake_documents(self) -> None:
         """The document relay only: a report's own events or its queued first deadlines
@@ -120,13 +121,19 @@ class SlaRelay:
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.documents.replay_on_start = self.replay_on_start
-        await asyncio.gather(self.documents.run(stop), self._run_batches(stop))
+        if self.replay_on_start:  # each loop clears its own part once it has replayed it
+            self.documents.replay_on_start = True
+            self._replay_batches = True
+            self.replay_on_start = False
+        # One loop failing stops the other, so the runtime's restart runs exactly two again.
+        async with asyncio.TaskGroup() as loops:
+            loops.create_task(self.documents.run(stop))
+            loops.create_task(self._run_batches(stop))
 
     async def _run_batches(self, stop: asyncio.Event) -> None:
-        if self.replay_on_start:
-            self.replay_on_start = False
+        if self._replay_batches:
             await self.replay_batches()
+            self._replay_batches = False
         await relay_loop(
             stop,
             self.relay_batches_once,
