@@ -118,6 +118,8 @@ def test_reporter_hint_is_recorded_but_does_not_decide(
     ("data", "message"),
     [
         ({"rule": []}, "version"),
+        ({"version": "1", "rules": [{"name": "x", "topic": "jalan", "to": "government"}]}, "unknown top-level keys \\['rules'\\]"),
+        ({"version": "1"}, "no \\[\\[rule\\]\\] tables"),
         ({"version": "1", "rule": [{"name": "x", "topic": "cuaca", "to": "government"}]}, "unknown topic"),
         ({"version": "1", "rule": [{"name": "x", "topic": "jalan", "to": "unit:nope"}]}, "unknown unit"),
         ({"version": "1", "rule": [{"name": "x", "topic": "jalan", "to": "institution:nasional-x"}]}, "unknown institution"),

@@ -97,7 +97,12 @@ class RuleSet:
         version = data.get("version")
         if not isinstance(version, str) or not version.strip():
             raise RulesError("version: must be a non-empty string")
-        raw_rules = data.get("rule", [])
+        unknown = set(data) - {"version", "rule"}
+        if unknown:  # e.g. a misspelt [[rules]]: its rules would be silently left out
+            raise RulesError(f"unknown top-level keys {sorted(unknown)} (expected version, rule)")
+        if "rule" not in data:  # no rule at all sends every report to the verification queue
+            raise RulesError("rule: the file has no [[rule]] tables (write rule = [] to mean none)")
+        raw_rules = data["rule"]
         if not isinstance(raw_rules, list):
             raise RulesError("rule: must be an array of tables ([[rule]])")
         units = {i.id.split("/", 1)[1] for i in directory.all() if i.kind == "unit"}
