@@ -119,7 +119,7 @@ def webhook_url_problem(url: str) -> str | None:
     if parts.scheme not in ("https", "http") or not host:
         return "must be an https:// URL with a host"
     if parts.scheme == "http" and host not in LOCAL_HOSTS:
-        return "must use https:// (http:// only for localhost or 127.0.0.1)"
+        return "must use https:// (http:// only for localhost, 127.0.0.1 or ::1)"
     if parts.username is not None or parts.password is not None:
         return f"must not hold credentials: put the token into {WEBHOOK_TOKEN}"
     return None
