@@ -55,6 +55,7 @@ def routed_event(
         region_code=received.region_code,
         timezone=timezone,
         holder_ancestors=directory.ancestors(decision.institution_id),
+        received_at=received.meta.occurred_at,
     )
     event.meta.occurred_at.FromDatetime(now)
     return OutboxMessage(

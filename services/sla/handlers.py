@@ -119,7 +119,14 @@ class SlaHandlers:
         ops = []
         for delivery in deliveries:
             routed = delivery.message
-            received_at = routed.meta.occurred_at.ToDatetime(tzinfo=UTC)
+            routed_at = routed.meta.occurred_at.ToDatetime(tzinfo=UTC)
+            # Receipt (the Ombudsman's 60 days, the report card's month): intake's time, not
+            # routing's, which may lag behind it; events from before the field: routing's.
+            received_at = (
+                routed.received_at.ToDatetime(tzinfo=UTC)
+                if routed.HasField("received_at")
+                else routed_at
+            )
             classification = common_pb2.Classification.Name(routed.classification)
             case = start_clocks(
                 routed.meta.tracking_id,
@@ -127,7 +134,7 @@ class SlaHandlers:
                 routed.timezone or "Asia/Jakarta",
                 classification.removeprefix("CLASSIFICATION_").lower(),
                 received_at,
-                received_at,
+                routed_at,
                 self.rules.policy,
                 self.rules.calendar,
                 in_verification=routed.institution.id == VERIFICATION_QUEUE,
@@ -144,7 +151,7 @@ class SlaHandlers:
                 "version": FIRST_VERSION,
                 "timeline": [
                     {
-                        "at": received_at,
+                        "at": routed_at,
                         "action": "routed",
                         "actor": "routing",
                         "detail": routed.institution.name,

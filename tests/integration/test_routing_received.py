@@ -4,6 +4,7 @@ stored with its ComplaintRouted in the outbox queue, in one transaction, once.""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, timedelta
 from typing import Any
 
 from lapor.v1 import common_pb2, events_pb2
@@ -45,7 +46,7 @@ async def test_new_cases_queue_their_routed_event_once_also_when_redelivered(db:
         lambda: rules,
         TopicClassifier.default(),
         regions,
-        ManualClock(T0),
+        ManualClock(T0 + timedelta(minutes=15)),  # routing runs behind intake
     )
     await handlers.ensure_indexes()
     first = [uuid.uuid4().hex[:10] for _ in range(3)]
@@ -62,6 +63,9 @@ async def test_new_cases_queue_their_routed_event_once_also_when_redelivered(db:
     for entry in queued:
         event = events_pb2.ComplaintRouted.FromString(entry["value"])
         assert entry["topic"] == COMPLAINTS_ROUTED and event.meta.tracking_id == entry["key"]
+        # decided now; received when intake acknowledged it (sla counts 60 days from that)
+        assert event.meta.occurred_at.ToDatetime(tzinfo=UTC) == T0 + timedelta(minutes=15)
+        assert event.received_at.ToDatetime(tzinfo=UTC) == T0
     kept = {c["_id"]: [e["id"] for e in c["_published"]] for c in cases}
     assert kept == {e["key"]: [e["id"]] for e in queued}  # the case keeps it for replay
 

@@ -371,3 +371,31 @@ async def test_the_escalation_names_the_unit_that_holds_the_report_now(parts: An
     esc = events_pb2.OmbudsmanEscalation.FromString(entry["value"])
     assert (esc.unit.id, esc.unit.name) == ("pemda-51.08/dpupr", "Dinas PUPR Kabupaten Badung")
     assert esc.institution.id == "pemda-51.08"
+
+
+async def test_the_ombudsman_days_and_the_card_month_count_from_receipt(
+    parts: Any, db: Any
+) -> None:
+    """Received 31 January 23:55 WIB, routed 1 February 00:10 (routing behind): the report
+    belongs to January's card and the Ombudsman's deadline counts from 23:55; first response
+    counts from routing."""
+    handlers, *_ = parts
+    tid = uuid.uuid4().hex[:8]
+    receipt = datetime(2026, 1, 31, 16, 55, tzinfo=UTC)  # 23:55 WIB
+    message = routed(tid)
+    message.timezone = "Asia/Jakarta"
+    message.meta.occurred_at.FromDatetime(receipt + timedelta(minutes=15))
+    message.received_at.FromDatetime(receipt)
+    await handlers.handle_routed([delivery(message)])
+    doc = await db["clocks"].find_one({"_id": tid})
+    assert doc["received_at"] == receipt and doc["card"]["period"] == "2026-01"
+    starts = {c["name"]: c["started_at"] for c in doc["clocks"]}
+    assert starts["ombudsman"] == receipt
+    assert starts["first_response"] == receipt + timedelta(minutes=15)
+    # An event from before the field: routing's time, as before.
+    old_tid = uuid.uuid4().hex[:8]
+    old = routed(old_tid)
+    old.meta.occurred_at.FromDatetime(receipt + timedelta(minutes=15))
+    await handlers.handle_routed([delivery(old)])
+    old_doc = await db["clocks"].find_one({"_id": old_tid})
+    assert old_doc["received_at"] == receipt + timedelta(minutes=15)
