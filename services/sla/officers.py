@@ -108,6 +108,10 @@ class Officers:
                 "action": "extended",
                 "actor": who.role,
                 "detail": f"resolution due {resolution.due_at.isoformat()}: {cmd.reason}",
+                # Who, for the institutions' and the Ombudsman's audit (kept in sla's own
+                # timeline; the Ombudsman event carries the role, like routing's history).
+                "actor_id": who.subject,
+                "actor_institution": who.institution,
             }
             extra = outbox_update([event])
             update: dict[str, Any] = {

@@ -262,7 +262,12 @@ async def test_extension_rules_through_the_use_case(parts: Any, db: Any) -> None
     with pytest.raises(FailedPrecondition, match="extended 1 time"):
         await officers.extend(OFFICER, ExtendDeadline(tid, "", timedelta(seconds=1), "again"))
     doc = await db["clocks"].find_one({"_id": tid})
-    assert doc["timeline"][-1]["action"] == "extended"
+    extended = doc["timeline"][-1]
+    assert extended["action"] == "extended" and extended["actor"] == OFFICER.role
+    assert (extended["actor_id"], extended["actor_institution"]) == (
+        OFFICER.subject,
+        OFFICER.institution,
+    )
     assert len([i for i in outbox_ids(doc) if ":deadlines:" in i]) == 2
 
 
