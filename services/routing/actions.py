@@ -16,7 +16,7 @@ from services.routing.case_store import status_of
 from services.routing.codec import case_action_event
 from services.routing.domain import access
 from services.routing.domain.access import Actor
-from services.routing.domain.case import CaseStatus, Command, Outcome, apply
+from services.routing.domain.case import VERIFICATION_QUEUE, CaseStatus, Command, Outcome, apply
 from services.routing.domain.directory import Directory
 
 MAX_ATTEMPTS = 5
@@ -92,7 +92,7 @@ class CaseActions:
         if not target_id:
             return  # the state machine names the empty field
         directory = self.directory()
-        if directory.get(target_id) is None:
+        if target_id == VERIFICATION_QUEUE or directory.get(target_id) is None:
             require([Violation("institution_id", f"unknown institution {target_id!r}")])
         if target_id == case.institution_id:
             require([Violation("institution_id", "must not be the report's own institution")])

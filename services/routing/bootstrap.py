@@ -87,7 +87,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
         db=db,
         publisher=publisher,
         register=register,
-        startup=[handlers.ensure_indexes, dead.ensure_indexes, registry.load],
+        startup=[handlers.ensure_indexes, dead.ensure_indexes, registry.load, rules.recheck],
         workers=[relay.run, *(c.run for c in consumers)],
         # Rule reloads and directory refreshes go on through a broker outage.
         mongo_workers=[rules.watch, refresh_directory],

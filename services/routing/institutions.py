@@ -3,13 +3,18 @@ run time (collection ``institutions``), rebuilt and checked as a whole on every 
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.errors import ValidationError, Violation, require
 from services.common.mongo import Doc
+from services.routing.domain.case import VERIFICATION_QUEUE
 from services.routing.domain.directory import KINDS, TOPICS, Directory, Institution
+
+log = logging.getLogger(__name__)
 
 
 def to_doc(inst: Institution) -> Doc:
@@ -34,10 +39,43 @@ def from_doc(doc: Doc) -> Institution:
     )
 
 
+#: A top-level body's or a government's id (``nasional-pln``, ``pemda-51.08``), and a unit's
+#: last segment (``pemda-51.08/dpupr``): what the shipped directory uses, and what the rules
+#: (``unit:<slug>``) and the scope checks (``<parent>/...``) rely on.
+TOP_ID = re.compile(r"[a-z0-9][a-z0-9.-]{0,119}")
+UNIT_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,59}")
+#: Ids the directory must never hold: the national verification queue is a case's holder
+#: like an institution, so an institution with its id would see and receive queued reports.
+RESERVED_IDS = frozenset({VERIFICATION_QUEUE})
+
+
+def id_rule(inst: Institution) -> str:
+    """The id rule `inst` breaks ("" when none)."""
+    if inst.id in RESERVED_IDS:
+        return f"{inst.id!r} is reserved (the national verification queue)"
+    if inst.kind == "unit":
+        parent = inst.parent_id or ""
+        slug = inst.id.removeprefix(parent + "/") if parent else ""
+        if not parent or slug == inst.id or not UNIT_SLUG.fullmatch(slug):
+            return (
+                "a unit's id must be its parent's id, '/', and a slug of lower-case letters, "
+                "digits and '-' (e.g. pemda-51.08/dpupr)"
+            )
+        return ""
+    if not TOP_ID.fullmatch(inst.id):
+        return (
+            "must be 1..120 lower-case letters, digits, '.' and '-', starting with a letter or "
+            "digit (e.g. nasional-pln, pemda-51.08)"
+        )
+    return ""
+
+
 def validate(inst: Institution) -> None:
     violations = []
     if not inst.id.strip() or inst.id != inst.id.strip() or len(inst.id) > 120:
         violations.append(Violation("institution.id", "must be 1..120 characters, no spaces"))
+    elif rule := id_rule(inst):
+        violations.append(Violation("institution.id", rule))
     if not inst.name.strip() or len(inst.name) > 300:
         violations.append(Violation("institution.name", "must be 1..300 characters"))
     if inst.kind not in KINDS:
@@ -61,7 +99,11 @@ class InstitutionRegistry:
 
     def _merged(self, changes: list[Institution]) -> Directory:
         by_id = {i.id: i for i in self._seed.all()}
-        by_id.update({i.id: i for i in changes})
+        for change in changes:
+            if change.id in RESERVED_IDS:  # stored before the id was refused: never in force
+                log.error("stored institution with a reserved id ignored", extra={"id": change.id})
+                continue
+            by_id[change.id] = change
         return Directory(by_id.values())
 
     async def load(self) -> None:
@@ -75,11 +117,11 @@ class InstitutionRegistry:
         directory with it still holds together. `may_replace` is shown what `inst` would
         replace (None for a new id), read from the stored changes just now, not from this
         replica's copy (up to 10 s old), and raises if the caller may not replace it."""
-        validate(inst)
         docs = await self._collection.find({}).to_list(None)
         stored = [from_doc(d) for d in docs]
         current = {i.id: i for i in self._seed.all()} | {i.id: i for i in stored}
-        may_replace(current.get(inst.id))
+        may_replace(current.get(inst.id))  # who may, before what: a refusal tells nothing more
+        validate(inst)
         changes = [i for i in stored if i.id != inst.id] + [inst]
         try:
             directory = self._merged(changes)

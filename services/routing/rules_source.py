@@ -27,6 +27,12 @@ class ReloadResult:
 
 
 class RulesSource:
+    """At start the file is checked against the shipped directory, except that an
+    ``institution:<id>`` target may name an institution added at run time (not read yet):
+    `recheck`, a startup step after the stored institutions are read, checks it in full.
+    A refused file is tried again when it changes and whenever the directory does (a
+    replica's copy is up to 10 s behind the institution a new rule names)."""
+
     def __init__(
         self, path: Path, directory: Callable[[], Directory], poll_seconds: float = 1.0
     ) -> None:
@@ -34,8 +40,10 @@ class RulesSource:
         self.poll_seconds = poll_seconds
         self._directory = directory
         self._mtime = self._stat()
-        self.current = RuleSet.load(path, directory())  # a bad file at start stops the service
+        # A bad file at start stops the service (RulesError).
+        self.current = RuleSet.load(path, directory(), known_institutions=False)
         self.last_error = ""
+        self._refused_with: Directory | None = None  # the directory a refusal was judged by
         RULES_COUNT.set(len(self.current.rules))
 
     def __call__(self) -> RuleSet:
@@ -48,23 +56,39 @@ class RulesSource:
             return None
         return (st.st_mtime_ns, st.st_size)
 
-    def reload(self) -> ReloadResult:
+    def reload(self, retry: bool = False) -> ReloadResult:
+        """Load the file now. `retry`: the same file again after the directory moved (a
+        refusal with the same error is then neither logged nor counted again)."""
         self._mtime = self._stat()
+        directory = self._directory()
         try:
-            rules = RuleSet.load(self.path, self._directory())
-        except RulesError as exc:
-            self.last_error = str(exc)
-            RULES_RELOADS.labels(outcome="refused").inc()
-            log.error("rules file refused; keeping the old rules", extra={"error": str(exc)})
-            return ReloadResult(False, self.current.version, len(self.current.rules), str(exc))
-        self.current, self.last_error = rules, ""
+            rules = RuleSet.load(self.path, directory)
+        except Exception as exc:  # noqa: BLE001 - whatever the file holds, it is refused
+            error = str(exc) if isinstance(exc, RulesError) else f"{type(exc).__name__}: {exc}"
+            repeated = retry and error == self.last_error
+            self.last_error, self._refused_with = error, directory
+            if not repeated:  # a file retried on each directory refresh is counted once
+                RULES_RELOADS.labels(outcome="refused").inc()
+                log.error("rules file refused; keeping the old rules", extra={"error": error})
+            return ReloadResult(False, self.current.version, len(self.current.rules), error)
+        self.current, self.last_error, self._refused_with = rules, "", None
         RULES_RELOADS.labels(outcome="loaded").inc()
         RULES_COUNT.set(len(rules.rules))
         log.info("rules loaded", extra={"version": rules.version, "rules": len(rules.rules)})
         return ReloadResult(True, rules.version, len(rules.rules))
 
     def reload_if_changed(self) -> ReloadResult | None:
-        return self.reload() if self._stat() != self._mtime else None
+        if self._stat() != self._mtime:
+            return self.reload()
+        if self._refused_with is not None and self._directory() is not self._refused_with:
+            return self.reload(retry=True)
+        return None
+
+    async def recheck(self) -> None:
+        """Startup step, after the stored institutions are read: the full check of the file
+        the service started with. Refused, the rules stay as loaded (a target not in the
+        directory is skipped when routing) and the refusal is reported like a reload's."""
+        self.reload()
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Worker: reload whenever the file's modification time or size changes."""

@@ -137,6 +137,7 @@ def test_foreign_reports_are_not_found(actions: CaseActions, cases: FakeCases) -
     ("target", "reason", "message"),
     [
         ("pemda-00/nothing", "r", "institution_id: unknown institution"),
+        ("verification-queue", "r", "institution_id: unknown institution"),  # not a target
         (UNIT, "r", "institution_id: must not be the report's own institution"),
         ("pemda-51.08/dpupr", "", "reason: must not be empty when forwarding"),
         ("nasional-pln", "", "reason: must not be empty when forwarding"),

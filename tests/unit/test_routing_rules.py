@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from services.common.regions import RegionTable, default_regions
 from services.routing.domain.classifier import Classification, TopicClassifier
-from services.routing.domain.directory import Directory
+from services.routing.domain.directory import Directory, Institution
 from services.routing.domain.rules import DEFAULT_RULES_FILE, RulesError, RuleSet
 from services.routing.rules_source import RulesSource
 
@@ -185,3 +186,84 @@ def test_classifier_and_rules_together_route_real_reports(
         "nasional-bpjs-kesehatan"
     )
     assert route("Halo", "terima kasih admin", "51.08") == "verification-queue"
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ('topic = ["jalan", "sampah"]\nto = "government"', "unknown topic"),
+        ('topic = "jalan"\nto = "government"\nlevels = [["city"]]', "levels must be"),
+        ('topic = "jalan"\nto = "institution:"', "unknown institution"),
+    ],
+)
+def test_a_mistyped_value_is_refused_not_a_crash(
+    tmp_path: Path, directory: Directory, rule: str, message: str
+) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text('version = "a"\n[[rule]]\nname = "j"\ntopic = "jalan"\nto = "government"\n')
+    source = RulesSource(path, lambda: directory)
+    path.write_text(f'version = "b"\n[[rule]]\nname = "j"\n{rule}\n')
+    _touch_later(path)
+    refused = source.reload_if_changed()
+    assert refused is not None and not refused.reloaded and message in refused.error
+    assert source().version == "a"
+
+
+def test_a_unit_id_without_a_slash_does_not_break_the_rules(directory: Directory) -> None:
+    """Stored before unit ids were checked: the rules still load."""
+    odd = Institution("upt-pasar", "UPT", "unit", "pemda-51.08", "51.08", ())
+    with_odd = Directory([*directory.all(), odd])
+    rules = RuleSet.parse(
+        {"version": "1", "rule": [{"name": "j", "topic": "jalan", "to": "unit:dpupr"}]}, with_odd
+    )
+    assert len(rules.rules) == 1
+
+
+def test_rules_may_name_an_institution_added_at_run_time_across_a_restart(
+    tmp_path: Path, directory: Directory, regions: RegionTable
+) -> None:
+    """At start the stored institutions are not read yet: the file loads, and the check in
+    full (recheck, after they are read) passes once the directory has the institution."""
+    added = Institution("pemda-51.08/upt-pasar", "UPT Pasar", "unit", "pemda-51.08", "51.08", ())
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        'version = "a"\n[[rule]]\nname = "pasar"\ntopic = "pungli"\n'
+        'to = "institution:pemda-51.08/upt-pasar"\n'
+    )
+    current = {"directory": directory}
+    source = RulesSource(path, lambda: current["directory"])  # the seed only, as at start
+    assert source().version == "a"
+    # Before the stored institutions are read, the rule resolves to nothing: the queue.
+    assert source().route(regions.get("51.08"), sure("pungli"), directory).rule == "no-rule"
+    current["directory"] = Directory([*directory.all(), added])  # registry.load()
+    asyncio.run(source.recheck())
+    assert source.last_error == ""
+    decision = source().route(regions.get("51.08"), sure("pungli"), current["directory"])
+    assert decision.institution_id == "pemda-51.08/upt-pasar"
+
+
+def test_a_file_refused_for_a_missing_institution_is_tried_again_when_the_directory_moves(
+    tmp_path: Path, directory: Directory
+) -> None:
+    """A replica whose directory copy is behind refuses a rule naming a new unit; once its
+    copy refreshes, the same file loads without anyone touching it."""
+    path = tmp_path / "rules.toml"
+    path.write_text('version = "a"\n[[rule]]\nname = "j"\ntopic = "jalan"\nto = "government"\n')
+    current = {"directory": directory}
+    source = RulesSource(path, lambda: current["directory"])
+    path.write_text(
+        'version = "b"\n[[rule]]\nname = "pasar"\ntopic = "pungli"\n'
+        'to = "institution:pemda-51.08/upt-pasar"\n'
+    )
+    _touch_later(path)
+    refused = source.reload_if_changed()
+    assert refused is not None and "unknown institution" in refused.error
+    assert source.reload_if_changed() is None  # nothing moved: not retried in a loop
+    current["directory"] = Directory(list(directory.all()))  # a refresh without the unit
+    again = source.reload_if_changed()
+    assert again is not None and not again.reloaded and source().version == "a"
+    added = Institution("pemda-51.08/upt-pasar", "UPT Pasar", "unit", "pemda-51.08", "51.08", ())
+    current["directory"] = Directory([*directory.all(), added])
+    loaded = source.reload_if_changed()
+    assert loaded is not None and loaded.reloaded and source().version == "b"
+    assert source.last_error == ""

@@ -83,17 +83,22 @@ class RuleSet:
     rules: tuple[Rule, ...] = field(default_factory=tuple)
 
     @classmethod
-    def load(cls, path: Path, directory: Directory) -> RuleSet:
+    def load(cls, path: Path, directory: Directory, *, known_institutions: bool = True) -> RuleSet:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             raise RulesError(f"{path}: cannot read ({exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise RulesError(f"{path}: {exc}") from None
-        return cls.parse(data, directory)
+        return cls.parse(data, directory, known_institutions=known_institutions)
 
     @classmethod
-    def parse(cls, data: Mapping[str, Any], directory: Directory) -> RuleSet:
+    def parse(
+        cls, data: Mapping[str, Any], directory: Directory, *, known_institutions: bool = True
+    ) -> RuleSet:
+        """The rules of `data`, checked against `directory`. With ``known_institutions``
+        false an ``institution:<id>`` target need not be in it yet (at start, before the
+        institutions added at run time are read: routing checks again once they are)."""
         version = data.get("version")
         if not isinstance(version, str) or not version.strip():
             raise RulesError("version: must be a non-empty string")
@@ -105,11 +110,11 @@ class RuleSet:
         raw_rules = data["rule"]
         if not isinstance(raw_rules, list):
             raise RulesError("rule: must be an array of tables ([[rule]])")
-        units = {i.id.split("/", 1)[1] for i in directory.all() if i.kind == "unit"}
+        units = {i.id.split("/", 1)[1] for i in directory.all() if i.kind == "unit" and "/" in i.id}
         rules: list[Rule] = []
         names: set[str] = set()
         for n, raw in enumerate(raw_rules, start=1):
-            rule = _parse_rule(n, raw, directory, units)
+            rule = _parse_rule(n, raw, directory, units, known_institutions)
             if rule.name in names:
                 raise RulesError(f"rule {n}: duplicate name {rule.name!r}")
             names.add(rule.name)
@@ -152,7 +157,9 @@ class RuleSet:
         return decision(None, "no-rule")
 
 
-def _parse_rule(n: int, raw: object, directory: Directory, units: set[str]) -> Rule:
+def _parse_rule(
+    n: int, raw: object, directory: Directory, units: set[str], known_institutions: bool = True
+) -> Rule:
     where = f"rule {n}"
     if not isinstance(raw, dict):
         raise RulesError(f"{where}: must be a table")
@@ -163,8 +170,8 @@ def _parse_rule(n: int, raw: object, directory: Directory, units: set[str]) -> R
     if not isinstance(name, str) or not name.strip():
         raise RulesError(f"{where}: name must be a non-empty string")
     where = f"rule {n} ({name})"
-    if topic not in TOPICS:
-        raise RulesError(f"{where}: unknown topic {topic!r}")
+    if not isinstance(topic, str) or topic not in TOPICS:
+        raise RulesError(f"{where}: unknown topic {topic!r} (one topic per rule)")
     if not isinstance(to, str) or ":" not in to and to != "government":
         raise RulesError(f"{where}: to must be 'unit:<slug>', 'institution:<id>' or 'government'")
     kind, _, target = to.partition(":")
@@ -172,10 +179,16 @@ def _parse_rule(n: int, raw: object, directory: Directory, units: set[str]) -> R
         raise RulesError(f"{where}: unknown target kind {kind!r}")
     if kind == "unit" and target not in units:
         raise RulesError(f"{where}: unknown unit {target!r}")
-    if kind == "institution" and directory.get(target) is None:
+    if kind == "institution" and not target:
+        raise RulesError(f"{where}: unknown institution {target!r}")
+    if kind == "institution" and known_institutions and directory.get(target) is None:
         raise RulesError(f"{where}: unknown institution {target!r}")
     levels = raw.get("levels", sorted(LEVELS))
-    if not isinstance(levels, list) or not levels or not set(levels) <= LEVELS:
+    if (
+        not isinstance(levels, list)
+        or not levels
+        or not all(isinstance(level, str) and level in LEVELS for level in levels)
+    ):
         raise RulesError(f"{where}: levels must be a non-empty list of {sorted(LEVELS)}")
     regions = raw.get("regions", [])
     if not isinstance(regions, list) or not all(isinstance(r, str) and r for r in regions):
