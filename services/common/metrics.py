@@ -22,7 +22,8 @@ GRPC_LATENCY = Histogram(
 )
 EVENTS_CONSUMED = Counter(
     "lapor_events_consumed_total",
-    "Kafka events consumed, by topic and outcome (applied, duplicate, dead_lettered, ignored)",
+    "Kafka events consumed, by topic and outcome (applied, duplicate, dead_lettered, ignored, "
+    "deferred: kept until what it applies to is stored)",
     ["topic", "outcome"],
 )
 EVENT_HANDLING = Histogram(

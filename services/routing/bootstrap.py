@@ -58,6 +58,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     )
     actions = CaseActions(store, registry, clock, relay.wake)
     case_events = CaseEventHandlers(actions, store)
+    handlers.after_stored = case_events.apply_early_privacy
     api = Api(verifier, actions, CaseQueries(store, registry), registry, rules)
     dead = DeadLetters(db["dead_letters"], s.dead_letter_retention_days)
 

@@ -47,9 +47,9 @@ from services.common.mongo import (
 from services.common.outbox import OutboxMessage, outbox_update
 from services.common.topics import CASE_ACTIONS, REPORTER_ACTIONS, SLA_EVENTS
 from services.routing.actions import MAX_ATTEMPTS, CaseActions
-from services.routing.case_store import FAR_FUTURE, CaseStore, status_of
+from services.routing.case_store import FAR_FUTURE, CaseStore, early_privacy_of, status_of
 from services.routing.codec import holder_fields
-from services.routing.domain.case import Command, Role, apply
+from services.routing.domain.case import PRIVACY_RANK, RAISED_PRIVACIES, Command, Role, apply
 from services.routing.domain.directory import Directory
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,10 @@ class CaseEventHandlers:
                 return "applied"
             except Unavailable:
                 raise
-            except NotFound as exc:  # no case to hold a refusal: nothing intake waits for
+            except NotFound as exc:
+                if command.action == "privacy_raised":  # before routing stored the case
+                    return await self._keep_early_privacy(tracking_id, command, event_id)
+                # no case to hold a refusal: nothing intake waits for
                 return self._ignored(command, tracking_id, exc)
             except DomainError:
                 pass
@@ -294,6 +297,47 @@ class CaseEventHandlers:
         except DomainError as exc:
             return self._ignored(command, tracking_id, exc)
         return "applied"
+
+    async def _keep_early_privacy(self, tracking_id: str, command: Command, event_id: str) -> str:
+        """A reporter raised privacy before routing stored the case (the two travel on
+        different topics; routing was behind on complaints): keep the highest level asked
+        for, which `apply_early_privacy` applies once the case is stored, then try once more
+        in case it was stored meanwhile (either this or that sees the other's write)."""
+        rank = PRIVACY_RANK.get(command.privacy, -1)
+        if rank < 0:
+            return self._ignored(command, tracking_id, NotFound("unknown privacy"))
+        await early_privacy_of(self.store.cases).update_one(
+            {"_id": tracking_id}, {"$max": {"rank": rank}}, upsert=True
+        )
+        try:
+            await self.actions.act(None, tracking_id, command, event_id=event_id)
+        except NotFound:
+            log.info(
+                "privacy raised before the case was stored: kept",
+                extra={"tracking_id": tracking_id},
+            )
+            return "deferred"
+        return "applied"
+
+    async def apply_early_privacy(self, tracking_ids: list[str]) -> None:
+        """After new cases are stored: raise the privacy of those whose reporter raised it
+        before (see `_keep_early_privacy`), through the normal action (history, CaseAction
+        event). Idempotent: privacy never lowers and the event id is fixed."""
+        early = early_privacy_of(self.store.cases)
+        found = await early.find({"_id": {"$in": tracking_ids}}).to_list(None)
+        for doc in found:
+            privacy = next((p for p, r in PRIVACY_RANK.items() if r == doc["rank"]), "")
+            if privacy not in RAISED_PRIVACIES:
+                continue
+            command = Command("privacy_raised", Role.REPORTER, privacy=privacy)
+            try:
+                await self.actions.act(
+                    None, doc["_id"], command, event_id=f"{doc['_id']}:privacy-before-routing"
+                )
+            except DomainError as exc:  # e.g. already at that level: nothing to do
+                self._ignored(command, doc["_id"], exc)
+            # The case exists now: a later raise finds it (one raised meanwhile keeps its row).
+            await early.delete_one({"_id": doc["_id"], "rank": doc["rank"]})
 
     @staticmethod
     def _ignored(command: Command, tracking_id: str, exc: Exception) -> str:

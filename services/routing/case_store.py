@@ -69,6 +69,12 @@ def history_entry(outcome: Outcome, now: datetime) -> Doc:
     }
 
 
+def early_privacy_of(cases: AsyncCollection[Doc]) -> AsyncCollection[Doc]:
+    """Privacy raised by reporters before routing stored their case (``_id`` tracking id,
+    ``rank`` the highest level asked for), applied once the case is stored."""
+    return cases.database["early_privacy"]
+
+
 class CaseStore:
     def __init__(self, cases: AsyncCollection[Doc]) -> None:
         self.cases = cases

@@ -6,7 +6,7 @@ field when read (no rewrite)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -47,6 +47,8 @@ class RoutingHandlers:
     regions: RegionTable
     clock: Clock
     on_stored: Callable[[], None] = lambda: None
+    # Called with the tracking ids of the cases a batch stored (the early privacy raises).
+    after_stored: Callable[[list[str]], Awaitable[None]] | None = None
 
     async def ensure_indexes(self) -> None:
         await self.store.ensure_indexes()
@@ -89,6 +91,8 @@ class RoutingHandlers:
         )
         EVENTS_CONSUMED.labels(topic=COMPLAINTS_RECEIVED, outcome="duplicate").inc(duplicates)
         self.on_stored()
+        if self.after_stored is not None:  # redelivered ones too: a crash may have come between
+            await self.after_stored([r.doc["_id"] for r in routed])
 
     async def _link_similar(self, routed: list[Routed]) -> None:
         """Link each new case to earlier cases of its topic and region within the window
