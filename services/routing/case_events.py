@@ -198,6 +198,8 @@ class CaseEventHandlers:
         tracking_id, event_id = event.meta.tracking_id, event.meta.event_id
         kind = event.WhichOneof("kind")
         if kind == "auto_close_due":
+            if await self._stale_auto_close(event):
+                return "ignored"
             return await self._act(tracking_id, Command("auto_closed", Role.SYSTEM), event_id)
         cases = self.store.cases
         version = event.clocks_version
@@ -224,6 +226,33 @@ class CaseEventHandlers:
             remember_event(deadlines_update(deadlines, version), event_id),
         )
         return "applied" if result.modified_count == 1 else "duplicate"
+
+    async def _stale_auto_close(self, event: events_pb2.SlaEvent) -> bool:
+        """Whether an ``auto_close_due`` was armed for an earlier resolution than the case's
+        latest: the reporter rejected, the institution resolved again, and the old event
+        (waiting in sla's batch outbox, or behind on the topic) arrives only now. It must
+        not cut the new confirm-or-reject window short. Known stale when sla's clocks moved
+        on since (a newer ``clocks_version`` applied here) or when it fell due before the
+        case's latest resolution (an auto-close clock starts at the resolution)."""
+        doc = await self.store.cases.find_one(
+            {"_id": event.meta.tracking_id},
+            {SLA_VERSION: 1, "history.action": 1, "history.at": 1},
+        )
+        if doc is None:
+            return False  # the action path answers NOT_FOUND
+        stale = is_older(doc, event.clocks_version)
+        resolutions = [h["at"] for h in doc.get("history", []) if h.get("action") == "resolved"]
+        if resolutions and event.auto_close_due.HasField("due_at"):
+            due = event.auto_close_due.due_at.ToDatetime(tzinfo=UTC)
+            latest = max(resolutions)
+            latest = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
+            stale = stale or due < latest
+        if stale:
+            log.info(
+                "auto-close armed for an earlier resolution: ignored",
+                extra={"tracking_id": event.meta.tracking_id, "version": event.clocks_version},
+            )
+        return stale
 
     async def handle_reporter(self, deliveries: list[Delivery[events_pb2.ReporterAction]]) -> None:
         for delivery in deliveries:

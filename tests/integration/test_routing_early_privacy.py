@@ -46,12 +46,12 @@ def raised(tid: str, privacy: str, n: int = 1) -> Delivery[events_pb2.ReporterAc
     return Delivery(message, tid, 0, 0)
 
 
-def wired(db: Any) -> tuple[RoutingHandlers, CaseEventHandlers]:
+def wired(db: Any, clock: ManualClock | None = None) -> tuple[RoutingHandlers, CaseEventHandlers]:
     regions = default_regions()
     directory = Directory.seed(regions)
     rules = RuleSet.load(DEFAULT_RULES_FILE, directory)
     store = CaseStore(db["cases"])
-    clock = ManualClock(T0)
+    clock = clock or ManualClock(T0)
     handlers = RoutingHandlers(
         store, lambda: directory, lambda: rules, TopicClassifier.default(), regions, clock
     )
