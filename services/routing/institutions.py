@@ -3,14 +3,18 @@ run time (collection ``institutions``), rebuilt and checked as a whole on every 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from pymongo import ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.errors import ValidationError, Violation, require
 from services.common.mongo import Doc
+from services.common.outbox import in_transaction
 from services.routing.domain.case import VERIFICATION_QUEUE
 from services.routing.domain.directory import KINDS, TOPICS, Directory, Institution
 
@@ -93,6 +97,7 @@ class InstitutionRegistry:
         self._collection = collection
         self._seed = seed
         self.directory = seed
+        self._version = 0  # the stored directory's change counter this copy reflects
 
     def __call__(self) -> Directory:
         return self.directory
@@ -106,27 +111,60 @@ class InstitutionRegistry:
             by_id[change.id] = change
         return Directory(by_id.values())
 
+    def _meta(self) -> AsyncCollection[Doc]:
+        return self._collection.database[f"{self._collection.name}_meta"]
+
     async def load(self) -> None:
+        """Read the stored changes (the periodic refresh). A copy read before this
+        replica's own latest change committed does not replace the newer one."""
+        meta = await self._meta().find_one({"_id": "directory"})
+        version = int(meta["version"]) if meta else 0
         docs = await self._collection.find({}).to_list(None)
-        self.directory = self._merged([from_doc(d) for d in docs])
+        directory = self._merged([from_doc(d) for d in docs])
+        if version >= self._version:
+            self.directory, self._version = directory, version
 
     async def upsert(
-        self, inst: Institution, may_replace: Callable[[Institution | None], None]
+        self,
+        inst: Institution,
+        may_replace: Callable[[Institution | None], None | Awaitable[None]],
     ) -> Institution:
         """Store `inst` (new, or replacing the institution with its id) once the whole
         directory with it still holds together. `may_replace` is shown what `inst` would
         replace (None for a new id), read from the stored changes just now, not from this
         replica's copy (up to 10 s old), and raises if the caller may not replace it."""
-        docs = await self._collection.find({}).to_list(None)
-        stored = [from_doc(d) for d in docs]
-        current = {i.id: i for i in self._seed.all()} | {i.id: i for i in stored}
-        may_replace(current.get(inst.id))  # who may, before what: a refusal tells nothing more
-        validate(inst)
-        changes = [i for i in stored if i.id != inst.id] + [inst]
-        try:
-            directory = self._merged(changes)
-        except ValueError as exc:
-            raise ValidationError([Violation("institution", str(exc))]) from None
-        await self._collection.replace_one({"_id": inst.id}, to_doc(inst), upsert=True)
-        self.directory = directory
+
+        versions: list[int] = []  # the counter as this change left it (the last attempt's)
+
+        async def write(session: AsyncClientSession) -> Directory:
+            # Every change first bumps one counter, so two admins' changes at the same moment
+            # conflict and the second is decided again on the first's result (no parent loop
+            # or takeover can slip between two checks).
+            counter = await self._meta().find_one_and_update(
+                {"_id": "directory"},
+                {"$inc": {"version": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            versions.append(int(counter["version"]) if counter else 0)
+            docs = await self._collection.find({}, session=session).to_list(None)
+            stored = [from_doc(d) for d in docs]
+            current = {i.id: i for i in self._seed.all()} | {i.id: i for i in stored}
+            allowed = may_replace(current.get(inst.id))  # who may, before what
+            if inspect.isawaitable(allowed):  # a check that needs to read something itself
+                await allowed
+            validate(inst)
+            changes = [i for i in stored if i.id != inst.id] + [inst]
+            try:
+                directory = self._merged(changes)
+            except ValueError as exc:
+                raise ValidationError([Violation("institution", str(exc))]) from None
+            await self._collection.replace_one(
+                {"_id": inst.id}, to_doc(inst), upsert=True, session=session
+            )
+            return directory
+
+        self.directory = await in_transaction(self._collection.database.client, write)
+        self._version = max(self._version, versions[-1])
         return inst
