@@ -3,7 +3,7 @@ store the outcome with its CaseAction event in one compare-and-set write."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -43,6 +43,9 @@ class CaseActions:
     directory: Callable[[], Directory]
     clock: Clock
     on_stored: Callable[[], None] = lambda: None
+    # Whether an institution exists, reading the stored directory on a miss (a target added
+    # through another replica since this copy's last refresh); None: this copy only.
+    knows: Callable[[str], Awaitable[bool]] | None = None
 
     async def load(self, actor: Actor | None, tracking_id: str) -> Doc:
         if not tracking_id.strip():
@@ -75,6 +78,9 @@ class CaseActions:
                     f"not {expected_version}"
                 )
             status = status_of(doc)
+            target = command.institution_id.strip()
+            if target and self.knows is not None and command.action in ("verified", "forwarded"):
+                await self.knows(target)
             self._check_target(actor, status, command)
             outcome = apply(status, command)
             now = self.clock.now()

@@ -56,7 +56,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     handlers = RoutingHandlers(
         store, registry, rules, TopicClassifier.default(), regions, clock, relay.wake
     )
-    actions = CaseActions(store, registry, clock, relay.wake)
+    actions = CaseActions(store, registry, clock, relay.wake, knows=registry.knows)
     case_events = CaseEventHandlers(actions, store)
     handlers.after_stored = case_events.apply_early_privacy
     api = Api(verifier, actions, CaseQueries(store, registry), registry, rules)

@@ -37,16 +37,18 @@ class Api:
     def directory(self) -> Callable[[], Directory]:
         return self.registry
 
-    def actor(self, context: grpc.aio.ServicerContext) -> Actor:
+    async def actor(self, context: grpc.aio.ServicerContext) -> Actor:
         principal = self.verifier.from_metadata(context.invocation_metadata())
         actor = Actor(principal.subject, principal.institution, Role(principal.role))
+        if not actor.is_national_admin:
+            await self.registry.knows(actor.institution)  # a unit added through another replica
         access.require_known_institution(actor, self.directory())
         return actor
 
     async def act(
         self, context: grpc.aio.ServicerContext, request: object, command: Command
     ) -> officer_pb2.Report:
-        actor = self.actor(context)
+        actor = await self.actor(context)
         tracking_id = getattr(request, "tracking_id", "")
         version = int(getattr(request, "expected_version", 0))
         full = replace(command, role=actor.role, actor_id=actor.subject)
@@ -96,7 +98,7 @@ class OfficerServicer(officer_pb2_grpc.OfficerServiceServicer):
 
     @rpc("ListReports")
     async def ListReports(self, request, context):  # type: ignore[no-untyped-def]
-        actor = self.api.actor(context)
+        actor = await self.api.actor(context)
         page = await self.api.queries.reports(
             actor,
             request.state,
@@ -110,7 +112,7 @@ class OfficerServicer(officer_pb2_grpc.OfficerServiceServicer):
 
     @rpc("GetReport")
     async def GetReport(self, request, context):  # type: ignore[no-untyped-def]
-        actor = self.api.actor(context)
+        actor = await self.api.actor(context)
         doc = await self.api.actions.load(actor, request.tracking_id)
         return await self.api.view(doc, actor)
 
@@ -167,12 +169,12 @@ class AdminServicer(officer_pb2_grpc.AdminServiceServicer):
         self.api = api
 
     async def _admin_act(self, context, request, command):  # type: ignore[no-untyped-def]
-        access.require_national_admin(self.api.actor(context))
+        access.require_national_admin(await self.api.actor(context))
         return await self.api.act(context, request, command)
 
     @rpc("ListQueue")
     async def ListQueue(self, request, context):  # type: ignore[no-untyped-def]
-        actor = self.api.actor(context)
+        actor = await self.api.actor(context)
         page = await self.api.queries.queue(
             actor, request.state, request.page_size, request.page_token
         )
@@ -200,7 +202,7 @@ class AdminServicer(officer_pb2_grpc.AdminServiceServicer):
 
     @rpc("ListInstitutions")
     async def ListInstitutions(self, request, context):  # type: ignore[no-untyped-def]
-        actor = self.api.actor(context)
+        actor = await self.api.actor(context)
         if actor.role == Role.OFFICER:
             raise PermissionDenied("role officer may not list the directory")
         directory = self.api.directory()
@@ -225,7 +227,7 @@ class AdminServicer(officer_pb2_grpc.AdminServiceServicer):
 
     @rpc("UpsertInstitution")
     async def UpsertInstitution(self, request, context):  # type: ignore[no-untyped-def]
-        actor = self.api.actor(context)
+        actor = await self.api.actor(context)
         record = request.institution
         institution = Institution(
             record.id,
@@ -242,7 +244,7 @@ class AdminServicer(officer_pb2_grpc.AdminServiceServicer):
 
     @rpc("ReloadRules")
     async def ReloadRules(self, request, context):  # type: ignore[no-untyped-def]
-        access.require_national_admin(self.api.actor(context))
+        access.require_national_admin(await self.api.actor(context))
         result = self.api.rules.reload()
         return officer_pb2.ReloadRulesResponse(
             reloaded=result.reloaded, version=result.version, rules=result.rules, error=result.error

@@ -124,6 +124,18 @@ class InstitutionRegistry:
         if version >= self._version:
             self.directory, self._version = directory, version
 
+    async def knows(self, institution_id: str) -> bool:
+        """Whether `institution_id` is in the directory, reading the stored changes when
+        this copy does not have it (added through another replica less than a refresh ago),
+        so a new unit can act and receive reports through any replica at once. One indexed
+        read per miss; the whole directory is read again only when the id is stored."""
+        if self.directory.get(institution_id) is not None:
+            return True
+        if await self._collection.find_one({"_id": institution_id}, {"_id": 1}) is None:
+            return False
+        await self.load()
+        return self.directory.get(institution_id) is not None
+
     async def upsert(
         self,
         inst: Institution,

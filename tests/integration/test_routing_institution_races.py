@@ -69,3 +69,19 @@ async def test_a_refresh_read_before_a_change_does_not_hide_it(db: Any) -> None:
     await collection.delete_one({"_id": new.id})
     await registry.load()
     assert registry().get(new.id) is not None  # this replica's own change stays in force
+
+
+async def test_a_unit_added_through_one_replica_is_known_at_once_through_another(
+    db: Any,
+) -> None:
+    seed = Directory.seed(default_regions())
+    collection = db[f"institutions_{uuid.uuid4().hex[:6]}"]
+    a, b = InstitutionRegistry(collection, seed), InstitutionRegistry(collection, seed)
+    unit = Institution(
+        f"pemda-51.08/upt-{uuid.uuid4().hex[:6]}", "UPT Pasar", "unit", "pemda-51.08", "51.08", ()
+    )
+    await a.upsert(unit, allow)
+    assert b().get(unit.id) is None  # b's copy is older than its next refresh
+    assert await b.knows(unit.id)
+    assert b().get(unit.id) is not None
+    assert not await b.knows("pemda-51.08/tidak-ada")

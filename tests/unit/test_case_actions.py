@@ -270,3 +270,25 @@ def test_a_concurrent_raise_is_decided_again_on_the_new_privacy(
     raise_ = Command("privacy_raised", Role.REPORTER, privacy="confidential")
     doc = run(actions.act(None, "T-1", raise_, event_id="p-1"))
     assert (doc["privacy"], doc["version"]) == ("PRIVACY_ANONYMOUS", 3)
+
+
+def test_a_target_added_since_the_last_refresh_is_looked_up(
+    cases: FakeCases, directory: Directory
+) -> None:
+    """Forwarding to a unit another replica stored a moment ago: the directory is asked
+    (`knows`) before the target is refused as unknown."""
+    from services.routing.domain.directory import Institution
+
+    new_unit = Institution("pemda-51.08/upt-pasar", "UPT Pasar", "unit", "pemda-51.08", "51.08", ())
+    current = {"directory": directory}
+    asked: list[str] = []
+
+    async def knows(institution_id: str) -> bool:
+        asked.append(institution_id)
+        current["directory"] = Directory([*directory.all(), new_unit])  # the stored change
+        return True
+
+    actions = CaseActions(cases, lambda: current["directory"], ManualClock(), knows=knows)
+    command = Command("forwarded", Role.OFFICER, institution_id=new_unit.id, reason="pasar")
+    doc = run(actions.act(OFFICER, "T-1", command))
+    assert asked == [new_unit.id] and doc["institution_id"] == new_unit.id
