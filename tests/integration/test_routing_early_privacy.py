@@ -21,20 +21,15 @@ from services.routing.domain.classifier import TopicClassifier
 from services.routing.domain.directory import Directory
 from services.routing.domain.rules import DEFAULT_RULES_FILE, RuleSet
 from services.routing.handlers import RoutingHandlers
+from tests.integration.test_routing_received import received as routing_received
 from tests.integration.test_sla_store import T0
 
 
 def received(tid: str) -> Delivery[events_pb2.ComplaintReceived]:
-    message = events_pb2.ComplaintReceived(
-        meta=common_pb2.EventMeta(event_id=f"{tid}:received", tracking_id=tid),
-        title="Jalan berlubang",
-        body="Jalan di depan pasar berlubang besar dan membahayakan pengendara motor.",
-        region_code="51.08",
-        classification=common_pb2.CLASSIFICATION_COMPLAINT,
-        privacy=common_pb2.PRIVACY_PUBLIC,
-    )
-    message.meta.occurred_at.FromDatetime(T0)
-    return Delivery(message, tid, 0, 0)
+    """A public report's complaint, as intake publishes it."""
+    delivery = routing_received(tid)
+    delivery.message.privacy = common_pb2.PRIVACY_PUBLIC
+    return delivery
 
 
 def raised(tid: str, privacy: str, n: int = 1) -> Delivery[events_pb2.ReporterAction]:
