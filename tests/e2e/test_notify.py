@@ -8,9 +8,9 @@ from confluent_kafka import Producer
 from lapor.v1 import common_pb2, events_pb2
 from pymongo import MongoClient
 
-from services.common.topics import CASE_ACTIONS
+from services.common.topics import CASE_ACTIONS, NOTIFICATIONS
 from services.stack.supervisor import Stack
-from tests.support import eventually
+from tests.support import eventually, read_topic
 
 
 def publish_action(stack: Stack, tracking_id: str, action: str, note: str, times: int = 1) -> str:
@@ -33,18 +33,45 @@ def publish_action(stack: Stack, tracking_id: str, action: str, note: str, times
 
 def test_a_response_reaches_the_reporter_once(stack: Stack, mongo: MongoClient) -> None:  # type: ignore[type-arg]
     tracking_id = f"T-{uuid.uuid4().hex[:8]}"
-    publish_action(stack, tracking_id, "responded", "KTP Anda siap diambil Senin.", times=2)
-    publish_action(stack, tracking_id, "accepted", "")
-    inbox = mongo["lapor_notify"]["inbox"]
-    delivered = eventually(
-        lambda: list(inbox.find({"tracking_id": tracking_id})),
-        what="the response notification in the inbox",
+    responded = publish_action(
+        stack, tracking_id, "responded", "KTP Anda siap diambil Senin.", times=2
     )
+    publish_action(stack, tracking_id, "accepted", "")
+    # Barrier: an action the reporter is told of, after the others on the same key (so the
+    # same partition: consumed after them). Once it is sent and recorded, the redelivered
+    # 'responded' and the 'accepted' have been handled.
+    resolved = publish_action(stack, tracking_id, "resolved", "Sudah diserahkan.")
+    inbox = mongo["lapor_notify"]["inbox"]
     notes = mongo["lapor_notify"]["notifications"]
     eventually(
-        lambda: notes.count_documents({"tracking_id": tracking_id, "state": "sent"}) == 1,
-        what="sent",
+        lambda: notes.count_documents(
+            {"tracking_id": tracking_id, "template": "complaint_resolved", "state": "sent"}
+        ),
+        what="the resolution sent and recorded",
     )
-    assert [d["template"] for d in delivered] == ["institution_responded"]
-    assert "siap diambil" in delivered[0]["text"]
-    assert notes.count_documents({"tracking_id": tracking_id}) == 1  # 'accepted' is not told
+    delivered = {d["_id"]: d for d in inbox.find({"tracking_id": tracking_id})}
+    # once each, under the ids the events give them; 'accepted' is not told
+    assert sorted(delivered) == sorted(
+        [f"{responded}:institution_responded", f"{resolved}:complaint_resolved"]
+    )
+    assert "siap diambil" in delivered[f"{responded}:institution_responded"]["text"]
+    recorded = {d["_id"]: d["state"] for d in notes.find({"tracking_id": tracking_id})}
+    assert recorded == {
+        f"{responded}:institution_responded": "sent",
+        f"{resolved}:complaint_resolved": "sent",
+    }
+
+    # The NotificationRecorded events follow in the order they were stored (one key, one
+    # queue): once the resolution's is out, a second one for the response would be too.
+    def events() -> list[str] | None:
+        found = [
+            events_pb2.NotificationRecorded.FromString(v).template
+            for k, v in read_topic(stack.bootstrap_servers, NOTIFICATIONS)
+            if k == tracking_id.encode() and v is not None
+        ]
+        return found if "complaint_resolved" in found else None
+
+    assert eventually(events, what="the resolution's NotificationRecorded") == [
+        "institution_responded",
+        "complaint_resolved",
+    ]

@@ -15,11 +15,13 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from lapor.v1 import common_pb2, events_pb2, intake_pb2, sla_pb2, sla_pb2_grpc
+from pymongo import MongoClient
 
 from services.common.auth import issue_token
-from services.common.topics import ESCALATIONS, SLA_EVENTS
+from services.common.topics import CASE_ACTIONS, ESCALATIONS, SLA_EVENTS
 from services.stack.supervisor import Stack
 from tests.e2e.conftest import SECRETS
+from tests.kafka_offsets import Position, produce, wait_handled
 from tests.support import eventually, intake_stub, read_topic, submit_request
 
 T = TypeVar("T")
@@ -232,6 +234,41 @@ def test_unanswered_report_is_warned_breached_and_escalated_once(seconds_stack: 
     ):
         assert series in metrics, series
 
+    # Once: a later sweep's effect as the barrier. A second report submitted now is warned
+    # by a sweep that runs well after the escalation (many sweeps of 0.2 s later); the
+    # sweeps' events are published in the order they were written, so an escalation of the
+    # first report written again by any sweep before that one would be on the topic by then.
+    channel3, intake3 = intake_stub(stack.services["intake"].grpc_address)
+    with channel3:
+        later = intake3.SubmitComplaint(
+            submit_request(privacy=common_pb2.PRIVACY_ANONYMOUS), timeout=10
+        ).tracking_id
+    eventually(
+        lambda: "warning" in kinds(sla_events(stack, later)),
+        timeout=60,
+        what="the later report's warning",
+    )
+    assert [e.meta.event_id for e in kcat_escalations(stack, tid)] == [esc.meta.event_id]
+    # sla counted one escalation per escalated report: the first one once, and the later
+    # one if it has escalated meanwhile (its Ombudsman deadline is 14 s away)
+    with grpc.insecure_channel(stack.services["sla"].grpc_address) as channel4:
+        sla4 = sla_pb2_grpc.SlaServiceStub(channel4)
+
+        def counted_once() -> tuple[float, int] | None:
+            value = metric_value(scrape(stack), 'lapor_sla_escalations_total{clock="ombudsman"}')
+            escalated = sum(status(sla4, t).escalated for t in (tid, later))
+            return when((value, escalated), value == escalated)
+
+        value, escalated = eventually(counted_once, what="one escalation counted per report")
+    assert escalated >= 1 and value == float(escalated)
+
+
+def metric_value(text: str, series: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return None
+
 
 def scrape(stack: Stack) -> str:
     port = stack.services["sla"].ports["metrics"]
@@ -293,42 +330,43 @@ def test_extend_deadline_needs_the_holding_institution_and_stays_in_the_cap(
     eventually(reporter_sees_it, what="new deadline published")
 
 
-def publish_action(stack: Stack, tracking_id: str, action: str, **fields: object) -> None:
-    """Act as routing (the owner of the case state machine) on lapor.cases.actions."""
-    from confluent_kafka import Producer
-
+def publish_action(stack: Stack, tracking_id: str, action: str, **fields: object) -> list[Position]:
+    """Act as routing (the owner of the case state machine) on lapor.cases.actions: the
+    event delivered twice (a redelivery); where both copies landed."""
     event = events_pb2.CaseAction(action=action, **fields)  # type: ignore[arg-type]
     event.meta.event_id = f"{tracking_id}:test:{action}"
     event.meta.tracking_id = tracking_id
     event.meta.producer = "routing"
     event.meta.occurred_at.GetCurrentTime()
-    producer = Producer({"bootstrap.servers": stack.bootstrap_servers})
-    for _ in range(2):  # delivered twice: applied once
-        producer.produce("lapor.cases.actions", event.SerializeToString(), tracking_id.encode())
-    producer.flush(10)
+    value = event.SerializeToString()
+    return produce(stack.bootstrap_servers, CASE_ACTIONS, tracking_id, [value, value])
+
+
+ACTIONS = ["responded", "info_requested", "info_provided", "resolved"]
 
 
 def test_case_actions_drive_the_clocks(roomy_stack: Stack) -> None:
     stack = roomy_stack
     ichannel, intake = intake_stub(stack.services["intake"].grpc_address)
+    copies: list[Position] = []
     with ichannel, grpc.insecure_channel(stack.services["sla"].grpc_address) as channel:
         sla = sla_pb2_grpc.SlaServiceStub(channel)
         tid = intake.SubmitComplaint(submit_request(), timeout=10).tracking_id
         eventually(lambda: watched(sla, tid), timeout=60, what="clocks started")
-        publish_action(stack, tid, "responded", to_state="in_progress")
+        copies += publish_action(stack, tid, "responded", to_state="in_progress")
         s = eventually(
             lambda: when(s := status(sla, tid), s.colour == common_pb2.STATUS_COLOUR_YELLOW),
             what="yellow after the first response",
         )
         assert {d.clock: d.state for d in s.deadlines}["first_response"] == "met"
-        publish_action(stack, tid, "info_requested", to_state="awaiting_reporter")
+        copies += publish_action(stack, tid, "info_requested", to_state="awaiting_reporter")
         eventually(lambda: status(sla, tid).paused, what="paused")
         due_paused = {d.clock: d.due_at.ToDatetime() for d in status(sla, tid).deadlines}
-        publish_action(stack, tid, "info_provided", to_state="in_progress")
+        copies += publish_action(stack, tid, "info_provided", to_state="in_progress")
         resumed = eventually(lambda: when(s := status(sla, tid), not s.paused), what="resumed")
         due = {d.clock: d.due_at.ToDatetime() for d in resumed.deadlines}
         assert due["resolution"] > due_paused["resolution"]  # the paused time is given back
-        publish_action(stack, tid, "resolved", to_state="resolved")
+        copies += publish_action(stack, tid, "resolved", to_state="resolved")
         done = eventually(
             lambda: when(s := status(sla, tid), s.colour == common_pb2.STATUS_COLOUR_GREEN),
             what="green after the resolution",
@@ -337,3 +375,19 @@ def test_case_actions_drive_the_clocks(roomy_stack: Stack) -> None:
         assert states["resolution"] == "met" and states["auto_close"] == "running"
         assert states["ombudsman"] == "met"
     assert not done.escalated
+    # Delivered twice, applied once: once sla's consumer has committed past every copy (it
+    # commits after the work), its timeline of the report holds each action once, and no
+    # copy was refused by the clocks (what a second application of an action would leave).
+    wait_handled(stack.bootstrap_servers, "lapor-sla.lapor.cases.actions", CASE_ACTIONS, copies)
+    client: MongoClient = MongoClient(stack.mongodb_uri, tz_aware=True)  # type: ignore[type-arg]
+    try:
+        doc = client["lapor_sla"]["clocks"].find_one({"_id": tid})
+    finally:
+        client.close()
+    assert doc is not None
+    acted = [
+        e["action"]
+        for e in doc["timeline"]
+        if e["action"] in ACTIONS or e["action"].endswith("_refused")
+    ]
+    assert acted == ACTIONS

@@ -8,6 +8,7 @@ import os
 from datetime import UTC, datetime
 
 from lapor.v1 import events_pb2
+from prometheus_client import REGISTRY
 
 from services.common.ids import new_tracking_id
 from services.common.settings import Secret
@@ -61,13 +62,27 @@ async def test_concurrent_retries_with_one_key_store_one_complaint(db: object) -
     await store.close()
 
 
+def group_commits() -> tuple[float, float]:
+    """(writes, complaints written) so far: the group-commit size histogram's count and sum
+    (process-wide: compare before and after)."""
+    count = REGISTRY.get_sample_value("lapor_intake_group_commit_size_count") or 0.0
+    total = REGISTRY.get_sample_value("lapor_intake_group_commit_size_sum") or 0.0
+    return count, total
+
+
 async def test_a_burst_is_stored_in_shared_writes_each_with_its_event(db: object) -> None:
     store = await make_store(db)
     now = datetime.now(UTC)
+    writes_before, written_before = group_commits()
     results = await asyncio.gather(
         *(store.add(receive(command(f"k{i}"), new_tracking_id(), now)) for i in range(300))
     )
+    writes_after, written_after = group_commits()
     assert len({r.tracking_id for r in results}) == 300
+    # Every complaint was written once, and the writes were shared: one write per complaint
+    # would be 300 writes.
+    assert written_after - written_before == 300
+    assert 1 <= writes_after - writes_before <= 300 / 2
     assert len(await db["complaints"].find({}).to_list(None)) == 300  # type: ignore[index]
     await assert_one_queued_event_each(db, {r.tracking_id for r in results})
     await store.close()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from lapor.v1 import common_pb2, events_pb2
 from prometheus_client import REGISTRY
+from pymongo.errors import OperationFailure
 
 from services.common.clock import ManualClock
 from services.common.kafka import Delivery
@@ -22,6 +23,7 @@ from services.common.topics import (
 )
 from services.notify.handlers import NotifyHandlers, breach_id
 from services.notify.providers import CollectionProvider, Notification
+from tests.integration.test_routing_received import QueueRefusing
 from tests.integration.test_sla_store import T0
 from tests.support import RecordingPublisher
 
@@ -353,3 +355,32 @@ async def test_the_reporter_hears_who_holds_the_report_after_the_queue(
     await s.handlers.handle_case_actions([action(tid, name)])
     [sent] = await s.inbox()
     assert sent["_id"] == f"{tid}:{name}:{template}" and said in sent["text"]
+
+
+async def test_a_notification_is_not_stored_sent_when_its_event_cannot_be_queued(
+    db: Any,
+) -> None:
+    """Stored as sent and its NotificationRecorded queued are one transaction: when the
+    event's write fails after the notification's, neither is stored (the reporter got it:
+    the redelivery sends it again with the same id, which the provider de-duplicates), and
+    the redelivery stores both, once."""
+    tid = uuid.uuid4().hex[:10]
+    nid = forwarded_id(tid)
+    provider = SpyProvider(db["inbox"])
+    await NotifyHandlers(db["notifications"], provider, ManualClock(T0)).ensure_indexes()
+    refusing = QueueRefusing(db["notifications"])
+    stored_calls: list[int] = []
+    failing = NotifyHandlers(refusing, provider, ManualClock(T0), lambda: stored_calls.append(1))  # type: ignore[arg-type]
+
+    with pytest.raises(OperationFailure, match="injected"):
+        await failing.handle_routed([routed(tid)])
+    assert provider.sent == [nid]
+    assert refusing.database.refused == 1  # the notification's write was made, its event's failed
+    s = Setup(db, provider)
+    assert await s.docs() == [] and await s.queued() == [] and stored_calls == []
+
+    await s.handlers.handle_routed([routed(tid)])  # redelivered
+    assert provider.sent == [nid, nid]  # same id: one message in the inbox
+    assert [d["_id"] for d in await s.inbox()] == [nid]
+    assert [(d["_id"], d["state"]) for d in await s.docs()] == [(nid, "sent")]
+    assert [e["id"] for e in await s.queued()] == [f"{nid}:recorded"]

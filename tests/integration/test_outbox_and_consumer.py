@@ -7,7 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import pytest
@@ -36,30 +36,36 @@ from services.common.outbox import (
 )
 from services.common.settings import KafkaSettings
 from services.stack.supervisor import Stack
+from tests import kafka_offsets
 from tests.support import RecordingPublisher, read_topic
 
 
-async def redelivered(
-    kafka_settings: KafkaSettings, topic: str, group: str, keys: set[str]
-) -> list[str]:
-    """What a new member of `group` gets of `keys` (tracking ids, also the record keys)
-    within 6 s: nothing, once the group committed them."""
-    again: list[str] = []
-    stop = asyncio.Event()
+async def wait_committed_past(
+    kafka_settings: KafkaSettings,
+    topic: str,
+    group: str,
+    deliveries: list[Delivery[common_pb2.EventMeta]],
+) -> None:
+    """Wait until `group` (an EventConsumer's group name) has committed past every one of
+    `deliveries`: the broker's record that a new member of the group starts after them.
+    Fails when that does not happen after 150 looks, 0.2 s apart."""
+    positions = [(d.partition, d.offset) for d in deliveries]
+    for _ in range(150):
+        if await committed_past(kafka_settings, topic, group, positions):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{group} did not commit past {positions} of {topic}")
 
-    async def handle(deliveries: list[Delivery[common_pb2.EventMeta]]) -> None:
-        again.extend(d.key for d in deliveries if d.key in keys)
 
-    async def park(*_args: object) -> None:
-        raise AssertionError("nothing should be dead-lettered")
-
-    task = asyncio.create_task(
-        EventConsumer(kafka_settings, topic, group, common_pb2.EventMeta, handle, park).run(stop)
+async def committed_past(
+    kafka_settings: KafkaSettings, topic: str, group: str, positions: list[tuple[int, int]]
+) -> bool:
+    """Whether `group` has committed past every one of `positions` (an independent client
+    reads the group's offsets without joining it)."""
+    bootstrap = kafka_settings.bootstrap_servers
+    return await asyncio.to_thread(
+        kafka_offsets.handled, bootstrap, f"{group}.{topic}", topic, positions
     )
-    await asyncio.sleep(6)
-    stop.set()
-    await task
-    return again
 
 
 def meta_message(tracking_id: str) -> bytes:
@@ -173,12 +179,21 @@ async def test_consumer_retries_transient_errors_and_commits_after_work(
     await publisher.stop()
 
     handled: list[str] = []
+    mine_seen: list[Delivery[common_pb2.EventMeta]] = []
+    committed_before_done: list[bool] = []  # at each call with the message, failed or not
     failures = 2
     done = asyncio.Event()
+    group = f"it-{uuid.uuid4().hex[:6]}"
 
     async def handle(deliveries: list[Delivery[common_pb2.EventMeta]]) -> None:
         nonlocal failures
         mine = [d for d in deliveries if d.message.tracking_id == tracking_id]
+        if mine:
+            mine_seen.extend(mine)
+            positions = [(d.partition, d.offset) for d in mine]
+            committed_before_done.append(
+                await committed_past(kafka_settings, topic, group, positions)
+            )
         if mine and failures:
             failures -= 1
             raise AutoReconnect("database away")
@@ -189,18 +204,20 @@ async def test_consumer_retries_transient_errors_and_commits_after_work(
     async def park(*_args: object) -> None:
         raise AssertionError("nothing should be dead-lettered")
 
-    group = f"it-{uuid.uuid4().hex[:6]}"
     stop = asyncio.Event()
     consumer = EventConsumer(kafka_settings, topic, group, common_pb2.EventMeta, handle, park)
     task = asyncio.create_task(consumer.run(stop))
-    await asyncio.wait_for(done.wait(), 60)
-    await asyncio.sleep(0.5)  # let the commit go out
-    stop.set()
-    await task
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+        # The work is done: the offset is committed after it (a new member of the group
+        # starts after the message: no redelivery) ...
+        await wait_committed_past(kafka_settings, topic, group, mine_seen)
+    finally:
+        stop.set()
+        await task
     assert handled == [tracking_id]
-
-    # A new member of the same group starts after the committed offset: no redelivery.
-    assert await redelivered(kafka_settings, topic, group, {tracking_id}) == []
+    # ... and not before: neither while it failed nor while the work ran.
+    assert committed_before_done == [False, False, False]
 
 
 async def test_a_message_that_keeps_failing_is_parked_and_the_rest_go_on(
@@ -330,23 +347,39 @@ async def test_the_relay_loop_waits_after_a_partial_round_and_loses_no_wake(db: 
     round at once, not after the poll interval."""
     things = db["things"]  # type: ignore[index]
     await ensure_queue(things)
-    stored_during_round, both_out = asyncio.Event(), asyncio.Event()
+    stored_during_round = asyncio.Event()
 
     class WritingWhilePublishing(RecordingPublisher):
         async def publish_many(self, messages: list[OutboxMessage]) -> None:
             await super().publish_many(messages)
-            if len(self.sent) == 2:
-                both_out.set()
             if len(self.sent) == 1:  # a writer stores and wakes the relay mid-round
                 await insert_queued(things, [({"_id": 2}, [OutboxMessage("e2", "t", "2", b"")])])
                 relay.wake()
                 stored_during_round.set()
 
+    rounds = 0
+
+    class CountedWakeup(asyncio.Event):
+        """The relay's wake-up event, noting how many rounds had run each time the loop
+        starts to wait on it (it waits only after a round that was not full)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.waits: list[int] = []
+            self.idle_after_two = asyncio.Event()
+
+        async def wait(self) -> Literal[True]:
+            self.waits.append(rounds)
+            if rounds >= 2:
+                self.idle_after_two.set()
+            return await super().wait()
+
     recorder = WritingWhilePublishing()
     relay = OutboxRelay(
         [things], recorder, batch_size=10, poll_interval=60, queues=[queue_for(things)]
     )
-    rounds = 0
+    wakeup = CountedWakeup()
+    relay._wakeup = wakeup  # the loop waits on this one
     relay_once = relay.relay_once
 
     async def counted() -> int:
@@ -361,10 +394,12 @@ async def test_the_relay_loop_waits_after_a_partial_round_and_loses_no_wake(db: 
     try:
         # the poll interval is a minute: only the wake can bring e2 out this soon
         await asyncio.wait_for(stored_during_round.wait(), 10)
-        await asyncio.wait_for(both_out.wait(), 10)
-        await asyncio.sleep(0.5)  # a loop that ran empty rounds would have run them by now
+        # Barrier: the loop has gone idle (waits for a wake) after its second round.
+        await asyncio.wait_for(wakeup.idle_after_two.wait(), 10)
         assert [m.id for m in recorder.sent] == ["e1", "e2"]
-        assert rounds == 2  # one round each; no empty round after either
+        # It waited after each round, the first wait ending at once (the wake during the
+        # round), and no round ran between: no empty round after either partial round.
+        assert wakeup.waits == [1, 2] and rounds == 2
     finally:
         stop.set()
         relay.wake()
@@ -404,19 +439,19 @@ async def test_one_fetch_across_partitions_is_one_handled_batch_in_key_order(
     group = f"it-{uuid.uuid4().hex[:6]}"
     consumer = EventConsumer(kafka_settings, topic, group, common_pb2.EventMeta, handle, park)
     task = asyncio.create_task(consumer.run(stop))
-    await asyncio.wait_for(done.wait(), 60)
-    await asyncio.sleep(0.5)  # let the commit go out
-    stop.set()
-    await task
-    delivered = [d for b in batches for d in b]
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+        delivered = [d for b in batches for d in b]
+        # all of it is committed after the work: a new member of the group gets none of it
+        await wait_committed_past(kafka_settings, topic, group, delivered)
+    finally:
+        stop.set()
+        await task
     for k in keys:
         assert [d.message.tracking_id for d in delivered if d.key == k] == [
             f"{k}:{n}" for n in range(3)
         ]
     assert any(len({d.partition for d in b}) > 1 for b in batches)  # partitions shared a batch
-
-    # all of it was committed: a new member of the group gets none of it again
-    assert await redelivered(kafka_settings, topic, group, set(keys)) == []
 
 
 async def test_a_conflict_that_outlasts_the_patience_is_a_transient_error_aborted_for_grpc(

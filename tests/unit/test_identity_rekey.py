@@ -4,9 +4,14 @@ itself runs against the database in tests/integration/test_identity_rekey.py."""
 from __future__ import annotations
 
 import pytest
+from cryptography.exceptions import InvalidTag
 
+from services.intake.domain import Contact
 from services.intake.identity import IdentityCipher
 from services.intake.rekey import RekeyReport, main, summary
+
+CONTACT = Contact("Siti Rahma", "+6281234567890", "siti@example.id")
+TID = "7K3M-9QX2-DAC"
 
 
 def test_a_missing_or_inconsistent_setting_stops_the_command(
@@ -19,7 +24,15 @@ def test_a_missing_or_inconsistent_setting_stops_the_command(
 
 
 def test_the_active_key_is_the_one_new_identities_get() -> None:
-    assert IdentityCipher({"A": bytes(32), "B": bytes(range(32))}, "B").active_key_id == "B"
+    """The job re-seals what is not under `active_key_id`: that must be the key `seal` uses."""
+    key_a, key_b = bytes(32), bytes(range(32))
+    cipher = IdentityCipher({"A": key_a, "B": key_b}, "B")
+    sealed = cipher.seal(CONTACT, TID)
+    assert sealed.key_id == cipher.active_key_id == "B"
+    assert cipher.open(sealed, TID) == CONTACT
+    # Really sealed with B's key: A's key under B's name cannot open it.
+    with pytest.raises(InvalidTag):
+        IdentityCipher({"B": key_a}, "B").open(sealed, TID)
 
 
 def test_the_summary_names_tracking_ids_and_keys_only() -> None:
