@@ -54,3 +54,8 @@ RED_MARK = Gauge(
     "1 when the institution has overdue first responses this month (raport merah)",
     ["institution"],
 )
+SWEEP_LAST_SUCCESS = Gauge(
+    "lapor_sla_sweep_last_success_timestamp_seconds",
+    "When this sla process last finished a deadline sweep round without an error (Unix time; "
+    "0 until the first): a stalled sweep, or one that fails every round, stops moving it",
+)

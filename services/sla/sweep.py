@@ -44,6 +44,7 @@ from services.sla.metrics import (
     DETECTION_LAG,
     ESCALATIONS,
     SWEEP_DURATION,
+    SWEEP_LAST_SUCCESS,
     SWEEP_REPORTS,
     SWEEP_SET_ASIDE,
     WARNINGS,
@@ -277,6 +278,7 @@ class Sweeper:
         while not stop.is_set():
             try:
                 await self.sweep_once()
+                SWEEP_LAST_SUCCESS.set_to_current_time()
             except Exception:
                 log.exception("sweep failed; retrying")
             if await sleep_until_or_stop(stop, interval):

@@ -404,3 +404,43 @@ async def test_the_ombudsman_days_and_the_card_month_count_from_receipt(
     await handlers.handle_routed([delivery(old)])
     old_doc = await db["clocks"].find_one({"_id": old_tid})
     assert old_doc["received_at"] == receipt + timedelta(minutes=15)
+
+
+async def test_a_sweep_round_that_finishes_is_marked_for_the_stall_alert(
+    parts: Any, db: Any
+) -> None:
+    """`lapor_sla_sweep_last_success_timestamp_seconds` moves with each round that finishes
+    (the LaporSlaSweepStalled alert watches it) and not with one that fails."""
+    import time
+
+    from prometheus_client import REGISTRY
+
+    _, sweeper, _, _ = parts
+
+    def last() -> float:
+        return REGISTRY.get_sample_value("lapor_sla_sweep_last_success_timestamp_seconds") or 0.0
+
+    async def rounds(until: Any) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(sweeper.run(stop, interval=0.01))
+        for _ in range(500):
+            if until():
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    started = time.time()
+    await rounds(lambda: last() >= started)
+    assert last() >= started
+    marked = last()
+    calls = 0
+
+    async def failing() -> int:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("database gone")
+
+    sweeper.sweep_once = failing  # type: ignore[method-assign]
+    await rounds(lambda: calls >= 3)
+    assert calls >= 3 and last() == marked
