@@ -28,6 +28,10 @@ from services.common.status import CaseState, Colour, colour_of
 from services.common.topics import CASE_ACTIONS
 from services.intake.domain import Status
 from services.intake.projection import FINAL_STATES, RETENTION_FROM, holder
+from services.intake.reporter_rules import EVENT_ACTION
+
+#: The reporter's actions that hold them back until routing applied or refused them.
+GATED_ACTIONS = frozenset(EVENT_ACTION.values())
 
 # ComplaintStatus (common.proto) for each case state, so GetComplaint keeps working.
 STATUS_OF_STATE = {
@@ -148,7 +152,12 @@ def case_update(e: events_pb2.CaseAction) -> Doc:
         update["$set"] = fields
     if state in FINAL_STATES:  # the earliest closure counts (closed and archived are final)
         update["$min"] = {RETENTION_FROM: occurred_at(e.meta.occurred_at)}
-    if (state and state != e.from_state) or e.actor_role == "reporter":
+    # A state change, or routing applying one of the reporter's gated actions, lets the
+    # reporter act again; a privacy raise (the reporter's too, no state change) does not:
+    # it would free a reporter whose confirm or reject routing has not applied yet.
+    if (state and state != e.from_state) or (
+        e.actor_role == "reporter" and e.action in GATED_ACTIONS
+    ):
         update["$inc"] = {"case_seq": 1}
     return update
 

@@ -218,17 +218,14 @@ def notification_update(e: events_pb2.NotificationRecorded) -> ViewChange:
 
 def escalation_update(e: events_pb2.OmbudsmanEscalation) -> ViewChange:
     """The report is flagged escalated (a fact, whatever happened since) and shows the
-    status "escalated" unless its case is resolved, closed or archived (`_unless_settled`)."""
+    status "escalated" unless its case is resolved, closed or archived (`_unless_settled`).
+    Only the first time: a redelivered escalation (one report is escalated once) leaves the
+    status a case action set since then."""
     at = occurred_at(e.meta.occurred_at)
+    first = {"$ne": ["$escalated", True]}
+    status = {"$cond": [first, _unless_settled(Status.ESCALATED.value, "status"), "$status"]}
     return ViewChange(
-        complaint=[
-            {
-                "$set": {
-                    "status": _unless_settled(Status.ESCALATED.value, "status"),
-                    "escalated": {"$literal": True},
-                }
-            }
-        ],
+        complaint=[{"$set": {"status": status, "escalated": {"$literal": True}}}],
         timeline={"$push": {"history": _history(at, "escalated", "sla", "handed to Ombudsman RI")}},
     )
 

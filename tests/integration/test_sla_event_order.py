@@ -489,3 +489,27 @@ async def test_escalation_and_resolution_end_the_same_in_either_order(
         "followed_up",
         True,
     )
+
+
+async def test_a_redelivered_escalation_leaves_a_later_case_action_s_status(db: Any) -> None:
+    """Escalated, then the institution responds (status from the case's state), then the
+    escalation is delivered again (the consumer restarted before committing it): the status
+    stays the response's."""
+    complaints = db["complaints"]
+    await complaints.insert_one(complaint(status="routed", state="assigned"))
+    escalation = events_pb2.OmbudsmanEscalation(meta=meta(f"{TID}:ombudsman:escalation"))
+    responded = events_pb2.CaseAction(
+        meta=meta("c1", s(5)),
+        action="responded",
+        actor_role="officer",
+        from_state="assigned",
+        to_state="in_progress",
+        public_note="Sedang kami tangani",
+    )
+    tracking = TrackingProjection(complaints)
+    await tracking.apply("escalations", [delivery(escalation)], escalation_update)
+    assert (await read_view(complaints, TID, {}))["status"] == "escalated"
+    await CaseActionProjection(complaints).apply([delivery(responded)])
+    await tracking.apply("escalations", [delivery(escalation)], escalation_update)
+    view = await read_view(complaints, TID, {})
+    assert view is not None and (view["status"], view["escalated"]) == ("in_progress", True)

@@ -274,20 +274,26 @@ def test_escalation_update_copies_no_report_content() -> None:
     )
     change = escalation_update(e)
     assert change == ViewChange(
-        # "escalated" unless routing's case actions recorded a settled state
+        # "escalated" unless routing's case actions recorded a settled state; once
         complaint=[
             {
                 "$set": {
                     "status": {
                         "$cond": [
+                            {"$ne": ["$escalated", True]},  # the first time only
                             {
-                                "$in": [
-                                    {"$ifNull": ["$state", ""]},
-                                    ["resolved", "closed", "archived"],
+                                "$cond": [
+                                    {
+                                        "$in": [
+                                            {"$ifNull": ["$state", ""]},
+                                            ["resolved", "closed", "archived"],
+                                        ]
+                                    },
+                                    "$status",
+                                    {"$literal": "escalated"},
                                 ]
                             },
                             "$status",
-                            {"$literal": "escalated"},
                         ]
                     },
                     "escalated": {"$literal": True},

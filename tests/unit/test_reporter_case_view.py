@@ -135,3 +135,23 @@ def test_who_sees_which_history() -> None:
         ("accepted", "Ditinjau"),
         ("declined", "Bukan kami"),
     ]
+
+
+def test_a_privacy_raise_does_not_let_a_waiting_reporter_act_again() -> None:
+    """Routing applies the reporter's RaisePrivacy as a CaseAction of theirs with no state
+    change: it must not count as routing having handled their pending confirm or reject."""
+    raised = case_update(
+        action(
+            action="privacy_raised",
+            actor_role="reporter",
+            from_state="resolved",
+            to_state="resolved",
+        )
+    )
+    assert "$inc" not in raised
+    for gated in ("info_provided", "confirmed", "rejected"):
+        # even when routing leaves the state (a refusal is its own event; this is applied)
+        update = case_update(
+            action(action=gated, actor_role="reporter", from_state="resolved", to_state="resolved")
+        )
+        assert update["$inc"] == {"case_seq": 1}
