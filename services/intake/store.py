@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from services.common.metrics import LATENCY_BUCKETS
 from services.common.mongo import Doc
@@ -192,10 +193,31 @@ class MongoComplaintStore:
         for doc in found:
             values = doc["idem"] if isinstance(doc["idem"], list) else [doc["idem"]]
             kept = [rewrite(doc, v) if v.startswith(prefixes) else v for v in values]
-            result = await self._collection.update_one(
-                {"_id": doc["_id"], "idem": doc["idem"]},
-                {"$set": {"idem": kept if isinstance(doc["idem"], list) else kept[0]}},
-            )
+            try:
+                result = await self._collection.update_one(
+                    {"_id": doc["_id"], "idem": doc["idem"]},
+                    {"$set": {"idem": kept if isinstance(doc["idem"], list) else kept[0]}},
+                )
+            except DuplicateKeyError:
+                # Another report holds the new value already (a retry stored twice while
+                # old and new intake versions ran side by side): this one gives its scope up
+                # rather than stop every intake start on it.
+                log.warning(
+                    "scope already held by another report; this one's is forgotten",
+                    extra={"tracking_id": doc["_id"]},
+                )
+                forgotten = [
+                    f"{FORGOTTEN_SCOPE}{doc['_id']}" if v.startswith(prefixes) else v
+                    for v in values
+                ]
+                result = await self._collection.update_one(
+                    {"_id": doc["_id"], "idem": doc["idem"]},
+                    {
+                        "$set": {
+                            "idem": forgotten if isinstance(doc["idem"], list) else forgotten[0]
+                        }
+                    },
+                )
             changed += result.modified_count
         return len(found), changed
 

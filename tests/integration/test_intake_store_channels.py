@@ -211,3 +211,26 @@ async def test_anonymous_reports_give_up_scopes_that_lead_to_the_reporter(db: ob
     }
     assert await store.forget_anonymous_scopes(NOW - timedelta(days=7)) == 0
     await store.close()
+
+
+async def test_a_plain_reference_whose_hash_another_report_holds_does_not_stop_the_start(
+    db: object,
+) -> None:
+    """During a rolling upgrade an old pod stored the reference in plain text and a retry on
+    a new pod stored a second report under its hash: the start-up step gives the first
+    report's scope up instead of failing on the unique index at every start."""
+    store = await make_store(db)
+    hasher = AbuseHasher(b"k" * 32)
+    complaints = db["complaints"]  # type: ignore[index]
+    hashed = f"institution_system:refh:sys-c:{hasher.reference_key('sys-c', '42')}"
+    await complaints.insert_many(
+        [
+            {"_id": "OLD", "idem": "institution_system:ref:sys-c:42"},
+            {"_id": "RETRY", "idem": hashed},
+        ]
+    )
+    assert await store.hash_plain_references(hasher.reference_key) == 1
+    kept = {d["_id"]: d["idem"] async for d in complaints.find({})}
+    assert kept == {"OLD": "forgotten:OLD", "RETRY": hashed}
+    assert await store.hash_plain_references(hasher.reference_key) == 0
+    await store.close()
