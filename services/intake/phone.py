@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 _SEPARATORS = re.compile(r"[\s\-.()/]")
-_DIGITS = re.compile(r"^\+?\d+$")
+_DIGITS = re.compile(r"^\+?[0-9]+$")  # ASCII digits (\d takes any script's)
 
 
 class NotAPhoneNumber(ValueError):

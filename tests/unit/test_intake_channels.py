@@ -62,7 +62,9 @@ def test_landlines_and_foreign_numbers() -> None:
 
 @pytest.mark.parametrize(
     "raw", ["", "12345", "0812", "081234567890123", "+62 abc", "--0812345678", "01234567890",
-            "+0812345678"],
+            "+0812345678",
+            "08١٢٣٤٥٦٧٨٩",  # Arabic-Indic digits: \d matches them, SMS cannot reach them
+            "0812３４５６７８９"],  # full-width digits
 )  # fmt: skip
 def test_not_phone_numbers(raw: str) -> None:
     with pytest.raises(NotAPhoneNumber):
