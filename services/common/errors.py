@@ -56,6 +56,10 @@ class Unavailable(DomainError):
     pass
 
 
+class DeadlineExceeded(DomainError):
+    """The caller took longer than the server allows (e.g. a stream that stalls)."""
+
+
 def require(violations: list[Violation]) -> None:
     if violations:
         raise ValidationError(violations)

@@ -19,6 +19,7 @@ with a retry delay) before anything is read or stored.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ import filetype  # type: ignore[import-untyped]
 
 from services.common.clock import Clock
 from services.common.errors import (
+    DeadlineExceeded,
     FailedPrecondition,
     ResourceExhausted,
     ValidationError,
@@ -68,6 +70,11 @@ class EvidenceLimits:
     max_report_bytes: int = 50 * MiB
     max_concurrent_uploads: int = 8  # per intake process
     max_files: int = 20  # per report: keeps the complaint document far below 16 MB
+    # A stalled or crawling upload must not hold one of the process's upload slots (nor write
+    # chunks after the orphan sweep gave its file up): the longest wait for the next message,
+    # and the longest whole upload (at most half the orphan sweep's grace).
+    idle_seconds: float = 60.0
+    max_upload_seconds: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -192,6 +199,32 @@ def too_many_files(limit: int) -> ValidationError:
     )
 
 
+async def _paced(
+    chunks: AsyncIterator[bytes], idle_seconds: float, max_seconds: float
+) -> AsyncIterator[bytes]:
+    """`chunks`, refused with DEADLINE_EXCEEDED when the next one takes longer than
+    `idle_seconds` or the whole upload longer than `max_seconds`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_seconds
+    iterator = chunks.__aiter__()
+    while True:
+        left = deadline - loop.time()
+        wait = min(idle_seconds, left)
+        try:
+            if wait <= 0:
+                raise TimeoutError
+            chunk = await asyncio.wait_for(iterator.__anext__(), wait)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"upload_evidence: no data for {idle_seconds:g} s"
+                if wait >= idle_seconds
+                else f"upload_evidence: an upload may take at most {max_seconds:g} s"
+            ) from None
+        yield chunk
+
+
 @dataclass
 class EvidenceHandlers:
     reporter: ReporterHandlers
@@ -216,6 +249,7 @@ class EvidenceHandlers:
             self.active -= 1
 
     async def _upload(self, header: EvidenceHeader, chunks: AsyncIterator[bytes]) -> StoredEvidence:
+        chunks = _paced(chunks, self.limits.idle_seconds, self.limits.max_upload_seconds)
         doc = await self.reporter.authenticate(
             header.tracking_id, header.follow_up_code, header_violations(header)
         )

@@ -56,6 +56,12 @@ class ReporterSettings:
     @classmethod
     def from_env(cls, env: Env | None = None) -> ReporterSettings:
         env = env or Env()
+        sweep = SweepSettings.from_env(env)
+        # An upload may not outlast half the grace after which the sweep gives its file up.
+        longest = min(
+            env.number("LAPOR_EVIDENCE_UPLOAD_MAX_SECONDS", 1800.0, low=1.0, high=604800.0),
+            sweep.grace.total_seconds() / 2,
+        )
         return cls(
             max_reopens=MAX_REOPENS,  # routing's limit: not a setting of its own
             evidence=EvidenceLimits(
@@ -73,8 +79,12 @@ class ReporterSettings:
                 ),
                 # Each file's listing takes up to ~1 KB of the complaint document (16 MB).
                 max_files=env.integer("LAPOR_EVIDENCE_MAX_FILES", 20, low=1, high=1000),
+                idle_seconds=env.number(
+                    "LAPOR_EVIDENCE_UPLOAD_IDLE_SECONDS", 60.0, low=0.1, high=3600.0
+                ),
+                max_upload_seconds=longest,
             ),
-            evidence_sweep=SweepSettings.from_env(env),
+            evidence_sweep=sweep,
             access=AccessSettings.from_env(env),
         )
 

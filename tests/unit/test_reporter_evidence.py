@@ -13,12 +13,14 @@ import pytest
 
 from services.common.clock import ManualClock
 from services.common.errors import (
+    DeadlineExceeded,
     FailedPrecondition,
     PermissionDenied,
     ResourceExhausted,
     ValidationError,
 )
 from services.common.ids import new_tracking_id
+from services.common.settings import Env
 from services.intake.evidence import (
     OVER_REPORT_BYTES,
     OVER_REPORT_FILES,
@@ -29,6 +31,7 @@ from services.intake.evidence import (
     sniff,
 )
 from services.intake.reporter import ReporterHandlers
+from services.intake.reporter_wiring import ReporterSettings
 from tests.unit.test_reporter_usecases import CODE, FakeReports, verify
 
 JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000") + b"\x00" * 300 + b"\xff\xd9"
@@ -354,3 +357,53 @@ async def test_file_limit_reached_meanwhile_deletes_the_stored_file(setup: Any) 
 
 def test_the_default_file_limit_keeps_the_document_small() -> None:
     assert EvidenceLimits().max_files == 20
+
+
+async def stalling(data: bytes, after: int, pause: float) -> AsyncIterator[bytes]:
+    """`data` in pieces of 100 bytes, waiting `pause` seconds after the first `after` bytes."""
+    for i in range(0, len(data), 100):
+        if i == after:
+            await asyncio.sleep(pause)
+        yield data[i : i + 100]
+
+
+async def test_a_stalled_upload_is_cut_off_its_partial_deleted_and_its_slot_freed(
+    setup: Any,
+) -> None:
+    h, reports, store = setup
+    h.limits = EvidenceLimits(
+        max_file_bytes=50_000, max_report_bytes=50_000, max_concurrent_uploads=1, idle_seconds=0.05
+    )
+    tid = reports.add()
+    with pytest.raises(DeadlineExceeded, match="no data for 0.05 s"):  # while sniffing
+        await h.upload(header(tid, "a.jpg", "image/jpeg"), stalling(JPEG, 200, 5.0))
+    assert store.opened == [] and h.active == 0
+    big = JPEG + b"\x00" * 20_000
+    with pytest.raises(DeadlineExceeded, match="no data for 0.05 s"):  # while storing
+        await h.upload(header(tid, "a.jpg", "image/jpeg"), stalling(big, 12_000, 5.0))
+    assert [f.state for f in store.opened] == ["aborted"] and store.files == {}
+    assert h.active == 0
+    assert (await h.upload(header(tid, "a.jpg", "image/jpeg"), chunks(JPEG))).size_bytes
+
+
+async def test_a_crawling_upload_is_cut_off_at_its_longest_time(setup: Any) -> None:
+    """Each piece within the idle time, the whole over the longest upload time."""
+
+    async def crawling() -> AsyncIterator[bytes]:
+        for i in range(0, len(JPEG), 100):
+            await asyncio.sleep(0.02)
+            yield JPEG[i : i + 100]
+
+    h, reports, store = setup
+    h.limits = EvidenceLimits(max_file_bytes=1000, idle_seconds=1.0, max_upload_seconds=0.05)
+    tid = reports.add()
+    with pytest.raises(DeadlineExceeded, match="at most 0.05 s"):
+        await h.upload(header(tid, "a.jpg", "image/jpeg"), crawling())
+    assert store.files == {} and h.active == 0
+
+
+def test_the_longest_upload_stays_below_half_the_orphan_grace() -> None:
+    settings = ReporterSettings.from_env(Env({"LAPOR_EVIDENCE_ORPHAN_GRACE_SECONDS": "600"}))
+    assert settings.evidence.max_upload_seconds == 300
+    default = ReporterSettings.from_env(Env({}))
+    assert (default.evidence.max_upload_seconds, default.evidence.idle_seconds) == (1800, 60)
