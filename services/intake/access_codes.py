@@ -280,6 +280,13 @@ class AttemptLog(Protocol):
         """Append `at`, keep the last `keep` times, forget the key after `expires_at`."""
         ...
 
+    async def claim(
+        self, key: str, at: datetime, limit: int, since: datetime, expires_at: datetime
+    ) -> bool:
+        """Append `at` only if fewer than `limit` times since `since` are kept, decided in
+        the write itself (parallel claims cannot all pass); whether it was appended."""
+        ...
+
 
 class AccessCodeStore(Protocol):
     async def put(self, tracking_id: str, code_hash: str, expires_at: datetime, tries: int) -> None:
@@ -513,14 +520,14 @@ class AccessHandlers:
             return
         key = f"request:{tracking_id}"
         now = self.clock.now()
-        wait = retry_after(await self.attempts.times(key), now, limit, window)
-        if wait is not None:
-            raise ResourceExhausted(
-                f"tracking_id: at most {limit} access-code requests per report every "
-                f"{int(window.total_seconds())} s; try again in {int(wait + 0.999)} s",
-                wait,
-            )
-        await self.attempts.add(key, now, limit, now + window)
+        if await self.attempts.claim(key, now, limit, now - window, now + window):
+            return
+        wait = retry_after(await self.attempts.times(key), now, limit, window) or 1.0
+        raise ResourceExhausted(
+            f"tracking_id: at most {limit} access-code requests per report every "
+            f"{int(window.total_seconds())} s; try again in {int(wait + 0.999)} s",
+            wait,
+        )
 
     def _dispatch(self, message: AccessCodeMessage) -> None:
         """Send in the background: the reply does not wait for (or reveal) a delivery."""

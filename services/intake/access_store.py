@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from services.common.mongo import Doc, upsert_racing
 from services.intake.access_codes import AccessCodeMessage, AccessSettings, WebhookSettings
@@ -116,6 +117,29 @@ class MongoAttemptLog:
             "$max": {"expires_at": expires_at},
         }
         await upsert_racing(lambda: self._collection.update_one({"_id": key}, update, upsert=True))
+
+    async def claim(
+        self, key: str, at: datetime, limit: int, since: datetime, expires_at: datetime
+    ) -> bool:
+        """The conditional append: the kept times (the last `limit`, oldest first) leave
+        room when there are fewer than `limit` of them or the oldest is before `since`."""
+        update = {
+            "$push": {"at": {"$each": [at], "$slice": -max(limit, 1)}},
+            "$max": {"expires_at": expires_at},
+        }
+        room = {"$or": [{f"at.{max(limit, 1) - 1}": {"$exists": False}}, {"at.0": {"$lt": since}}]}
+        for _ in range(2):  # a second look after losing a race to create the key
+            result = await self._collection.update_one({"_id": key, **room}, update)
+            if result.matched_count:
+                return True
+            try:  # no such key yet, or no room
+                await self._collection.insert_one(
+                    {"_id": key, "at": [at], "expires_at": expires_at}
+                )
+                return True
+            except DuplicateKeyError:
+                continue  # it exists: decide on it again (another claim may have made room)
+        return False
 
 
 class CollectionCodeSender:

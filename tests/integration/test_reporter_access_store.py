@@ -6,6 +6,7 @@ handler sets over one database), and every collection expires its documents by T
 from __future__ import annotations
 
 import asyncio
+import uuid
 import itertools
 from datetime import timedelta
 from typing import Any
@@ -92,6 +93,22 @@ async def test_attempts_keep_the_last_few_and_the_latest_expiry(db: Any) -> None
     doc = await db[ATTEMPTS].find_one({"_id": "wrong:T1"})
     assert doc["expires_at"] == start + timedelta(minutes=19)
     assert await log.times("wrong:T2") == []
+
+
+async def test_parallel_claims_never_pass_the_limit(db: Any) -> None:
+    """20 access-code requests for one report at once, a limit of 3 per window: exactly 3
+    pass (the decision is the write's, not a read's before it); the window moves on."""
+    log, clock = MongoAttemptLog(db[ATTEMPTS]), ManualClock()
+    now, window = clock.now(), timedelta(minutes=15)
+    key = f"request:{uuid.uuid4().hex[:8]}"
+    passed = await asyncio.gather(
+        *(log.claim(key, now, 3, now - window, now + window) for _ in range(20))
+    )
+    assert sum(passed) == 3 and len(await log.times(key)) == 3
+    later = now + window + timedelta(seconds=1)  # the first three are out of the window
+    claims = [await log.claim(key, later, 3, later - window, later + window) for _ in range(4)]
+    assert claims == [True, True, True, False]
+    assert await log.times(key) == [later] * 3
 
 
 async def test_every_collection_expires_its_documents(db: Any) -> None:
