@@ -111,6 +111,8 @@ class IntakeHandlers:
         cmd, channel_violations = channels.prepare(cmd)
         require(validate(cmd, self.known_region) + channel_violations)
         now = self.clock.now()
+        # As MongoDB keeps it (milliseconds): a retry's answer (read back) gives the same time.
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
         code = new_follow_up_code()
         dedupe = self.hasher.dedupe_keys(cmd, fingerprint(cmd), now, self.limits.dedupe_window)
         complaint = receive(
