@@ -340,6 +340,8 @@ def test_alerts_cover_the_failure_modes() -> None:
         "lapor_outbox_relay_errors_total",
         "increase(lapor_sla_escalations_total[1h])",
         "lapor_sla_detection_lag_seconds_bucket",
+        "max by (job) (lapor_sla_sweep_last_success_timestamp_seconds)",
+        *(f'absent(up{{job="{service}"}})' for service in SERVICE_NAMES),
     ):
         assert fragment in joined, f"no alert on {fragment}"
 
@@ -445,7 +447,9 @@ def test_deployment_runs_the_service_safely(service: str) -> None:
     annotations = pod["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(metrics_port)
-    assert spec["terminationGracePeriodSeconds"] == 30
+    # intake's shutdown adds the access codes' settle (5 s) and the rate limiter's last
+    # MongoDB write (up to 10 s) to the others' 5 + 5 + 10 + 5 s.
+    assert spec["terminationGracePeriodSeconds"] == (45 if service == "intake" else 30)
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert set(container["resources"]) == {"requests", "limits"}
@@ -461,6 +465,78 @@ def test_deployment_runs_the_service_safely(service: str) -> None:
         "metrics": metrics_port,
     }
     assert docs[("ConfigMap", "lapor-common")]["data"]["LAPOR_GRPC_HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_every_service_has_a_disruption_budget(service: str) -> None:
+    """A node drain evicts one pod of a service at a time, and a dependency outage (every
+    pod unready) does not block drains; the README lists the budgets."""
+    docs = manifests()
+    deployment = docs[("Deployment", service)]
+    budget = docs[("PodDisruptionBudget", service)]["spec"]
+    assert budget["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    replicas = deployment["spec"]["replicas"]
+    allowed = budget.get("maxUnavailable", replicas - budget.get("minAvailable", replicas))
+    assert 1 <= allowed < replicas, f"{service}: {allowed} disruptions of {replicas} replicas"
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    listing = readme[readme.index("and a PodDisruptionBudget:") :][:400]
+    assert f"`{service}`" in listing, f"the README does not list {service}'s budget"
+
+
+def test_access_codes_are_delivered_by_the_webhook() -> None:
+    """The shipped ConfigMap never discards access codes ("log") nor keeps them readable
+    ("collection"); the URL is a placeholder refused at start; the token comes from the
+    Secret the README and secret.example.yaml describe."""
+    from services.common.settings import Env, SettingsError
+    from services.intake.access_codes import AccessSettings
+
+    docs = manifests()
+    config = docs[("ConfigMap", "lapor-intake")]["data"]
+    assert config["LAPOR_ACCESS_CODE_SENDER"] == "webhook"
+    env = {**config, "LAPOR_ACCESS_CODE_WEBHOOK_TOKEN": "CHANGE_ME"}
+    with pytest.raises(SettingsError, match="LAPOR_ACCESS_CODE_WEBHOOK_URL"):
+        AccessSettings.from_env(Env(env))
+    filled = {**env, "LAPOR_ACCESS_CODE_WEBHOOK_URL": "https://sms-gateway.example.go.id/v1"}
+    assert AccessSettings.from_env(Env(filled)).sender == "webhook"
+    (container,) = docs[("Deployment", "intake")]["spec"]["template"]["spec"]["containers"]
+    token = {e["name"]: e for e in container["env"]}["LAPOR_ACCESS_CODE_WEBHOOK_TOKEN"]
+    ref = token["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == (
+        "lapor-intake-access-code-webhook",
+        "LAPOR_ACCESS_CODE_WEBHOOK_TOKEN",
+    )
+    example = {d["metadata"]["name"]: d for d in load_yaml_all(KUBERNETES / "secret.example.yaml")}
+    assert "LAPOR_ACCESS_CODE_WEBHOOK_TOKEN" in example[ref["name"]]["stringData"]
+
+
+def acl_table() -> dict[str, tuple[set[str], set[str]]]:
+    """Kafka user -> (WRITE topics, READ topics), from the README's ACL table."""
+    rows: dict[str, tuple[set[str], set[str]]] = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and re.fullmatch(r"`lapor-[a-z]+`", cells[0]):
+            write, read = (set(re.findall(r"`(lapor\.[a-z.]+)`", c)) for c in cells[1:3])
+            rows[cells[0].strip("`")] = (write, read)
+    return rows
+
+
+def test_the_redrive_user_may_write_every_consumed_topic() -> None:
+    """`services.common.redrive` sends a dead letter back to the topic it was consumed from,
+    which no service's own user may write: the README's operator user must."""
+    acls = acl_table()
+    services = {f"lapor-{name}" for name in SERVICE_NAMES}
+    assert services <= set(acls), sorted(acls)
+    consumed = set().union(*(acls[user][1] for user in services))
+    assert consumed == set(ALL_TOPICS)
+    for user in services:
+        write, read = acls[user]
+        assert not write & read, f"{user} writes a topic it reads: {write & read}"
+    assert acls["lapor-ops"][0] >= consumed, consumed - acls["lapor-ops"][0]
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    assert "--allow-principal User:lapor-ops --operation Write" in readme
+    assert "LAPOR_KAFKA_SASL_USERNAME=lapor-ops" in readme
+    assert "services.common.redrive" in readme
 
 
 def declared_readiness(service: str) -> str:
