@@ -6,8 +6,8 @@ handler sets over one database), and every collection expires its documents by T
 from __future__ import annotations
 
 import asyncio
-import uuid
 import itertools
+import uuid
 from datetime import timedelta
 from typing import Any
 
