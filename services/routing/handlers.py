@@ -36,7 +36,6 @@ class Routed:
     doc: Doc
     fingerprint: list[int]
     events: list[OutboxMessage]
-    seen: frozenset[str] = frozenset()  # stored cases it was compared with before its insert
 
 
 @dataclass
@@ -86,7 +85,6 @@ class RoutingHandlers:
         # Each case with its ComplaintRouted in the outbox queue, in one transaction; a
         # redelivered complaint's case exists (unique _id) and is left out with its event.
         refused = await insert_queued(self.store.cases, [(r.doc, r.events) for r in routed])
-        await self._link_late([r for i, r in enumerate(routed) if i not in refused])
         duplicates = len(refused)
         EVENTS_CONSUMED.labels(topic=COMPLAINTS_RECEIVED, outcome="applied").inc(
             len(routed) - duplicates
@@ -114,9 +112,7 @@ class RoutingHandlers:
                 .to_list(similarity.MAX_CANDIDATES)
             )
             earlier = [(c["_id"], c["received_at"], c.get("fingerprint", [])) for c in stored]
-            seen = frozenset(c["_id"] for c in stored)
             for n, item in enumerate(items):
-                item.seen = seen
                 doc = item.doc
 
                 def near(at: datetime, received: datetime = doc["received_at"]) -> bool:
@@ -132,49 +128,6 @@ class RoutingHandlers:
                 ]
                 hits = similarity.similar(item.fingerprint, candidates)
                 doc["similar"] = [cid for cid, _ in hits]
-
-    async def _link_late(self, stored: list[Routed]) -> None:
-        """After the insert: link each new case to near-duplicates another replica stored
-        while this batch was being decided (they were not there for `_link_similar` to see,
-        and that replica could not see these). Of two such replicas at least one finds the
-        other's case here: each looks after its own insert. The link is added to the new
-        case (`$addToSet`: idempotent); the other side's back-link follows from it."""
-        groups: dict[tuple[str, str], list[Routed]] = {}
-        for item in stored:
-            if item.doc["topic"] is not None and item.fingerprint:
-                groups.setdefault((item.doc["region_code"], item.doc["topic"]), []).append(item)
-        for (region_code, topic), items in groups.items():
-            ours = {i.doc["_id"] for i in items}
-            known = set().union(*(i.seen for i in items)) | ours
-            since = min(i.doc["received_at"] for i in items) - similarity.WINDOW
-            until = max(i.doc["received_at"] for i in items) + similarity.WINDOW
-            late = (
-                await self.store.cases.find(
-                    {
-                        "region_code": region_code,
-                        "topic": topic,
-                        "received_at": {"$gte": since, "$lte": until},
-                        "_id": {"$nin": sorted(known)},
-                    },
-                    {"fingerprint": 1, "received_at": 1},
-                )
-                .sort("received_at", -1)
-                .to_list(similarity.MAX_CANDIDATES)
-            )
-            if not late:
-                continue
-            for item in items:
-                received = item.doc["received_at"]
-                candidates = [
-                    (c["_id"], c.get("fingerprint", []))
-                    for c in late
-                    if abs(c["received_at"] - received) <= similarity.WINDOW
-                ]
-                hits = [cid for cid, _ in similarity.similar(item.fingerprint, candidates)]
-                if hits:
-                    await self.store.cases.update_one(
-                        {"_id": item.doc["_id"]}, {"$addToSet": {"similar": {"$each": hits}}}
-                    )
 
     def _case(
         self,
