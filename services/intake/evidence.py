@@ -213,7 +213,8 @@ async def _paced(
         try:
             if wait <= 0:
                 raise TimeoutError
-            chunk = await asyncio.wait_for(iterator.__anext__(), wait)
+            async with asyncio.timeout(wait):  # in this task: a cancelled call stays cancelled
+                chunk = await iterator.__anext__()
         except StopAsyncIteration:
             return
         except TimeoutError:
