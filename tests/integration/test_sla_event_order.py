@@ -453,6 +453,18 @@ async def test_a_late_escalation_never_hides_a_resolved_or_closed_report(
     assert [h["action"] for h in view["history"]] == ["received", "escalated"]
 
 
+def officer_action(event_id: str, action: str, before: str, after: str) -> events_pb2.CaseAction:
+    """An officer's CaseAction on the report, 5 s in."""
+    return events_pb2.CaseAction(
+        meta=meta(event_id, s(5)),
+        action=action,
+        actor_role="officer",
+        from_state=before,
+        to_state=after,
+        public_note="Sudah kami tangani",
+    )
+
+
 @pytest.mark.parametrize("escalation_first", [True, False])
 async def test_escalation_and_resolution_end_the_same_in_either_order(
     db: Any, escalation_first: bool
@@ -463,14 +475,7 @@ async def test_escalation_and_resolution_end_the_same_in_either_order(
     complaints = db["complaints"]
     await complaints.insert_one(complaint(status="in_progress", state="in_progress"))
     escalation = events_pb2.OmbudsmanEscalation(meta=meta(f"{TID}:ombudsman:escalation"))
-    resolved = events_pb2.CaseAction(
-        meta=meta("r1", s(5)),
-        action="resolved",
-        actor_role="officer",
-        from_state="in_progress",
-        to_state="resolved",
-        public_note="Jalan sudah diperbaiki",
-    )
+    resolved = officer_action("r1", "resolved", "in_progress", "resolved")
     tracking = TrackingProjection(complaints)
     cases = CaseActionProjection(complaints)
 
@@ -498,14 +503,7 @@ async def test_a_redelivered_escalation_leaves_a_later_case_action_s_status(db: 
     complaints = db["complaints"]
     await complaints.insert_one(complaint(status="routed", state="assigned"))
     escalation = events_pb2.OmbudsmanEscalation(meta=meta(f"{TID}:ombudsman:escalation"))
-    responded = events_pb2.CaseAction(
-        meta=meta("c1", s(5)),
-        action="responded",
-        actor_role="officer",
-        from_state="assigned",
-        to_state="in_progress",
-        public_note="Sedang kami tangani",
-    )
+    responded = officer_action("c1", "responded", "assigned", "in_progress")
     tracking = TrackingProjection(complaints)
     await tracking.apply("escalations", [delivery(escalation)], escalation_update)
     assert (await read_view(complaints, TID, {}))["status"] == "escalated"
