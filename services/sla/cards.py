@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from prometheus_client import Gauge
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.clock import Clock, sleep_until_or_stop
@@ -44,6 +46,8 @@ class ReportCards:
 
     cases: AsyncCollection[Doc]
     clock: Clock
+    # The label sets each gauge shows now (so a refresh removes only those that went away).
+    _shown: dict[Gauge, set[tuple[str, ...]]] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def tallies(self) -> AsyncCollection[Doc]:
@@ -68,24 +72,31 @@ class ReportCards:
         return sorted([card_of(d) async for d in docs], key=lambda c: c.institution_id)
 
     async def refresh_gauges(self) -> None:
+        """Read every figure first, then set the gauges and drop only the series that went
+        away: a scrape never sees them missing, and a failed read leaves the last values."""
         overdue = 0
-        OPEN_REPORTS.clear()
+        open_reports: dict[tuple[str, ...], Any] = {}
         async for doc in self.tallies.find({"kind": {"$in": ["open", OVERDUE]}}):
             if doc["kind"] == OVERDUE:
                 overdue = int(doc.get("n", 0))
             else:
-                OPEN_REPORTS.labels(colour=doc["colour"], handling_class=doc["handling_class"]).set(
-                    int(doc.get("n", 0))
-                )
+                open_reports[(doc["colour"], doc["handling_class"])] = int(doc.get("n", 0))
+        cards = await self.all_cards("")
+        card_values: dict[tuple[str, ...], Any] = {
+            (card.institution_id, figure): getattr(card, figure)
+            for card in cards
+            for figure in FIGURES
+        }
+        red_marks: dict[tuple[str, ...], Any] = {
+            (card.institution_id,): 1 if card.red_mark else 0 for card in cards
+        }
         OVERDUE_REPORTS.set(overdue)
-        CARD.clear()
-        RED_MARK.clear()
-        for card in await self.all_cards(""):
-            for figure in FIGURES:
-                CARD.labels(institution=card.institution_id, figure=figure).set(
-                    getattr(card, figure)
-                )
-            RED_MARK.labels(institution=card.institution_id).set(1 if card.red_mark else 0)
+        for gauge, values in (
+            (OPEN_REPORTS, open_reports),
+            (CARD, card_values),
+            (RED_MARK, red_marks),
+        ):
+            _replace_series(gauge, values, self._shown.setdefault(gauge, set()))
 
     async def run(self, stop: asyncio.Event, interval: float = 60.0) -> None:
         """Refresh now and then every ``interval`` (a few counter documents each time)."""
@@ -96,3 +107,15 @@ class ReportCards:
                 log.exception("report-card gauges failed; retrying")
             if await sleep_until_or_stop(stop, interval):
                 return
+
+
+def _replace_series(
+    gauge: Gauge, values: dict[tuple[str, ...], Any], shown: set[tuple[str, ...]]
+) -> None:
+    """Set `gauge`'s series to `values` and remove those it showed before that are gone."""
+    for labels, value in values.items():
+        gauge.labels(*labels).set(value)
+    for gone in shown - set(values):
+        gauge.remove(*gone)
+    shown.clear()
+    shown.update(values)

@@ -178,3 +178,41 @@ async def test_a_counted_write_fails_fast_when_the_database_is_gone(
     kill()
     with pytest.raises(TRANSIENT_ERRORS):
         await asyncio.wait_for(cas_and_count(cases, "r", 2, update, counts), 30)
+
+
+async def test_a_gauge_refresh_never_shows_the_series_missing(db: Any) -> None:
+    """A refresh sets the new values and removes only the series that went away; one that
+    fails half-way leaves the last values (it used to clear the gauges first)."""
+    from services.common.clock import ManualClock
+
+    cases = db[f"clocks_{uuid.uuid4().hex[:6]}"]
+    tallies = tallies_of(cases)
+    handling = f"test-{uuid.uuid4().hex[:6]}"
+    await tallies.insert_one(
+        {
+            "_id": f"open|red|{handling}",
+            "kind": "open",
+            "colour": "red",
+            "handling_class": handling,
+            "n": 3,
+        }
+    )
+    cards = ReportCards(cases, ManualClock(T0))
+    await cards.refresh_gauges()
+    assert gauge("lapor_sla_open_reports", colour="red", handling_class=handling) == 3
+
+    async def failing(_period: str) -> list[Any]:
+        raise RuntimeError("database gone")
+
+    real = cards.all_cards
+    cards.all_cards = failing  # type: ignore[method-assign]
+    await tallies.update_one({"_id": f"open|red|{handling}"}, {"$set": {"n": 5}})
+    with pytest.raises(RuntimeError):
+        await cards.refresh_gauges()
+    assert gauge("lapor_sla_open_reports", colour="red", handling_class=handling) == 3
+    cards.all_cards = real  # type: ignore[method-assign]
+
+    await tallies.delete_one({"_id": f"open|red|{handling}"})
+    await cards.refresh_gauges()
+    labels = {"colour": "red", "handling_class": handling}
+    assert REGISTRY.get_sample_value("lapor_sla_open_reports", labels) is None  # gone
