@@ -20,6 +20,9 @@ class CaseState(StrEnum):
     ARCHIVED = "archived"  # spam, duplicate, not any institution's authority
 
 
+#: States no action leads out of (routing's state machine): a closed or archived case.
+FINAL_STATES = (CaseState.CLOSED, CaseState.ARCHIVED)
+
 # Limits of what a reporter may do on a report. Routing's state machine enforces them and
 # intake checks them before it accepts a reporter's action, so an action intake accepted is
 # not refused by routing for its size or the number of reopens.

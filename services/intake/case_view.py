@@ -24,10 +24,10 @@ from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.mongo import Doc, once_per_event
 from services.common.pbtime import occurred_at
-from services.common.status import CaseState, Colour, colour_of
+from services.common.status import FINAL_STATES, CaseState, Colour, colour_of
 from services.common.topics import CASE_ACTIONS
 from services.intake.domain import Status
-from services.intake.projection import FINAL_STATES, RETENTION_FROM, holder
+from services.intake.projection import RETENTION_FROM, holder
 from services.intake.reporter_rules import EVENT_ACTION
 
 #: The reporter's actions that hold them back until routing applied or refused them.

@@ -53,7 +53,7 @@ from services.common.mongo import (
     remember_event,
 )
 from services.common.pbtime import occurred_at
-from services.common.status import CaseState, Colour
+from services.common.status import FINAL_STATES, CaseState, Colour
 from services.intake.domain import Status
 
 TIMELINES = "complaint_timelines"
@@ -121,11 +121,10 @@ def _unless_case_state(value: Any, field: str) -> Doc:
 #: Ombudsman clock at resolution, so an escalation arriving over one of these states was
 #: either sent before the resolution (which is the later fact) or decided before sla heard
 #: of it; either way the reporter must see the follow-up to confirm or reject it.
-SETTLED_STATES = (CaseState.RESOLVED.value, CaseState.CLOSED.value, CaseState.ARCHIVED.value)
-#: The final case states (no action leads out of them), and the complaint's field holding
-#: when the case entered one, until the reporter's identity is erased: the identity
-#: retention counts from it (store.forget_identities).
-FINAL_STATES = (CaseState.CLOSED.value, CaseState.ARCHIVED.value)
+SETTLED_STATES = (CaseState.RESOLVED.value, *(s.value for s in FINAL_STATES))
+#: The complaint's field holding when the case entered a final state (closed, archived),
+#: until the reporter's identity is erased: the identity retention counts from it
+#: (store.forget_identities).
 RETENTION_FROM = "retention_from"
 
 

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.common.errors import FailedPrecondition, Violation
-from services.common.status import CaseState
+from services.common.status import FINAL_STATES, CaseState
 from services.intake.domain import Contact, Privacy
 
 # Text and reason limits are routing's (services/common/status.py); a satisfaction comment
@@ -37,7 +37,7 @@ REQUIRED_STATE = {
 }
 
 # Evidence may be added until the case is over.
-EVIDENCE_CLOSED_STATES = (CaseState.CLOSED, CaseState.ARCHIVED)
+EVIDENCE_CLOSED_STATES = FINAL_STATES  # no evidence once the case is final
 
 
 @dataclass(frozen=True)

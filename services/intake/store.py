@@ -33,6 +33,7 @@ from services.common.outbox import (
     outbox_update,
     queued_fields,
 )
+from services.common.status import FINAL_STATES
 from services.intake.abuse import DEDUPE_PREFIX, dedupe_key
 from services.intake.channels import (
     FORGOTTEN_SCOPE,
@@ -46,7 +47,7 @@ from services.intake.domain import Complaint, Privacy, Status, colour_for
 from services.intake.followup import FIELD as FOLLOW_UP_CODES
 from services.intake.handlers import Stored
 from services.intake.identity import IdentityCipher
-from services.intake.projection import FINAL_STATES, RETENTION_FROM, read_view
+from services.intake.projection import RETENTION_FROM, read_view
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ class MongoComplaintStore:
         reports changed."""
         result = await self._collection.update_many(
             {
-                "state": {"$in": list(FINAL_STATES)},
+                "state": {"$in": [s.value for s in FINAL_STATES]},
                 "reporter": {"$exists": True},
                 RETENTION_FROM: {"$exists": False},
             },

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from services.common.status import colour_of
+from services.common.status import FINAL_STATES, colour_of
 from services.sla.domain.clocks import (
     BREACHED,
     FIRST_RESPONSE,
@@ -15,8 +15,6 @@ from services.sla.domain.clocks import (
     VERIFICATION,
     CaseClocks,
 )
-
-CLOSED_STATES = ("closed", "archived")
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ def card_facts(case: CaseClocks, received_at: datetime) -> CardFacts:
     return CardFacts(
         top_institution=top_institution(case.institution_id),
         period=received_at.astimezone(ZoneInfo(case.timezone)).strftime("%Y-%m"),
-        open=case.case_state not in CLOSED_STATES,
+        open=case.case_state not in FINAL_STATES,
         colour=colour(case),
         handling_class=case.handling_class,
         verified_on_time=_on_time(case, VERIFICATION),
