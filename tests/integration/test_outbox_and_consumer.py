@@ -170,13 +170,7 @@ async def test_consumer_retries_transient_errors_and_commits_after_work(
     db: object, kafka_settings: KafkaSettings
 ) -> None:
     topic = "lapor.notifications"
-    tracking_id = uuid.uuid4().hex
-    publisher = KafkaPublisher(kafka_settings, "it")
-    await publisher.start()
-    await publisher.publish_many(
-        [OutboxMessage("e", topic, tracking_id, meta_message(tracking_id))]
-    )
-    await publisher.stop()
+    tracking_id = await publish_one(kafka_settings, topic)
 
     handled: list[str] = []
     mine_seen: list[Delivery[common_pb2.EventMeta]] = []

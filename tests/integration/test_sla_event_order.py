@@ -84,6 +84,9 @@ class Recorder:
     async def publish_many(self, messages: list[OutboxMessage]) -> None:
         self.messages.extend(messages)
 
+    def sla_events(self) -> list[events_pb2.SlaEvent]:
+        return [events_pb2.SlaEvent.FromString(m.value) for m in self.messages]
+
 
 # -- the consumers' stores ---------------------------------------------------------------
 
@@ -222,7 +225,7 @@ async def test_a_breach_relayed_after_a_newer_deadlines_set_changes_neither_view
     await relay.documents.relay_once()  # the document relay is first ...
     await relay.relay_batches_once()  # ... the batch relay publishes the stale breach after it
 
-    events = [events_pb2.SlaEvent.FromString(m.value) for m in recorder.messages]
+    events = recorder.sla_events()
     assert [(e.WhichOneof("kind"), e.clocks_version) for e in events] == [
         ("deadlines_set", 1),
         ("deadlines_set", 2),
@@ -281,7 +284,7 @@ async def test_an_extension_carries_the_version_its_write_left(db: Any) -> None:
     await officers.extend(officer, ExtendDeadline(TID, "", timedelta(seconds=20), "survey"))
     await relay.documents.relay_once()
     await relay.relay_batches_once()
-    events = [events_pb2.SlaEvent.FromString(m.value) for m in recorder.messages]
+    events = recorder.sla_events()
     assert [(e.WhichOneof("kind"), e.clocks_version) for e in events] == [
         ("deadlines_set", 1),
         ("deadlines_set", 2),
