@@ -66,14 +66,16 @@ class Submitted:
 
 
 class ComplaintStore(Protocol):
-    async def add(self, complaint: Complaint) -> Stored:
+    async def add(self, complaint: Complaint, *legacy_scopes: str) -> Stored:
         """Store the complaint with its ComplaintReceived event, or return the complaint
-        already stored under the same idempotency scope or dedupe key (duplicate=True)."""
+        already stored under the same idempotency scope or dedupe key (duplicate=True), or
+        under one of `legacy_scopes` (the same request as an earlier version kept it)."""
         ...
 
-    async def earlier(self, complaint: Complaint) -> Stored | None:
+    async def earlier(self, complaint: Complaint, *legacy_scopes: str) -> Stored | None:
         """The stored report `complaint` would be a duplicate of (duplicate=True), if any:
-        same idempotency scope first, else same dedupe key. Stores nothing."""
+        same idempotency scope (or one of `legacy_scopes`) first, else same dedupe key.
+        Stores nothing."""
         ...
 
     async def get(self, tracking_id: str) -> dict[str, Any] | None: ...
@@ -126,16 +128,17 @@ class IntakeHandlers:
             dedupe_keys=tuple(dedupe),
             client_id=client.client_id if client is not None else "",
         )
+        legacy = _legacy_scopes(cmd)
         try:
             await self.limiter.hit(self._hits(cmd, client))
         except ResourceExhausted:
             # A retry of a report already stored gets its answer, over the limit too.
-            earlier = await self.store.earlier(complaint)
+            earlier = await self.store.earlier(complaint, *legacy)
             if earlier is None:
                 raise
             stored = earlier
         else:
-            stored = await self.store.add(complaint)
+            stored = await self.store.add(complaint, *legacy)
         if stored.duplicate and stored.fingerprint != complaint.fingerprint:
             raise ValidationError([Violation(_reused_field(cmd), _REUSED)])
         if stored.duplicate and not (
@@ -209,6 +212,17 @@ class IntakeHandlers:
 
 async def _none() -> None:
     return None
+
+
+def _legacy_scopes(cmd: SubmitComplaint) -> tuple[str, ...]:
+    """Where an intake before 2026-11-23 stored the same request: an institution system's
+    reference in plain text. During a rolling upgrade an old pod may still store that form
+    (the start-up step hashes it when an intake starts next), and a retry reaching a new pod
+    must find it. Looked up, never stored."""
+    origin = cmd.institution
+    if cmd.channel is not Channel.INSTITUTION_SYSTEM or origin is None:
+        return ()
+    return (f"{channels.PLAIN_REFERENCE_SCOPE}{origin.source_system}:{origin.reference}",)
 
 
 _REUSED = "was already used for a different report on this channel"

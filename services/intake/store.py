@@ -107,7 +107,16 @@ class MongoComplaintStore:
             task.cancel()
         self._tasks = []
 
-    async def add(self, complaint: Complaint) -> Stored:
+    async def add(self, complaint: Complaint, *legacy_scopes: str) -> Stored:
+        """Store `complaint`, or return the report already stored under its scope or a
+        dedupe key (duplicate=True), or under one of `legacy_scopes` (the scope an earlier
+        intake version gave the same request: see `earlier`)."""
+        if legacy_scopes:
+            # An insert under the current scope would not collide with a report stored under
+            # an older one, so look first: one indexed read, for these channels only.
+            existing = await self._same_scope(complaint, legacy_scopes)
+            if existing is not None:
+                return _stored(existing, same_request=True)
         self.start()
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         events = [received_event(complaint)]
@@ -301,25 +310,37 @@ class MongoComplaintStore:
             doc["reporter"] = {"kid": sealed.key_id, "nonce": sealed.nonce, "ct": sealed.ciphertext}
         return doc
 
-    async def earlier(self, c: Complaint) -> Stored | None:
-        """The stored report `c` collides with: same scope, else same dedupe key."""
-        fields = {"received_at": 1, "fingerprint": 1, "client": 1}
-        existing = await self._collection.find_one({"idem": c.idempotency_scope}, fields)
+    async def earlier(self, c: Complaint, *legacy_scopes: str) -> Stored | None:
+        """The stored report `c` collides with: same scope (or one of `legacy_scopes`), else
+        same dedupe key.
+
+        `legacy_scopes`: where an earlier intake version stored the same request. An
+        institution system's reference was kept in plain text before 2026-11-23
+        (``institution_system:ref:<source>:<reference>``); during a rolling upgrade an old
+        pod still stores that form while new pods look up the keyed hash, and the start-up
+        step (`hash_plain_references`) hashes it only when an intake starts next."""
+        existing = await self._same_scope(c, legacy_scopes)
         same_request = existing is not None
         if existing is None and c.dedupe_keys:
             existing = await self._collection.find_one(
-                {"idem": {"$in": list(c.dedupe_keys)}}, fields
+                {"idem": {"$in": list(c.dedupe_keys)}}, _STORED_FIELDS
             )
         if existing is None:
             return None
-        return Stored(
-            existing["_id"],
-            existing["received_at"],
-            True,
-            existing["fingerprint"],
-            same_request,
-            existing.get("client", ""),
-        )
+        return _stored(existing, same_request)
+
+    async def _same_scope(self, c: Complaint, legacy_scopes: tuple[str, ...]) -> Doc | None:
+        """The report stored under `c`'s scope, else under one of `legacy_scopes`: one read
+        of the unique ``idem`` index."""
+        if not legacy_scopes:
+            return await self._collection.find_one({"idem": c.idempotency_scope}, _STORED_FIELDS)
+        found = await self._collection.find(
+            {"idem": {"$in": [*legacy_scopes, c.idempotency_scope]}}, {**_STORED_FIELDS, "idem": 1}
+        ).to_list(None)
+        # Both (a retry stored twice while old and new versions ran side by side): the one
+        # under the current scope, which keeps it when the start-up step gives the other's up.
+        current = [d for d in found if c.idempotency_scope in _values(d["idem"])]
+        return next(iter(current or found), None)
 
     async def _writer(self) -> None:
         while True:
@@ -388,6 +409,25 @@ class MongoComplaintStore:
             outcomes[id(item)] = first
         for item in batch:
             _settle(item.future, outcomes[id(item)])
+
+
+_STORED_FIELDS = {"received_at": 1, "fingerprint": 1, "client": 1}
+
+
+def _stored(doc: Doc, same_request: bool) -> Stored:
+    """The answer for a submission that found `doc` stored already."""
+    return Stored(
+        doc["_id"],
+        doc["received_at"],
+        True,
+        doc["fingerprint"],
+        same_request,
+        doc.get("client", ""),
+    )
+
+
+def _values(idem: str | list[str]) -> list[str]:
+    return idem if isinstance(idem, list) else [idem]
 
 
 def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> None:

@@ -8,13 +8,17 @@ import base64
 import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from lapor.v1 import events_pb2
 
+from services.common.clock import ManualClock
+from services.common.errors import ResourceExhausted
 from services.common.ids import new_tracking_id
 from services.common.settings import Secret
 from services.common.topics import REPORTER_ACTIONS
 from services.intake.abuse import AbuseHasher, dedupe_bucket, dedupe_key
+from services.intake.channel_auth import ChannelClient
 from services.intake.domain import (
     Channel,
     Classification,
@@ -25,7 +29,9 @@ from services.intake.domain import (
     fingerprint,
     receive,
 )
+from services.intake.handlers import IntakeHandlers
 from services.intake.identity import IdentityCipher
+from services.intake.limits import Hit, RateLimits
 from services.intake.store import MongoComplaintStore
 
 CIPHER = IdentityCipher.from_config(Secret(f"k1:{base64.b64encode(os.urandom(32)).decode()}"), "k1")
@@ -233,4 +239,76 @@ async def test_a_plain_reference_whose_hash_another_report_holds_does_not_stop_t
     kept = {d["_id"]: d["idem"] async for d in complaints.find({})}
     assert kept == {"OLD": "forgotten:OLD", "RETRY": hashed}
     assert await store.hash_plain_references(hasher.reference_key) == 0
+    await store.close()
+
+
+class OverTheLimit:
+    """The rate limiter port refusing every submission."""
+
+    async def hit(self, hits: list[Hit]) -> None:
+        raise ResourceExhausted("over the limit", 60.0)
+
+
+async def test_a_retry_on_a_new_pod_finds_the_report_an_old_pod_stored_in_plain(
+    db: object,
+) -> None:
+    """Rolling upgrade: an old pod stored an institution system's report under its plain
+    reference; the retry reaching a new pod (which keys it by the hash) gets that report
+    back as the same request (with a follow-up code, the same client), under the rate limit
+    and over it, and nothing new is stored."""
+    store = await make_store(db)
+    hasher = AbuseHasher(b"k" * 32)
+    complaints = db["complaints"]  # type: ignore[index]
+    client = ChannelClient("aduan-buleleng", frozenset({Channel.INSTITUTION_SYSTEM}))
+    origin = InstitutionOrigin("aduan-buleleng", "ADU/2026/0117")
+    cmd = replace(CMD, channel=Channel.INSTITUTION_SYSTEM, institution=origin)
+    at = NOW.replace(microsecond=NOW.microsecond // 1000 * 1000)
+    dedupe = hasher.dedupe_keys(cmd, fingerprint(cmd), at, timedelta(minutes=10))
+    old = receive(  # as the version before stored it
+        cmd,
+        new_tracking_id(),
+        at,
+        idempotency_scope="institution_system:ref:aduan-buleleng:ADU/2026/0117",
+        dedupe_keys=tuple(dedupe),
+        client_id=client.client_id,
+    )
+    await store.add(old)
+
+    def new_pod(**options: Any) -> IntakeHandlers:
+        return IntakeHandlers(
+            store, ManualClock(at), new_tracking_id, lambda _: True, hasher=hasher, **options
+        )
+
+    limits = replace(RateLimits.unlimited(), dedupe_window=timedelta(minutes=10))
+    for handlers in (new_pod(limits=limits), new_pod(limits=limits, limiter=OverTheLimit())):
+        retry = await handlers.submit_from(cmd, client)
+        assert retry.stored.tracking_id == old.tracking_id
+        assert retry.stored.duplicate and retry.stored.same_request  # not only the same text
+        assert retry.follow_up_code
+        assert await complaints.count_documents({}) == 1
+    other = replace(cmd, institution=InstitutionOrigin("aduan-buleleng", "ADU/2026/0118"))
+    assert not (await new_pod().submit_from(other, client)).stored.duplicate  # another report
+    await store.close()
+
+
+async def test_a_report_stored_under_both_forms_is_answered_by_the_hashed_one(
+    db: object,
+) -> None:
+    """A retry stored twice while old and new pods ran side by side: later retries get the
+    report under the hash, the one that keeps its scope when the start-up step runs."""
+    store = await make_store(db)
+    hasher = AbuseHasher(b"k" * 32)
+    complaints = db["complaints"]  # type: ignore[index]
+    origin = InstitutionOrigin("sys-c", "42")
+    cmd = replace(CMD, channel=Channel.INSTITUTION_SYSTEM, institution=origin)
+    hashed = f"institution_system:refh:sys-c:{hasher.reference_key('sys-c', '42')}"
+    for tid, scope in (("OLD", "institution_system:ref:sys-c:42"), ("RETRY", hashed)):
+        await store.add(receive(cmd, tid, NOW, idempotency_scope=scope))
+    handlers = IntakeHandlers(
+        store, ManualClock(NOW), new_tracking_id, lambda _: True, hasher=hasher
+    )
+    assert (await handlers.submit(cmd)).tracking_id == "RETRY"
+    assert await store.hash_plain_references(hasher.reference_key) == 1
+    assert (await handlers.submit(cmd)).tracking_id == "RETRY"
+    assert await complaints.count_documents({}) == 2
     await store.close()
