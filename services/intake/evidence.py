@@ -6,7 +6,9 @@ SHA-256 digest and the size are computed: each piece is handed to the store as i
 (nothing here gathers the file), and the next piece is read only when the store took the
 last one. Whatever fails on the way (a rule, the client hanging up, the server stopping)
 deletes the partial file, so nothing is half-stored; what a crash leaves behind is found by
-the orphan sweep (`evidence_sweep.py`).
+the orphan sweep (`evidence_sweep.py`). A call cancelled during the write that lists the
+finished file deletes nothing: that write may still land after any check, and a report
+must never list a deleted file, so the file is left listed or to the sweep.
 
 A report holds at most `max_report_bytes` of evidence and at most `max_files` files: the
 listing is an array in the complaint document, and a document may not pass MongoDB's 16 MB,
@@ -301,7 +303,13 @@ class EvidenceHandlers:
             total = await self.store.attach(
                 doc["_id"], item, self.limits.max_report_bytes, self.limits.max_files
             )
-        except BaseException:
+        except asyncio.CancelledError:
+            # The call ended (the client hung up, the server is stopping) while the listing
+            # write was under way: it may still reach the database after anything read now,
+            # so the file stays, listed or left to the orphan sweep (which deletes it only
+            # if its report does not list it after the grace period).
+            raise
+        except Exception:
             # The listing may have been written before the error (a lost reply): delete the
             # file only when the report does not list it.
             try:

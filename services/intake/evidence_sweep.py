@@ -1,8 +1,9 @@
 """The orphan sweep: evidence files stored in GridFS but never listed on their report.
 
 An upload stores its file first and lists it on the report afterwards; an intake process
-killed in between (or a listing that failed and whose clean-up failed too) leaves a file
-that nobody can see. Every file is marked pending until it is listed. At start and then
+killed in between (or a listing that failed and whose clean-up failed too, or an upload
+cancelled during its listing write, which may still land and so deletes nothing) leaves a
+file that nobody can see. Every file is marked pending until it is listed. At start and then
 every `interval`, each intake process looks at the files still pending whose upload date is
 older than `grace` (by the injected clock): a file its report lists just loses the mark; any
 other is deleted, chunks and files document. The grace must be longer than the longest
