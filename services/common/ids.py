@@ -3,12 +3,19 @@
 Ten random Crockford base-32 symbols (50 bits from the OS's CSPRNG) and one Luhn mod 32
 check symbol, shown in groups: ``7K3M-9QX2-DAC``. Parsing forgives case, spaces, missing
 hyphens and the letters people confuse (O→0, I/L→1, U→V).
+
+Event ids: random (`new_event_id`) for what a person did through an API, derived
+(`derived_event_id`) for what a service concluded from an event it consumed, so that
+concluding the same again (a redelivery, a replay after a restore) publishes the same id,
+which consumers drop, and concluding something else publishes a new one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
+from collections.abc import Iterable
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _INDEX = {ch: i for i, ch in enumerate(ALPHABET)}
@@ -57,3 +64,20 @@ def parse_tracking_id(raw: str) -> str:
 
 def new_event_id() -> str:
     return uuid.uuid4().hex
+
+
+#: Hex digits of the outcome's digest in a derived event id (64 bits: two different outcomes
+#: of one cause never meet in practice).
+DIGEST_LENGTH = 16
+
+
+def derived_event_id(cause_event_id: str, kind: str, outcome: Iterable[str]) -> str:
+    """``<cause event id>:<kind>:<digest of outcome>``: the same for the same cause, kind
+    and outcome, whenever and however often it is derived; different when any part of the
+    outcome differs. `outcome` lists what the event says (not when)."""
+    digest = hashlib.sha256()
+    for part in outcome:
+        data = part.encode()
+        digest.update(len(data).to_bytes(8, "big"))  # length-prefixed: ("ab", "c") != ("a", "bc")
+        digest.update(data)
+    return f"{cause_event_id}:{kind}:{digest.hexdigest()[:DIGEST_LENGTH]}"

@@ -66,7 +66,10 @@ class CaseActions:
         event_id: str = "",
     ) -> Doc:
         """Apply ``command``; ``actor`` None is the reporter or the system (no visibility
-        check). With ``event_id`` a redelivered event changes nothing."""
+        check). With ``event_id`` (the consumed event that asks for it) a redelivered event
+        changes nothing, and the CaseAction's id is derived from it and the outcome
+        (`codec.case_action_event_id`): applied again after a restore of routing's database,
+        with the same outcome, it publishes the same event."""
         for _ in range(MAX_ATTEMPTS):
             doc = await self.load(actor, tracking_id)
             if event_id and event_id in doc.get("_applied", []):
@@ -84,7 +87,7 @@ class CaseActions:
             self._check_target(actor, status, command)
             outcome = apply(status, command)
             now = self.clock.now()
-            message = case_action_event(tracking_id, outcome, self.directory(), now)
+            message = case_action_event(tracking_id, outcome, self.directory(), now, event_id)
             stored = await self.store.commit(doc, outcome, message, now, event_id)
             if stored is not None:
                 self.on_stored()

@@ -1,6 +1,8 @@
 """What other services tell routing about its cases: the sla service's deadlines, warnings,
 breaches and auto-close, and the reporter's actions relayed by intake. Idempotent on the
-event id.
+event id. The CaseAction an applied event produces has an id derived from that event's id and
+the outcome (`codec.case_action_event_id`), so the same event applied again after a restore
+of routing's database, with the same outcome, publishes the same id, which consumers drop.
 
 SLA events can arrive out of order (sla publishes them through two outboxes that nothing
 orders, docs/sla.md): a ``deadlines_set`` replaces the case's deadlines, a warning or breach

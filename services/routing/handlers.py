@@ -64,7 +64,10 @@ class RoutingHandlers:
         self, deliveries: list[Delivery[events_pb2.ComplaintReceived]]
     ) -> None:
         """Store one case per complaint with its ComplaintRouted event. A redelivered
-        complaint hits the unique _id and is skipped: routed once, published once."""
+        complaint hits the unique _id and is skipped: routed once, published once. Routed
+        again after a restore of routing's database, it publishes the same event id if the
+        decision names the same institution (`codec.routed_event_id`), so consumers drop it;
+        a decision for another institution is a new event they apply."""
         now = self.clock.now()
         routed: list[Routed] = []
         for delivery in deliveries:
