@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from services.sla.lag import watch_lag
 from services.sla.officers import Officers
 from services.sla.relay import SlaRelay
 from services.sla.sweep import Sweeper
+from services.sla.watermark import ActionsWatermark, KafkaOffsetsProbe
 
 GROUP = "lapor-sla"
 
@@ -42,6 +44,8 @@ class SlaSettings:
     verifier: TokenVerifier
     gauge_interval: float
     lag_interval: float
+    escalation_settle: float
+    watermark_interval: float
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> SlaSettings:
@@ -58,6 +62,12 @@ class SlaSettings:
             verifier=TokenVerifier.from_env(env),
             gauge_interval=env.number("LAPOR_SLA_GAUGE_INTERVAL_SECONDS", 15, low=1, high=86400),
             lag_interval=env.number("LAPOR_SLA_LAG_INTERVAL_SECONDS", 15, low=1, high=3600),
+            escalation_settle=env.number(
+                "LAPOR_SLA_ESCALATION_SETTLE_SECONDS", 30, low=0, high=3600
+            ),
+            watermark_interval=env.number(
+                "LAPOR_SLA_WATERMARK_INTERVAL_SECONDS", 5, low=0.1, high=300
+            ),
         )
 
 
@@ -79,8 +89,21 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
         found = directory.get(institution_id)
         return found.name if found else ""
 
+    # The Ombudsman escalation waits until sla has heard every action up to its deadline.
+    watermark = ActionsWatermark(
+        KafkaOffsetsProbe(s.kafka, f"{GROUP}.{topics.CASE_ACTIONS}", topics.CASE_ACTIONS),
+        clock,
+        settle=timedelta(seconds=settings.escalation_settle),
+        interval=settings.watermark_interval,
+    )
     sweeper = Sweeper(
-        cases, settings.policy, clock, relay.wake_batches, institution_name=institution_name
+        cases,
+        settings.policy,
+        clock,
+        relay.wake_batches,
+        institution_name=institution_name,
+        gate=watermark,
+        hold_retry=timedelta(seconds=settings.watermark_interval),
     )
     officers = Officers(cases, rules, directory, clock, relay.wake_documents)
     cards = ReportCards(cases, clock)
@@ -142,7 +165,7 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
         # The sweep waits for the broker: its breaches and escalations are decided on the
         # clocks the consumers keep, and a report resolved while sla could not hear it must
         # not be escalated on a stale clock. The report-card gauges read MongoDB only.
-        workers=[relay.run, *(c.run for c in consumers), sweeps, lag],
+        workers=[relay.run, *(c.run for c in consumers), sweeps, lag, watermark.watch],
         mongo_workers=[gauges],
         close=[close],
         # SlaService reads and writes MongoDB only (extensions' events go out through the

@@ -59,3 +59,18 @@ SWEEP_LAST_SUCCESS = Gauge(
     "When this sla process last finished a deadline sweep round without an error (Unix time; "
     "0 until the first): a stalled sweep, or one that fails every round, stops moving it",
 )
+ESCALATIONS_HELD = Counter(
+    "lapor_sla_escalations_held_total",
+    "Ombudsman escalations the sweep held because sla had not yet heard every action "
+    "published up to the deadline (services/sla/watermark.py), each time held",
+)
+ACTIONS_HEARD_UNTIL = Gauge(
+    "lapor_sla_actions_heard_until_timestamp_seconds",
+    "Every case action published before this time has been applied to the clocks (Unix time; "
+    "0 until the first snapshot): Ombudsman deadlines after it are held",
+)
+BROKER_REACHABLE_SINCE = Gauge(
+    "lapor_sla_broker_reachable_since_timestamp_seconds",
+    "Since when every probe of the broker by this sla process succeeded (Unix time; 0 while "
+    "it is unreachable)",
+)

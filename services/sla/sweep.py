@@ -25,8 +25,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -36,13 +36,14 @@ from services.common.clock import Clock, doubling, sleep_until_or_stop
 from services.common.mongo import Doc
 from services.common.outbox import OutboxMessage
 from services.sla.codec import case_fields, case_from_doc, transition_entry, transition_event
-from services.sla.domain.clocks import Transition, due_transitions
+from services.sla.domain.clocks import OMBUDSMAN, Transition, due_transitions
 from services.sla.domain.policy import Policy
 from services.sla.metrics import (
     AUTO_CLOSE_DUE,
     BREACHES,
     DETECTION_LAG,
     ESCALATIONS,
+    ESCALATIONS_HELD,
     SWEEP_DURATION,
     SWEEP_LAST_SUCCESS,
     SWEEP_REPORTS,
@@ -70,6 +71,23 @@ def count_transitions(transitions: list[Transition], now: datetime) -> None:
         counter.labels(clock=t.clock).inc()
 
 
+#: A held escalation is tried again after this (the gate probes the broker again then).
+HOLD_RETRY = timedelta(seconds=30)
+#: ``escalate_until`` when the gate lets no escalation through.
+HELD_ALL = datetime.min.replace(tzinfo=UTC)
+
+
+class EscalationGate(Protocol):
+    """services/sla/watermark.py: the latest Ombudsman deadline that may escalate."""
+
+    def horizon(self) -> datetime | None: ...
+
+    @property
+    def known_unreachable(self) -> bool: ...
+
+    async def refresh(self) -> datetime | None: ...
+
+
 #: The field that marks a report the sweep could not process (see set_aside).
 SWEEP_ERROR = "sweep_error"
 #: At most this much of an error's text is kept in ``sweep_error.detail``.
@@ -89,6 +107,7 @@ class Planned:
     transitions: list[Transition]
     events: list[OutboxMessage]
     counts: Counts
+    held: bool = False  # an Ombudsman escalation is due but held by the gate
 
 
 def sweep_update(
@@ -97,14 +116,29 @@ def sweep_update(
     now: datetime,
     token: str = "",
     institution_name: Callable[[str], str] = lambda _id: "",
+    escalate_until: datetime | None = None,
+    hold_retry: timedelta = HOLD_RETRY,
 ) -> Planned:
     """The compare-and-set update for one due document, and the transitions it makes.
 
     `token` marks the write, so a sweeper can tell afterwards which of its writes won. The
     events are not put into the document: the sweep stores them in a batch outbox document
-    in the same transaction (see services/sla/relay.py)."""
+    in the same transaction (see services/sla/relay.py).
+
+    `escalate_until`: with the escalation gate (services/sla/watermark.py), the latest
+    Ombudsman deadline sla has heard every action up to (``HELD_ALL``: none). A report whose
+    Ombudsman deadline is later is *held*: its other transitions happen, its Ombudsman
+    clock stays as it was and the report is due again after `hold_retry`. None: no gate."""
     case = case_from_doc(doc)
     updated, transitions = due_transitions(case, now, policy.ladder, policy.ladder_interval)
+    held = False
+    if escalate_until is not None:
+        escalation = next((t for t in transitions if t.kind == "escalation"), None)
+        original = case.clock(OMBUDSMAN)
+        if escalation is not None and original is not None and escalation.due_at > escalate_until:
+            held = True
+            transitions = [t for t in transitions if t is not escalation]
+            updated = updated.with_clock(original)
     entries = [transition_entry(t) for t in transitions]
     view = {**doc, "timeline": [*doc.get("timeline", []), *entries]}
     if any(t.kind == "escalation" for t in transitions):
@@ -115,6 +149,9 @@ def sweep_update(
     version = doc["version"] + 1  # what the compare-and-set below writes; the events carry it
     events = [transition_event(updated, t, view, now, version) for t in transitions]
     fields = case_fields(updated, doc["received_at"])
+    if held:  # due again after the retry, or earlier for another clock
+        others = [c.next_at for c in updated.clocks if c.name != OMBUDSMAN]
+        fields["next_due_at"] = min([t for t in others if t is not None] + [now + hold_retry])
     if fields["next_due_at"] is not None and fields["next_due_at"] <= now:
         raise NoProgress("the report would stay due after its transitions")
     update: Doc = {"$set": {**fields, "version": version, **({"swept_by": token} if token else {})}}
@@ -124,7 +161,7 @@ def sweep_update(
         update["$unset"] = {SWEEP_ERROR: ""}
     counts = change(doc.get("card"), doc.get("rating"), fields["card"], doc.get("rating"))
     op = UpdateOne({"_id": doc["_id"], "version": doc["version"]}, update)
-    return Planned(doc["_id"], op, transitions, events, counts)
+    return Planned(doc["_id"], op, transitions, events, counts, held)
 
 
 def retry_delay(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
@@ -178,6 +215,10 @@ class Sweeper:
     #: after each failure, up to ``retry_longest``.
     retry_first: timedelta = timedelta(minutes=1)
     retry_longest: timedelta = timedelta(hours=1)
+    #: The escalation gate (services/sla/watermark.py); None: escalations are not gated.
+    gate: EscalationGate | None = None
+    #: A held escalation's report is due again after this.
+    hold_retry: timedelta = HOLD_RETRY
 
     async def _store(self, chunk: list[Planned], token: str, now: datetime) -> set[Any]:
         """One transaction: the compare-and-set updates, the batch outbox document with the
@@ -224,6 +265,61 @@ class Sweeper:
         SWEEP_SET_ASIDE.inc(result.modified_count)
         return result.modified_count
 
+    def _plan_each(
+        self, docs: list[Doc], now: datetime, token: str, escalate_until: datetime | None
+    ) -> tuple[list[Planned], list[tuple[Doc, BaseException]]]:
+        planned: list[Planned] = []
+        failed: list[tuple[Doc, BaseException]] = []
+        for doc in docs:
+            try:
+                planned.append(
+                    sweep_update(
+                        doc,
+                        self.policy,
+                        now,
+                        token,
+                        self.institution_name,
+                        escalate_until,
+                        self.hold_retry,
+                    )
+                )
+            except Exception as exc:  # one bad record never stops a sweep
+                # Its type only: an error's text may quote the report (sweep_error has it).
+                log.warning(
+                    "sweep could not process a report; set aside for a later retry",
+                    extra={"tracking_id": doc.get("_id"), "error": type(exc).__name__},
+                )
+                failed.append((doc, exc))
+        return planned, failed
+
+    async def _plan(
+        self, due: list[Doc], now: datetime, token: str
+    ) -> tuple[list[Planned], list[tuple[Doc, BaseException]]]:
+        """Plan every due report. With the gate, an escalation its last snapshot does not
+        cover makes it take a new one (waiting briefly for the consumer; not while the last
+        probe failed) and plan those reports again; what is still not covered is held."""
+        if self.gate is None:
+            return self._plan_each(due, now, token, None)
+        horizon = self.gate.horizon() or HELD_ALL
+        planned, failed = self._plan_each(due, now, token, horizon)
+        if any(p.held for p in planned) and not self.gate.known_unreachable:
+            fresh = await self.gate.refresh() or HELD_ALL
+            if fresh > horizon:
+                again = {p.doc_id for p in planned if p.held}
+                kept = [p for p in planned if not p.held]
+                docs = [d for d in due if d["_id"] in again]
+                replanned, refailed = self._plan_each(docs, now, token, fresh)
+                planned, failed = kept + replanned, failed + refailed
+        held = sum(1 for p in planned if p.held)
+        if held:
+            ESCALATIONS_HELD.inc(held)
+            log.warning(
+                "Ombudsman escalations held: sla has not yet heard every case action "
+                "published up to their deadlines (broker unreachable or consumer behind)",
+                extra={"count": held},
+            )
+        return planned, failed
+
     async def sweep_once(self) -> int:
         """Apply every due transition; return how many reports moved."""
         started = time.perf_counter()
@@ -244,20 +340,7 @@ class Sweeper:
                 break
             previous = ids
             token = uuid.uuid4().hex
-            planned: list[Planned] = []
-            failed: list[tuple[Doc, BaseException]] = []
-            for doc in due:
-                try:
-                    planned.append(
-                        sweep_update(doc, self.policy, now, token, self.institution_name)
-                    )
-                except Exception as exc:  # one bad record never stops a sweep
-                    # Its type only: an error's text may quote the report (sweep_error has it).
-                    log.warning(
-                        "sweep could not process a report; set aside for a later retry",
-                        extra={"tracking_id": doc.get("_id"), "error": type(exc).__name__},
-                    )
-                    failed.append((doc, exc))
+            planned, failed = await self._plan(due, now, token)
             for i in range(0, len(planned), self.write_chunk):
                 chunk = planned[i : i + self.write_chunk]
                 won = await self._store(chunk, token, now)

@@ -96,6 +96,9 @@ def start(fresh_stack: Callable[..., Stack], tmp_path: Path, policy: str) -> Sta
                 "LAPOR_SLA_SWEEP_INTERVAL_SECONDS": "0.2",
                 "LAPOR_SLA_GAUGE_INTERVAL_SECONDS": "1",
                 "LAPOR_SLA_LAG_INTERVAL_SECONDS": "1",
+                # the escalation gate: seconds-scale policy, seconds-scale settle
+                "LAPOR_SLA_ESCALATION_SETTLE_SECONDS": "1",
+                "LAPOR_SLA_WATERMARK_INTERVAL_SECONDS": "0.5",
             }
         }
     )

@@ -89,6 +89,8 @@ def test_two_replicas_and_a_sigkill_lose_and_double_nothing(
     extra = {
         "LAPOR_SLA_POLICY_FILE": str(policy),
         "LAPOR_SLA_SWEEP_INTERVAL_SECONDS": "0.2",
+        "LAPOR_SLA_ESCALATION_SETTLE_SECONDS": "1",
+        "LAPOR_SLA_WATERMARK_INTERVAL_SECONDS": "0.5",
     }
     stack = fresh_stack(env={"sla": extra})
     port, metrics = free_port(), free_port()

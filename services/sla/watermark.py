@@ -1,0 +1,223 @@
+"""How far sla has heard the institutions' actions: the gate on the Ombudsman escalation.
+
+The sweep decides deadlines on the clocks the consumers keep. An answer or a resolution
+reaches those clocks through routing's outbox, the broker and the `lapor.cases.actions` consumer;
+while sla cannot hear that stream (a broker outage, a consumer far behind), a report resolved
+in time still looks unresolved. Warnings and breaches decided on such a stale clock are
+corrected when the action arrives (docs/sla.md: "decided on the action's time"), but the
+hand-over to the Ombudsman cannot be taken back. So the sweep escalates a report only when sla
+has provably heard every action published up to the Ombudsman deadline:
+
+- **heard until T**: at T the broker's end offsets of `lapor.cases.actions` were read, and the
+  consumer group has since committed (that is, applied) at least those offsets. Every action
+  published before T is in the clocks.
+- **reachable since S**: the broker has answered every probe since S. After an outage,
+  routing's outbox relay publishes what it held back; a snapshot counts only when the broker
+  has been reachable for ``settle`` before it was taken, so that backlog is in it.
+
+A report whose Ombudsman deadline D has passed escalates when heard-until >= D and
+heard-until - reachable-since >= settle; otherwise the sweep holds it (services/sla/sweep.py)
+and tries again. The probe is asked on demand, when an escalation is due and the last
+snapshot does not cover it, and waits briefly for the consumer to commit past it; a
+background loop probes every few seconds so that an outage between escalations is noticed.
+
+What this cannot see: an action routing stored but could not publish because routing itself
+was down, not the broker (its relay publishes it when routing is back). The report card and
+the overdue flag are corrected then; an escalation made meanwhile stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.common.clock import Clock, sleep_until_or_stop
+from services.common.kafka import _client_options
+from services.common.settings import KafkaSettings
+from services.sla.metrics import ACTIONS_HEARD_UNTIL, BROKER_REACHABLE_SINCE
+
+log = logging.getLogger(__name__)
+
+
+class OffsetsProbe(Protocol):
+    """The broker's view of one consumed topic, per partition."""
+
+    async def ends(self) -> dict[int, int]:
+        """End offsets (the offset the next message will get)."""
+        ...
+
+    async def committed(self) -> dict[int, int]:
+        """The consumer group's committed offsets (a partition never committed: absent)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class KafkaOffsetsProbe:
+    """Asks the broker with one long-lived client (no group membership: it never joins the
+    group, it only reads the group's committed offsets). Every request is bounded by
+    ``timeout``: a broker that does not answer is an unreachable broker."""
+
+    settings: KafkaSettings
+    group_id: str  # the consumer group as the broker knows it: "<service group>.<topic>"
+    topic: str
+    timeout: float = 5.0
+    _consumer: AIOKafkaConsumer | None = field(default=None, init=False, repr=False)
+
+    async def _client(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                group_id=self.group_id,
+                enable_auto_commit=False,
+                request_timeout_ms=int(self.timeout * 1000),
+                **_client_options(self.settings),
+            )
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await consumer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                raise
+            self._consumer = consumer
+        return self._consumer
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        # Fresh metadata each time: a topic created after this client started is in it
+        # (`topics()` fetches the same but keeps only the names; the client's own cache
+        # refreshes every few minutes).
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(self.topic) or set()
+        return [TopicPartition(self.topic, p) for p in sorted(partitions)]
+
+    async def ends(self) -> dict[int, int]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                consumer = await self._client()
+                tps = await self._partitions(consumer)
+                if not tps:  # the broker answered: no such topic, so nothing to hear
+                    return {}
+                offsets = await consumer.end_offsets(tps)
+                return {tp.partition: offsets[tp] for tp in tps}
+        except BaseException:
+            await self.close()  # a fresh client next time
+            raise
+
+    async def committed(self) -> dict[int, int]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                consumer = await self._client()
+                out: dict[int, int] = {}
+                for tp in await self._partitions(consumer):
+                    offset = await consumer.committed(tp)
+                    if offset is not None:
+                        out[tp.partition] = offset
+                return out
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+
+@dataclass
+class ActionsWatermark:
+    """The escalation gate (see the module's docstring). `clock` is the sweep's clock: the
+    snapshot times are compared with deadlines."""
+
+    probe: OffsetsProbe
+    clock: Clock
+    #: How long the broker must have been reachable before a snapshot counts.
+    settle: timedelta = timedelta(seconds=30)
+    #: How long ``refresh`` waits for the consumer to commit past a new snapshot.
+    wait: float = 2.0
+    poll: float = 0.1
+    #: The background probe's period (``watch``).
+    interval: float = 5.0
+    _heard_until: datetime | None = field(default=None, init=False)
+    _reachable_since: datetime | None = field(default=None, init=False)
+    _down: bool = field(default=False, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+
+    @property
+    def heard_until(self) -> datetime | None:
+        return self._heard_until
+
+    @property
+    def known_unreachable(self) -> bool:
+        """The last probe failed. The sweep then does not probe on demand (a broker that does
+        not answer would cost every round the probe's timeout); ``watch`` keeps probing."""
+        return self._down
+
+    def horizon(self) -> datetime | None:
+        """The latest Ombudsman deadline that may escalate now; None: none may."""
+        heard, since = self._heard_until, self._reachable_since
+        if heard is None or since is None or heard - since < self.settle:
+            return None
+        return heard
+
+    def _unreachable(self, exc: BaseException) -> None:
+        if self._reachable_since is not None:
+            log.warning(
+                "broker unreachable: Ombudsman escalations are held until sla has heard "
+                "every action again",
+                extra={"error": type(exc).__name__},
+            )
+        self._reachable_since = None
+        self._down = True
+        BROKER_REACHABLE_SINCE.set(0)
+
+    def _reachable(self, at: datetime) -> None:
+        self._down = False
+        if self._reachable_since is None:
+            self._reachable_since = at
+            BROKER_REACHABLE_SINCE.set(at.timestamp())
+
+    async def refresh(self) -> datetime | None:
+        """Take a snapshot of the end offsets now and wait (at most ``wait`` seconds) for the
+        consumer group to commit past it; returns the new horizon."""
+        async with self._lock:
+            taken = self.clock.now()
+            try:
+                ends = await self.probe.ends()
+            except Exception as exc:  # noqa: BLE001 - any failure: the broker is not heard
+                self._unreachable(exc)
+                return self.horizon()
+            self._reachable(taken)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.wait
+            while True:
+                try:
+                    committed = await self.probe.committed()
+                except Exception as exc:  # noqa: BLE001
+                    self._unreachable(exc)
+                    return self.horizon()
+                if all(committed.get(p, 0) >= end for p, end in ends.items()):
+                    if self._heard_until is None or taken > self._heard_until:
+                        self._heard_until = taken
+                        ACTIONS_HEARD_UNTIL.set(taken.timestamp())
+                    break
+                if loop.time() >= deadline:
+                    break
+                await asyncio.sleep(self.poll)
+            return self.horizon()
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Probe every ``interval``: notices an outage even when no escalation is due, and
+        keeps the snapshot fresh."""
+        while not stop.is_set():
+            await self.refresh()
+            if await sleep_until_or_stop(stop, self.interval):
+                break
+        await self.probe.close()
