@@ -573,7 +573,12 @@ def test_manifest_and_readme_say_what_readiness_needs(service: str) -> None:
 def test_dockerfile_builds_the_image_the_manifests_run() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
     assert "python:3.11-slim" in dockerfile
-    assert "pip install -r requirements.txt" in dockerfile
+    # The locked runtime packages only (tests/unit/test_lock_file.py checks the lock), never
+    # requirements.txt's ranges nor the embedded stack, whose launcher stays out as well.
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in dockerfile
+    assert not re.search(r"pip install[^\n]*requirements(-embedded)?\.txt", dockerfile)
+    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()
+    assert "services/stack" in ignored
     assert "grpc_tools.protoc" in dockerfile
     assert "PYTHONPATH=/app:/app/gen" in dockerfile
     assert re.search(r"^USER (?!root|0\b)", dockerfile, re.M), "the image must not run as root"
