@@ -4,6 +4,8 @@
 * the Grafana dashboard and the alert rules use only metrics, labels and label values the
   services really export (read from the code: prometheus_client calls in services/);
 * the Kubernetes manifests agree with the settings the services read;
+* the network policies let in what each Service exposes (and nothing else) and let out
+  DNS, Kafka and MongoDB at the configured addresses, and intake's webhook;
 * with `promtool` on PATH (Debian package `prometheus`): the rules pass `promtool check
   rules`, their unit tests pass `promtool test rules`, the Prometheus config passes
   `promtool check config` and every dashboard query is valid PromQL.
@@ -248,6 +250,7 @@ def test_deploy_has_the_expected_files() -> None:
         "kubernetes/namespace.yaml",
         "kubernetes/configmap.yaml",
         "kubernetes/secret.example.yaml",
+        "kubernetes/networkpolicy.yaml",
         *(f"kubernetes/{name}.yaml" for name in SERVICE_NAMES),
         "prometheus/prometheus.yml",
         "prometheus/alerts.yml",
@@ -582,6 +585,200 @@ def test_dockerfile_builds_the_image_the_manifests_run() -> None:
     assert "grpc_tools.protoc" in dockerfile
     assert "PYTHONPATH=/app:/app/gen" in dockerfile
     assert re.search(r"^USER (?!root|0\b)", dockerfile, re.M), "the image must not run as root"
+
+
+# --- network policies -------------------------------------------------------------------------
+
+# Service ports no policy opens, on purpose: notify's gRPC serves health and reflection only,
+# which kubelet's probes reach from the node (never subject to network policies).
+CLOSED_ON_PURPOSE = {("notify", "grpc")}
+# Which policy opens which port of which service: "nothing else" in the test below.
+EXPECTED_INGRESS = {
+    ("intake", "grpc"): {"intake-from-channels", "officer-apis-from-gateway"},
+    ("routing", "grpc"): {"officer-apis-from-gateway"},
+    ("sla", "grpc"): {"officer-apis-from-gateway"},
+    **{(service, "metrics"): {"metrics-from-prometheus"} for service in SERVICE_NAMES},
+}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions) against a pod's labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values", [])
+        matched = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not matched:
+            return False
+    return True
+
+
+def network_policies() -> list[dict[str, Any]]:
+    policies = [d for (kind, _), d in manifests().items() if kind == "NetworkPolicy"]
+    assert policies, "no NetworkPolicy in deploy/kubernetes"
+    return policies
+
+
+def pods() -> dict[str, tuple[dict[str, str], list[dict[str, Any]]]]:
+    """Deployment name -> (its pods' labels, its container's ports)."""
+    found = {}
+    for (kind, name), doc in manifests().items():
+        if kind == "Deployment":
+            template = doc["spec"]["template"]
+            (container,) = template["spec"]["containers"]
+            found[name] = (template["metadata"]["labels"], container["ports"])
+    return found
+
+
+def policy_rules(direction: str, labels: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """(policy name, rule) of every `ingress` or `egress` rule that applies to a pod."""
+    kind = direction.capitalize()
+    return [
+        (policy["metadata"]["name"], rule)
+        for policy in network_policies()
+        if kind in policy["spec"]["policyTypes"] and selects(policy["spec"]["podSelector"], labels)
+        for rule in policy["spec"].get(direction) or []
+    ]
+
+
+def rule_opens(rule: dict[str, Any], port: dict[str, Any]) -> bool:
+    """Whether a rule's ports include a container port (by name or number; no ports: all)."""
+    return "ports" not in rule or any(
+        entry["port"] in (port.get("name"), port["containerPort"])
+        and entry.get("protocol", "TCP") == port.get("protocol", "TCP")
+        for entry in rule["ports"]
+    )
+
+
+def opened_by(labels: dict[str, str], port: dict[str, Any]) -> set[str]:
+    return {name for name, rule in policy_rules("ingress", labels) if rule_opens(rule, port)}
+
+
+def test_network_policies_deny_everything_by_default() -> None:
+    kustomization = (KUBERNETES / "kustomization.yaml").read_text(encoding="utf-8")
+    assert re.search(r"^\s*-\s*networkpolicy\.yaml\s*$", kustomization, re.M)
+    policies = network_policies()
+    for policy in policies:
+        assert policy["metadata"]["namespace"] == "lapor", policy["metadata"]["name"]
+        assert policy["spec"]["policyTypes"], policy["metadata"]["name"]
+    deny = [
+        p["metadata"]["name"]
+        for p in policies
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+    assert deny == ["default-deny"]
+
+
+def test_every_service_port_is_reachable_through_a_network_policy() -> None:
+    """Each port a Service exposes is a container port of the pods it selects, and some
+    ingress rule lets it in (but the ports closed on purpose)."""
+    deployments = pods()
+    checked = set()
+    for (kind, name), svc in manifests().items():
+        if kind != "Service":
+            continue
+        targets = [
+            (deployment, ports)
+            for deployment, (labels, ports) in deployments.items()
+            if selects({"matchLabels": svc["spec"]["selector"]}, labels)
+        ]
+        assert targets, f"Service {name} selects no pod"
+        for deployment, ports in targets:
+            labels = deployments[deployment][0]
+            for service_port in svc["spec"]["ports"]:
+                target = service_port.get("targetPort", service_port["port"])
+                (port,) = [p for p in ports if target in (p["name"], p["containerPort"])]
+                checked.add((deployment, port["name"]))
+                opened = opened_by(labels, port)
+                if (deployment, port["name"]) in CLOSED_ON_PURPOSE:
+                    assert opened == set(), f"{deployment} {port['name']}: drop the exception"
+                else:
+                    assert opened, f"Service {name} port {port['name']}: no policy lets it in"
+    assert checked == set(EXPECTED_INGRESS) | CLOSED_ON_PURPOSE
+
+
+def test_network_policies_let_in_nothing_else() -> None:
+    """Every ingress rule names its peers and ports, opens only ports the selected pods
+    have, and the policies open each service's ports to the expected callers only."""
+    deployments = pods()
+    for policy in network_policies():
+        name = policy["metadata"]["name"]
+        for rule in policy["spec"].get("ingress") or []:
+            assert rule.get("from") and rule.get("ports"), f"{name}: a rule open to all"
+            for peer in rule["from"]:
+                assert "ipBlock" not in peer, f"{name}: ingress by address ({peer})"
+                assert peer.get("namespaceSelector") or peer.get("podSelector"), name
+            for entry in rule["ports"]:
+                selected = [
+                    ports
+                    for labels, ports in deployments.values()
+                    if selects(policy["spec"]["podSelector"], labels)
+                ]
+                assert selected, f"{name} selects no pod"
+                for ports in selected:
+                    assert entry["port"] in {p["name"] for p in ports}, f"{name}: {entry}"
+    opened = {
+        (deployment, port["name"]): opened_by(labels, port)
+        for deployment, (labels, ports) in deployments.items()
+        for port in ports
+    }
+    assert {k: v for k, v in opened.items() if v} == EXPECTED_INGRESS
+
+
+def egress_allows(labels: dict[str, str], port: int, protocol: str, namespace: str = "") -> bool:
+    """Whether some egress rule lets a pod reach `port` (in `namespace`, when given)."""
+    for _, rule in policy_rules("egress", labels):
+        if not rule_opens(rule, {"containerPort": port, "protocol": protocol}):
+            continue
+        if "to" not in rule:  # every destination
+            return True
+        for peer in rule["to"]:
+            selector = peer.get("namespaceSelector") or {}
+            if not namespace or selects(selector, {"kubernetes.io/metadata.name": namespace}):
+                return True
+    return False
+
+
+def in_cluster_addresses(hosts: str) -> set[tuple[str, int]]:
+    """(namespace, port) of `host.<service>.<namespace>.svc[...]:port` addresses."""
+    found = set()
+    for host, port in re.findall(r"([A-Za-z0-9.-]+):(\d+)", hosts):
+        labels = host.split(".")
+        assert "svc" in labels, f"{host}: not an in-cluster address; adapt this test"
+        found.add((labels[labels.index("svc") - 1], int(port)))
+    return found
+
+
+def test_network_policies_let_out_what_the_services_use() -> None:
+    """DNS, the Kafka brokers of configmap.yaml and the MongoDB members of the example
+    Secret, from every pod of the namespace (a one-off outbox replay pod too); HTTPS, for the
+    access-code webhook, from intake only."""
+    common = manifests()[("ConfigMap", "lapor-common")]["data"]
+    kafka = in_cluster_addresses(common["LAPOR_KAFKA_BOOTSTRAP_SERVERS"])
+    uris = " ".join(
+        value
+        for doc in load_yaml_all(KUBERNETES / "secret.example.yaml")
+        if doc["metadata"]["name"] == "lapor-mongodb"
+        for value in doc["stringData"].values()
+    )
+    mongodb = in_cluster_addresses(" ".join(re.findall(r"@([^/]+)/", uris)))
+    assert kafka and mongodb
+    replay = {"app.kubernetes.io/part-of": "lapor", "app.kubernetes.io/component": "outbox-replay"}
+    pod_labels = {name: labels for name, (labels, _) in pods().items()}
+    for name, labels in {**pod_labels, "outbox-replay": replay}.items():
+        assert egress_allows(labels, 53, "UDP") and egress_allows(labels, 53, "TCP"), name
+        for namespace, port in kafka | mongodb:
+            assert egress_allows(labels, port, "TCP", namespace), f"{name} -> {namespace}:{port}"
+        assert egress_allows(labels, 443, "TCP") == (name == "intake"), name
 
 
 # --- (d) promtool ---------------------------------------------------------------------------
