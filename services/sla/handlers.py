@@ -1,5 +1,6 @@
-"""SLA use cases driven by events: start the clocks of a routed report (once), keep the
-report's content for the Ombudsman, and move the clocks with every action on the case.
+"""SLA use cases driven by events: start the clocks of a routed report (once), follow a
+different routing decision for it (after a restore of routing's database), keep the report's
+content for the Ombudsman, and move the clocks with every action on the case.
 
 Every write is a compare-and-set on the document's ``version`` with the events in the same
 write (outbox), and remembers the applied event ids: redeliveries and a second replica are
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 from lapor.v1 import common_pb2, events_pb2
 from pymongo import UpdateOne
@@ -34,6 +35,7 @@ from services.common.outbox import (
     queue_for,
     queued_fields,
 )
+from services.common.status import FINAL_STATES
 from services.common.topics import (
     CASE_ACTIONS,
     COMPLAINTS_RECEIVED,
@@ -41,7 +43,8 @@ from services.common.topics import (
 )
 from services.sla.codec import case_fields, case_from_doc, deadlines_pb, deadlines_set_event
 from services.sla.domain.actions import Action, ClockError, Rules, apply_action
-from services.sla.domain.clocks import CaseClocks, start_clocks
+from services.sla.domain.clocks import MET, STOPPED, VERIFICATION, CaseClocks, start_clocks
+from services.sla.domain.clocks import Clock as SlaClock
 from services.sla.tally import (
     Counts,
     add,
@@ -62,6 +65,11 @@ VERIFICATION_QUEUE = "verification-queue"
 #: The ``version`` of a report's document when its clocks start (every later write adds 1;
 #: SlaEvent.clocks_version carries the version a write left).
 FIRST_VERSION = 1
+#: The institution of the routing decision applied last (absent in older documents: the
+#: holder stands in), and when routing decided the latest event applied (a ComplaintRouted
+#: or CaseAction): a re-routing decided before that is superseded (`_reroute`).
+ROUTED_TO = "routed_to"
+ROUTING_AT = "routing_at"
 MAX_CAS_ATTEMPTS = 50
 #: Indexes of earlier versions that no query uses any more (dropped at start).
 OBSOLETE_INDEXES = {
@@ -148,6 +156,8 @@ class SlaHandlers:
                 "classification": classification,
                 "topic": routed.topic,
                 "received_at": received_at,
+                ROUTED_TO: routed.institution.id,
+                ROUTING_AT: routed_at,
                 "version": FIRST_VERSION,
                 "timeline": [
                     {
@@ -173,27 +183,28 @@ class SlaHandlers:
                     events,
                 )
             )
-        duplicates, early = await self._store_routed(ops)
-        EVENTS_CONSUMED.labels(topic=COMPLAINTS_ROUTED, outcome="applied").inc(
-            len(ops) - duplicates
-        )
-        EVENTS_CONSUMED.labels(topic=COMPLAINTS_ROUTED, outcome="duplicate").inc(duplicates)
+        started, early = await self._store_routed(ops)
+        EVENTS_CONSUMED.labels(topic=COMPLAINTS_ROUTED, outcome="applied").inc(len(started))
         for tracking_id in early:
             await self._apply_actions(tracking_id, [])
+        for i, delivery in enumerate(deliveries):  # in order: one partition, ordered per case
+            if i not in started:
+                outcome = await self._reroute(delivery.message)
+                EVENTS_CONSUMED.labels(topic=COMPLAINTS_ROUTED, outcome=outcome).inc()
         self.on_stored()
 
     async def _store_routed(
         self, ops: list[tuple[str, UpdateOne, Doc, list[OutboxMessage]]]
-    ) -> tuple[int, list[str]]:
+    ) -> tuple[set[int], list[str]]:
         """Start the clocks of the reports not routed yet, queue their deadlines_set events
         (``clocks_outbox``: the relay publishes and deletes them, no update of the report)
-        and count them, in one transaction; returns how many were already routed
-        (duplicates), and the reports that hold actions kept from before they were routed
-        (`_keep_early`: a writer adding one meanwhile conflicts with this transaction, which
-        then runs again and sees it)."""
+        and count them, in one transaction; returns the positions in `ops` of the reports it
+        started (the others were routed already: `_reroute`), and the reports that hold
+        actions kept from before they were routed (`_keep_early`: a writer adding one
+        meanwhile conflicts with this transaction, which then runs again and sees it)."""
         tallies = tallies_of(self.cases)
 
-        async def work(session: AsyncClientSession) -> tuple[int, list[str]]:
+        async def work(session: AsyncClientSession) -> tuple[set[int], list[str]]:
             ids = list(dict.fromkeys(tid for tid, *_ in ops))
             known = {
                 d["_id"]: d
@@ -204,9 +215,11 @@ class SlaHandlers:
                 )
             }
             todo: dict[str, tuple[UpdateOne, Doc, list[OutboxMessage]]] = {}
-            for tid, op, card, events in ops:
+            started: set[int] = set()
+            for i, (tid, op, card, events) in enumerate(ops):
                 if "version" not in known.get(tid, {}) and tid not in todo:
                     todo[tid] = (op, card, events)
+                    started.add(i)
             if todo:
                 await self.cases.bulk_write([op for op, _, _ in todo.values()], session=session)
                 entries = [e for _, _, events in todo.values() for e in queue_entries(events)]
@@ -216,9 +229,70 @@ class SlaHandlers:
                 add(counts, contribution(card, known.get(tid, {}).get("rating")))
             await apply_counts(tallies, counts, session)
             early = [tid for tid in ids if known.get(tid, {}).get("_early")]
-            return len(ops) - len(todo), early
+            return started, early
 
         return await in_transaction(self.cases, work)
+
+    async def _reroute(self, routed: events_pb2.ComplaintRouted) -> str:
+        """Follow a ComplaintRouted for a report whose clocks exist: routing routed it again
+        after a restore of its database and decided differently (rules or directory changed;
+        the same decision repeats the event id). The clocks move as for the case action that
+        makes the same move (`_rerouted`); the outcome for the metric: "duplicate" (event
+        applied already, or the same institution as the routing decision applied last),
+        "ignored" (the report is closed or archived: no action leads out of that), else
+        "applied"."""
+        tracking_id, event_id = routed.meta.tracking_id, routed.meta.event_id
+        routed_at = routed.meta.occurred_at.ToDatetime(tzinfo=UTC)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            doc = await self.cases.find_one({"_id": tracking_id})
+            if doc is None or "clocks" not in doc:  # not reached: `_store_routed` started them
+                raise Conflict(f"{tracking_id}: routed again before its clocks were stored")
+            last = doc.get(ROUTED_TO, doc["institution_id"])  # older documents: the holder
+            if event_id in doc.get("_applied", []) or routed.institution.id == last:
+                return "duplicate"
+            before = case_from_doc(doc)
+            if before.case_state in FINAL_STATES:
+                log.info(
+                    "report routed again after it was closed: ignored",
+                    extra={"tracking_id": tracking_id, "state": before.case_state},
+                )
+                return "ignored"
+            # An action routing decided after this routing (another topic: it may arrive
+            # first) already carries the holder and state that follow from it.
+            superseded = bool(doc.get(ROUTING_AT)) and doc[ROUTING_AT] > routed_at
+            case = before
+            for act in _rerouted(before, routed, routed_at, superseded):
+                case = apply_action(case, act, self.rules)
+            holder: Doc = {}
+            if not superseded:
+                holder["institution_ancestors"] = list(routed.holder_ancestors)
+                if routed.institution.name:
+                    holder["institution_name"] = routed.institution.name
+            version = doc["version"] + 1
+            update: Doc = {
+                "$set": {
+                    **case_fields(case, doc["received_at"]),
+                    **holder,
+                    ROUTED_TO: routed.institution.id,
+                    ROUTING_AT: max(routed_at, doc.get(ROUTING_AT) or routed_at),
+                    "version": version,
+                },
+                "$push": {
+                    "_applied": {"$each": [event_id], "$slice": -200},
+                    "timeline": {
+                        "at": routed_at,
+                        "action": "rerouted",
+                        "actor": "routing",
+                        "detail": routed.institution.name or routed.institution.id,
+                    },
+                },
+            }
+            _add_deadlines_set(update, before, case, event_id, self.clock.now(), version)
+            rating = doc.get("rating")
+            counts = change(doc.get("card"), rating, update["$set"]["card"], rating)
+            if await cas_and_count(self.cases, tracking_id, doc["version"], update, counts):
+                return "applied"
+        raise Conflict(f"{tracking_id}: too many concurrent changes")
 
     # -- lapor.complaints.received ---------------------------------------------------
     async def handle_received(
@@ -316,6 +390,9 @@ class SlaHandlers:
                     {**_entry(msg), "action": f"{msg.action}_refused", "detail": str(exc)}
                 )
         holders = [m for m in todo if m.institution.id]
+        # When routing decided the latest of them (a re-routing older than that is superseded).
+        times = [m.meta.occurred_at.ToDatetime(tzinfo=UTC) for m in todo]
+        routing_at = max([t for t in [doc.get(ROUTING_AT), *times] if t is not None], default=None)
         # The satisfaction rating counts when routing applied the confirm (it published the
         # CaseAction); the latest confirm's rating stands (a reopened report confirmed again).
         ratings = [m.rating for m in todo if m.action == "confirmed" and 1 <= m.rating <= 5]
@@ -330,6 +407,7 @@ class SlaHandlers:
                 **case_fields(case, doc["received_at"]),
                 **holder,
                 **({"rating": ratings[-1]} if ratings else {}),
+                **({ROUTING_AT: routing_at} if routing_at is not None else {}),
                 "version": version,
             },
             "$unset": {"_early": ""},
@@ -338,12 +416,53 @@ class SlaHandlers:
                 "timeline": {"$each": entries},
             },
         }
-        if todo and _deadlines(before) != _deadlines(case):
-            event = deadlines_set_event(case, todo[-1].meta.event_id, now, version)
-            extra = outbox_update([event])
-            update["$set"].update(extra["$set"])
-            update["$push"].update(extra["$push"])
+        if todo:
+            _add_deadlines_set(update, before, case, todo[-1].meta.event_id, now, version)
         return update, outcome
+
+
+def _rerouted(
+    case: CaseClocks, routed: events_pb2.ComplaintRouted, at: datetime, superseded: bool
+) -> list[Action]:
+    """The case actions whose rules move the clocks as routing's new decision does: to the
+    verification queue, a return to the queue (``declined``); from the queue (or with the
+    verification clock still open) to an institution, ``verified``; from one institution to
+    another, ``forwarded``. Routing's
+    case starts afresh there, so a pending information request ends first
+    (``info_provided``: the paused time is given back) and a resolved report is open again
+    (``rejected``: a new resolution cycle, auto-close stopped, the Ombudsman clock running
+    to its deadline from receipt). `superseded`: an action routing decided later set the
+    holder and state already; only the clocks' part of the move applies."""
+    target = routed.institution.id
+    if target == VERIFICATION_QUEUE:
+        name, state = "declined", "in_verification"
+    elif case.institution_id == VERIFICATION_QUEUE or _open(case.clock(VERIFICATION)):
+        name, state = "verified", "assigned"
+    else:
+        name, state = "forwarded", "assigned"
+    if superseded:
+        return [Action(name, at)]
+    first: list[Action] = []
+    if case.info_pending:
+        first.append(Action("info_provided", at))
+    if case.case_state == "resolved":
+        first.append(Action("rejected", at))
+    return [*first, Action(name, at, to_state=state, institution_id=target)]
+
+
+def _open(clock: SlaClock | None) -> bool:
+    return clock is not None and clock.stopped_at is None and clock.state not in (MET, STOPPED)
+
+
+def _add_deadlines_set(
+    update: Doc, before: CaseClocks, case: CaseClocks, cause: str, now: datetime, version: int
+) -> None:
+    """Queue with `update` the deadlines_set that tells routing and intake the new dates,
+    when the write changes a deadline."""
+    if _deadlines(before) != _deadlines(case):
+        extra = outbox_update([deadlines_set_event(case, cause, now, version)])
+        update["$set"].update(extra["$set"])
+        update["$push"].update(extra["$push"])
 
 
 def _deadlines(case: CaseClocks) -> list[tuple[str, int, str]]:
