@@ -29,6 +29,11 @@ FINAL_STATES = (CaseState.CLOSED, CaseState.ARCHIVED)
 MAX_REOPENS = 2  # rejections of the follow-up (each reopens the report)
 TEXT_MAX = 4000  # a text added to a report (officers' texts too)
 REASON_MAX = 1000  # a reason (a reporter's rejection, an officer's decline or forward)
+# Officers' and admins' actions on one report: every action adds to the report's history
+# in routing, intake and sla (texts of up to TEXT_MAX), and a report must stay far below
+# MongoDB's 16 MiB per document (300 x ~20 KB ~ 6 MB). The reporter's and the system's
+# actions are not counted, so a report can always be confirmed, rejected or auto-closed.
+MAX_CASE_ACTIONS = 300
 
 
 class Colour(StrEnum):

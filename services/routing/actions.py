@@ -12,11 +12,19 @@ from services.common.clock import Clock
 from services.common.errors import FailedPrecondition, NotFound, Unavailable, Violation, require
 from services.common.mongo import Doc
 from services.common.outbox import OutboxMessage
+from services.common.status import MAX_CASE_ACTIONS
 from services.routing.case_store import status_of
 from services.routing.codec import case_action_event
 from services.routing.domain import access
 from services.routing.domain.access import Actor
-from services.routing.domain.case import VERIFICATION_QUEUE, CaseStatus, Command, Outcome, apply
+from services.routing.domain.case import (
+    VERIFICATION_QUEUE,
+    CaseStatus,
+    Command,
+    Outcome,
+    Role,
+    apply,
+)
 from services.routing.domain.directory import Directory
 
 MAX_ATTEMPTS = 5
@@ -80,6 +88,8 @@ class CaseActions:
                     f"expected_version: report {tracking_id} is at version {version}, "
                     f"not {expected_version}"
                 )
+            if command.role in _CAPPED:
+                _require_room(tracking_id, doc)
             status = status_of(doc)
             target = command.institution_id.strip()
             if target and self.knows is not None and command.action in ("verified", "forwarded"):
@@ -119,3 +129,21 @@ class CaseActions:
                         )
                     ]
                 )
+
+
+#: Whose actions are capped per report (MAX_CASE_ACTIONS). The national admins' are not: they
+#: can still close or archive a report that reached the cap.
+_CAPPED = frozenset({Role.OFFICER, Role.INSTITUTION_ADMIN})
+_CAPPED_NAMES = frozenset(r.value for r in _CAPPED)
+
+
+def _require_room(tracking_id: str, doc: Doc) -> None:
+    """Refuse an officer's or institution admin's action on a report that already has
+    MAX_CASE_ACTIONS of them (its history would grow towards MongoDB's document limit)."""
+    taken = sum(1 for h in doc.get("history", []) if h.get("actor") in _CAPPED_NAMES)
+    if taken >= MAX_CASE_ACTIONS:
+        raise FailedPrecondition(
+            f"tracking_id: report {tracking_id} has reached {MAX_CASE_ACTIONS} actions by "
+            "officers and institution admins, the most one report may take; ask the national "
+            "admins"
+        )

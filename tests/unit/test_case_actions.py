@@ -292,3 +292,29 @@ def test_a_target_added_since_the_last_refresh_is_looked_up(
     command = Command("forwarded", Role.OFFICER, institution_id=new_unit.id, reason="pasar")
     doc = run(actions.act(OFFICER, "T-1", command))
     assert asked == [new_unit.id] and doc["institution_id"] == new_unit.id
+
+
+def test_officers_actions_per_report_are_capped(
+    actions: CaseActions, cases: FakeCases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report takes at most MAX_CASE_ACTIONS officers' and institution admins' actions (its
+    history is copied into three services' documents, under MongoDB's 16 MiB); the reporter,
+    the system and the national admins still pass, so it can always be closed."""
+    from services.routing import actions as actions_module
+
+    monkeypatch.setattr(actions_module, "MAX_CASE_ACTIONS", 4)
+    run(actions.act(OFFICER, "T-1", Command("accepted", Role.OFFICER, actor_id="ani")))
+    for n in range(3):
+        run(actions.act(OFFICER, "T-1", Command("followed_up", Role.OFFICER, text=f"step {n}")))
+    version = cases.docs["T-1"]["version"]
+    with pytest.raises(FailedPrecondition, match="tracking_id: report T-1 has reached 4 actions"):
+        run(actions.act(OFFICER, "T-1", Command("followed_up", Role.OFFICER, text="one more")))
+    admin = Actor("ida", "pemda-51.08", Role.INSTITUTION_ADMIN)
+    with pytest.raises(FailedPrecondition, match="has reached 4 actions"):
+        run(actions.act(admin, "T-1", Command("resolved", Role.INSTITUTION_ADMIN, text="done")))
+    assert cases.docs["T-1"]["version"] == version  # nothing stored
+    national = Actor("nas", "", Role.NATIONAL_ADMIN)
+    doc = run(actions.act(national, "T-1", Command("resolved", Role.NATIONAL_ADMIN, text="done")))
+    assert doc["state"] == "resolved"
+    doc = run(actions.act(None, "T-1", Command("confirmed", Role.REPORTER, rating=5)))
+    assert doc["state"] == "closed"
