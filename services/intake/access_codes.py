@@ -8,19 +8,29 @@ stored with it (confidential and public reports; anonymous ones keep none):
    keyed hash of the stored (decrypted) contact, a numeric one-time code from ``secrets`` is
    made, only its keyed hash is stored with an expiry and an attempt budget, and the code
    goes out through the ``CodeSender`` port, in the background so that the reply takes as
-   long whether or not a code was sent. The reply never tells whether the contact matched
-   or the report exists. Requests per tracking id are limited.
-2. ``VerifyAccessCode(tracking_id, code)``: each try takes one attempt of the code's budget
-   atomically (so parallel guesses cannot exceed it); the right code is consumed (single
-   use) and exchanged for an access token: 256 random bits, stored as a SHA-256, valid for
-   a short time, accepted by the own-report calls instead of the follow-up code.
+   long whether or not a code was sent. The code is stored with the keyed hash of the
+   contact it was sent to. The reply never tells whether the contact matched or the report
+   exists. Requests are limited per tracking id and contact (its keyed hash), so requests
+   with a stranger's contact never use up the reporter's, and per tracking id overall at
+   ``REPORT_REQUESTS_FACTOR`` times that.
+2. ``VerifyAccessCode(tracking_id, contact, code)``: the code is tried only when the
+   contact's keyed hash is the one stored with the pending code (a wrong contact uses none
+   of its tries, and gets the same answer as a wrong code); each try takes one attempt of
+   the code's budget atomically (so parallel guesses cannot exceed it); the right code is
+   consumed (single use) and exchanged for an access token: 256 random bits, stored as a
+   SHA-256, valid for a short time, accepted by the own-report calls instead of the
+   follow-up code.
 
-Every wrong credential for a tracking id (follow-up code, access code, access token) is
-counted in MongoDB (``GuessGuard``), shared by every intake replica; over the limit within
-the window, the tracking id answers RESOURCE_EXHAUSTED with a retry delay until the oldest
-counted failure leaves the window, whatever the credential, the right one included (else
-guessing could go on). Unknown tracking ids are counted the same way, so the limit does not
-tell whether a report exists.
+Every wrong follow-up code or access token for a tracking id is counted in MongoDB
+(``GuessGuard``), shared by every intake replica; over the limit within the window, a wrong
+one answers RESOURCE_EXHAUSTED with a retry delay until the oldest counted failure leaves
+the window. Access-code tries are counted per tracking id and contact, each claimed before
+the code is compared (``GuessGuard.claim``); over the limit every code for that contact is
+refused, the right one included (else 10^6 codes could be guessed), while tries with
+another contact count apart and cannot shut the reporter out. Unknown tracking ids are
+counted the same way, so the limits do not tell whether a report exists. Every limit of
+this module is decided in the write that counts (``AttemptLog.claim``), so parallel
+requests cannot pass it.
 
 The contact never leaves this module in clear except to the sender, which must deliver it;
 what is stored or logged holds at most its keyed hash.
@@ -63,9 +73,17 @@ REQUESTED = (
     "{minutes} minutes"
 )
 NO_CODE_MATCH = (
-    "tracking_id, access_code: no valid access code matches this tracking id (a code is "
-    "valid once, for a limited time and a limited number of tries)"
+    "tracking_id, contact, access_code: no valid access code matches this tracking id and "
+    "contact (a code is valid once, for a limited time and a limited number of tries, with "
+    "the contact it was sent to)"
 )
+NO_CONTACT = (
+    "must not be empty: give the phone number or e-mail address the code was sent to, as in "
+    "RequestAccessCode"
+)
+# The overall requests per tracking id, whatever the contact, as a multiple of the requests
+# per tracking id and contact (LAPOR_ACCESS_CODE_REQUESTS_PER_REPORT).
+REPORT_REQUESTS_FACTOR = 4
 NO_TOKEN_MATCH = (
     "tracking_id, access_token: no report matches this tracking id and access token (it may "
     "have expired: ask for a new code)"
@@ -130,7 +148,7 @@ class AccessSettings:
     sender: str = "collection"
     code_ttl: timedelta = timedelta(minutes=10)
     code_max_attempts: int = 5
-    requests_per_report: int = 3  # 0: no limit
+    requests_per_report: int = 3  # per tracking id and contact; 0: no limit
     request_window: timedelta = timedelta(minutes=15)
     token_ttl: timedelta = timedelta(minutes=30)
     max_wrong_codes: int = 5  # 0: no limit
@@ -289,8 +307,16 @@ class AttemptLog(Protocol):
 
 
 class AccessCodeStore(Protocol):
-    async def put(self, tracking_id: str, code_hash: str, expires_at: datetime, tries: int) -> None:
-        """The report's one pending code (a new one replaces the previous one)."""
+    async def put(
+        self,
+        tracking_id: str,
+        code_hash: str,
+        contact_hash: str,
+        expires_at: datetime,
+        tries: int,
+    ) -> None:
+        """The report's one pending code, with the keyed hash of the contact it was sent to
+        (a new one replaces the previous one)."""
         ...
 
     async def touch(self, tracking_id: str, expires_at: datetime) -> None:
@@ -298,9 +324,10 @@ class AccessCodeStore(Protocol):
         this request): the answer's timing must not tell whether the contact matched."""
         ...
 
-    async def take_attempt(self, tracking_id: str, now: datetime) -> str | None:
-        """Atomically use one try of the pending code if it has tries left and has not
-        expired; its hash, or None."""
+    async def take_attempt(self, tracking_id: str, contact_hash: str, now: datetime) -> str | None:
+        """Atomically use one try of the pending code if it was sent to `contact_hash`, has
+        tries left and has not expired; its hash, or None (and no try used). As costly
+        whether or not `contact_hash` is the code's: the timing must not tell."""
         ...
 
     async def consume(self, tracking_id: str, code_hash: str) -> bool:
@@ -341,11 +368,14 @@ class GuessGuard:
 
     Two guards count apart: ``wrong`` for follow-up codes and access tokens, ``wrong-access``
     for the 6-digit access codes, so a stranger's wrong follow-up codes never block a
-    reporter's way back in through an access code. Over the limit, the access code path
-    refuses every code (10^6 codes can be guessed; the limit is what stops it); the
-    follow-up code and token paths refuse only wrong ones (60 and 256 bits cannot be
-    guessed, so the right one is always let in: knowing a tracking id must not be enough to
-    lock its reporter out)."""
+    reporter's way back in through an access code. The follow-up code and token paths
+    (``check``, ``failed``) count wrong ones per tracking id and refuse only wrong ones over
+    the limit (60 and 256 bits cannot be guessed, so the right one is always let in:
+    knowing a tracking id must not be enough to lock its reporter out). The access code
+    path (``claim``) counts every try per tracking id and contact before the code is
+    compared, and over the limit refuses every code for that contact (10^6 codes can be
+    guessed; the limit is what stops it); another contact's tries count apart, so knowing
+    a tracking id is not enough to lock its reporter out here either."""
 
     log: AttemptLog
     clock: Clock
@@ -373,6 +403,25 @@ class GuessGuard:
             return
         now = self.clock.now()
         await self.log.add(self.key(tracking_id, self.prefix), now, self.limit, now + self.window)
+
+    async def claim(self, tracking_id: str, contact_hash: str) -> None:
+        """Count one access-code try for the tracking id and contact before the code is
+        compared, in the write that decides (parallel tries cannot pass the limit); over
+        the limit, RESOURCE_EXHAUSTED with the delay until the oldest try leaves the window.
+        The right code counts too: it is used up, so that is at most one try per code."""
+        if self.limit <= 0:
+            return
+        key = f"{self.key(tracking_id, self.prefix)}:{contact_hash}"
+        now = self.clock.now()
+        if await self.log.claim(key, now, self.limit, now - self.window, now + self.window):
+            return
+        wait = retry_after(await self.log.times(key), now, self.limit, self.window) or 1.0
+        raise ResourceExhausted(
+            f"tracking_id, contact: too many access-code tries for this report and contact "
+            f"(at most {self.limit} every {int(self.window.total_seconds())} s); try again "
+            f"in {int(wait + 0.999)} s",
+            wait,
+        )
 
 
 async def refuse_wrong_code(
@@ -447,9 +496,9 @@ class AccessHandlers:
         point, cv = parse_contact(raw_contact)
         require(v + cv)
         assert point is not None
-        await self._count_request(tracking_id)
-        doc = await self.reports.get(tracking_id)
         wanted = self.hasher.digest(point.kind, point.value)
+        await self._count_request(tracking_id, wanted)
+        doc = await self.reports.get(tracking_id)
         matched = False
         for stored in self._stored_points(doc) or [_NOBODY]:  # the same work when none
             digest = self.hasher.digest(stored.kind, stored.value)
@@ -461,6 +510,7 @@ class AccessHandlers:
             await self.codes.put(
                 tracking_id,
                 self._code_hash(tracking_id, code),
+                wanted,
                 expires_at,
                 self.settings.code_max_attempts,
             )
@@ -470,16 +520,27 @@ class AccessHandlers:
         seconds = int(self.settings.code_ttl.total_seconds())
         return CodeRequested(REQUESTED.format(minutes=max(seconds // 60, 1)), seconds)
 
-    async def verify_code(self, raw_tracking_id: str, raw_code: str) -> IssuedToken:
+    async def verify_code(
+        self, raw_tracking_id: str, raw_contact: str, raw_code: str
+    ) -> IssuedToken:
         tracking_id, v = _tracking_id(raw_tracking_id)
-        require(v + access_code_violations(raw_code))
-        await self.guard.check(tracking_id)
+        if raw_contact.strip():
+            point, cv = parse_contact(raw_contact)
+        else:  # also what a client written before the field existed sends
+            point, cv = None, [Violation("contact", NO_CONTACT)]
+        require(v + cv + access_code_violations(raw_code))
+        assert point is not None
+        contact_hash = self.hasher.digest(point.kind, point.value)
+        # Claimed before the code is compared, under this contact: another contact's tries
+        # never count against the one the code was sent to.
+        await self.guard.claim(tracking_id, contact_hash)
         now = self.clock.now()
-        stored = await self.codes.take_attempt(tracking_id, now)
+        # Another contact than the code's finds no code and uses none of its tries: the
+        # same calls and the same answer as a wrong code.
+        stored = await self.codes.take_attempt(tracking_id, contact_hash, now)
         given = self._code_hash(tracking_id, raw_code)
         ok = hmac.compare_digest(stored or _NO_CODE, given) and stored is not None
         if not ok or stored is None:
-            await self.guard.failed(tracking_id)
             raise PermissionDenied(NO_CODE_MATCH)
         if not await self.codes.consume(tracking_id, stored):
             raise PermissionDenied(NO_CODE_MATCH)  # a parallel request used it first
@@ -514,20 +575,34 @@ class AccessHandlers:
             )
             return []
 
-    async def _count_request(self, tracking_id: str) -> None:
+    async def _count_request(self, tracking_id: str, contact_hash: str) -> None:
+        """Claim the request under the tracking id and contact, then under the tracking id
+        overall (a higher limit), each in the write that decides. The contact's first: a
+        request refused for its contact does not use up the report's overall limit, so
+        one stranger's contact can exhaust only its own count."""
         limit, window = self.settings.requests_per_report, self.settings.request_window
         if limit <= 0:
             return
-        key = f"request:{tracking_id}"
-        now = self.clock.now()
-        if await self.attempts.claim(key, now, limit, now - window, now + window):
-            return
-        wait = retry_after(await self.attempts.times(key), now, limit, window) or 1.0
-        raise ResourceExhausted(
-            f"tracking_id: at most {limit} access-code requests per report every "
-            f"{int(window.total_seconds())} s; try again in {int(wait + 0.999)} s",
-            wait,
-        )
+        now, seconds = self.clock.now(), int(window.total_seconds())
+        overall = limit * REPORT_REQUESTS_FACTOR
+        for key, most, what in (
+            (
+                f"request:{tracking_id}:{contact_hash}",
+                limit,
+                f"tracking_id, contact: at most {limit} access-code requests per report and "
+                f"contact every {seconds} s",
+            ),
+            (
+                f"request-report:{tracking_id}",
+                overall,
+                f"tracking_id: at most {overall} access-code requests per report every "
+                f"{seconds} s, whatever the contact",
+            ),
+        ):
+            if await self.attempts.claim(key, now, most, now - window, now + window):
+                continue
+            wait = retry_after(await self.attempts.times(key), now, most, window) or 1.0
+            raise ResourceExhausted(f"{what}; try again in {int(wait + 0.999)} s", wait)
 
     def _dispatch(self, message: AccessCodeMessage) -> None:
         """Send in the background: the reply does not wait for (or reveal) a delivery."""

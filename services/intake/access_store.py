@@ -1,11 +1,12 @@
 """MongoDB adapters of access by verified contact (access_codes.py): pending one-time codes,
-access tokens, attempt times per tracking id, and the code senders (the ``webhook`` one,
-over HTTP, is in access_webhook.py).
+access tokens, attempt times per tracking id (and contact), and the code senders (the
+``webhook`` one, over HTTP, is in access_webhook.py).
 
 Every collection expires its documents with a TTL index on ``expires_at``; the rules never
 rely on the TTL monitor (they compare with the injected clock), it only keeps the
 collections small. Nothing here holds a contact in clear: codes and tokens are stored as
-hashes, contacts (in the development inbox only) as keyed hashes.
+hashes, contacts as keyed hashes (with a pending code, in attempt keys, in the development
+inbox).
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ async def _expire_at_expires_at(collection: AsyncCollection[Doc], after: int = 0
 
 
 class MongoAccessCodes:
-    """One pending code per report: ``{_id: tracking id, hash, expires_at, tries_left}``."""
+    """One pending code per report: ``{_id: tracking id, hash, contact_hash, expires_at,
+    tries_left}`` (and, once tried, ``taken``: whether the last try was, ``tried``: how many
+    were made); ``contact_hash`` is the keyed hash of the contact it was sent to. A code
+    stored without one (before it was kept) matches no contact: the reporter asks anew."""
 
     def __init__(self, collection: AsyncCollection[Doc]) -> None:
         self._collection = collection
@@ -45,8 +49,20 @@ class MongoAccessCodes:
     async def ensure_indexes(self) -> None:
         await _expire_at_expires_at(self._collection)
 
-    async def put(self, tracking_id: str, code_hash: str, expires_at: datetime, tries: int) -> None:
-        doc = {"hash": code_hash, "expires_at": expires_at, "tries_left": tries}
+    async def put(
+        self,
+        tracking_id: str,
+        code_hash: str,
+        contact_hash: str,
+        expires_at: datetime,
+        tries: int,
+    ) -> None:
+        doc = {
+            "hash": code_hash,
+            "contact_hash": contact_hash,
+            "expires_at": expires_at,
+            "tries_left": tries,
+        }
         await upsert_racing(
             lambda: self._collection.replace_one({"_id": tracking_id}, doc, upsert=True)
         )
@@ -56,19 +72,46 @@ class MongoAccessCodes:
         # the same indexes, the same replication wait), to a decoy that no lookup reads and
         # the TTL index removes: a request whose contact did not match must not answer
         # faster than one that did.
-        doc = {"hash": secrets.token_hex(20), "expires_at": expires_at, "tries_left": 0}
+        doc = {
+            "hash": secrets.token_hex(20),
+            "contact_hash": secrets.token_hex(20),
+            "expires_at": expires_at,
+            "tries_left": 0,
+        }
         await upsert_racing(
             lambda: self._collection.replace_one({"_id": f"{DECOY}{tracking_id}"}, doc, upsert=True)
         )
 
-    async def take_attempt(self, tracking_id: str, now: datetime) -> str | None:
+    async def take_attempt(self, tracking_id: str, contact_hash: str, now: datetime) -> str | None:
+        # One write to the pending code whatever the contact (an update that always changes
+        # it): a try with another contact costs what a try with the code's does, so the
+        # answer's timing does not tell whether the contact is the code's. Whether the try
+        # is taken is decided in the same write, on the document as it was (parallel tries
+        # cannot exceed the budget).
+        usable = {
+            "$and": [
+                {"$eq": ["$contact_hash", {"$literal": contact_hash}]},
+                {"$gt": ["$expires_at", {"$literal": now}]},
+                {"$gt": ["$tries_left", 0]},
+            ]
+        }
         doc = await self._collection.find_one_and_update(
-            {"_id": tracking_id, "expires_at": {"$gt": now}, "tries_left": {"$gt": 0}},
-            {"$inc": {"tries_left": -1}},
-            projection={"hash": 1},
+            {"_id": tracking_id},
+            [
+                {
+                    "$set": {
+                        "taken": usable,
+                        "tries_left": {
+                            "$cond": [usable, {"$subtract": ["$tries_left", 1]}, "$tries_left"]
+                        },
+                        "tried": {"$add": [{"$ifNull": ["$tried", 0]}, 1]},
+                    }
+                }
+            ],
+            projection={"hash": 1, "taken": 1},
             return_document=ReturnDocument.AFTER,
         )
-        return str(doc["hash"]) if doc else None
+        return str(doc["hash"]) if doc and doc.get("taken") is True else None
 
     async def consume(self, tracking_id: str, code_hash: str) -> bool:
         result = await self._collection.delete_one({"_id": tracking_id, "hash": code_hash})
@@ -98,8 +141,9 @@ class MongoAccessTokens:
 
 
 class MongoAttemptLog:
-    """``{_id: "<kind>:<tracking id>", at: [times, oldest first], expires_at}``: one
-    document per key, appended with ``$push``/``$slice`` (atomic, every replica)."""
+    """``{_id: "<kind>:<tracking id>[:<contact's keyed hash>]", at: [times, oldest first],
+    expires_at}``: one document per key, appended with ``$push``/``$slice`` (atomic, every
+    replica)."""
 
     def __init__(self, collection: AsyncCollection[Doc]) -> None:
         self._collection = collection

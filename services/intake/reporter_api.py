@@ -261,7 +261,9 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
     async def VerifyAccessCode(
         self, request: reporter_pb2.VerifyAccessCodeRequest, context: grpc.aio.ServicerContext
     ) -> reporter_pb2.VerifyAccessCodeResponse:
-        issued = await self._access_handlers().verify_code(request.tracking_id, request.access_code)
+        issued = await self._access_handlers().verify_code(
+            request.tracking_id, request.contact, request.access_code
+        )
         return reporter_pb2.VerifyAccessCodeResponse(
             access_token=issued.token, expires_at=timestamp(issued.expires_at)
         )

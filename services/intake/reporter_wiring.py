@@ -138,6 +138,8 @@ def wire_reporter(
     guard = GuessGuard(
         attempts, clock, access_settings.max_wrong_codes, access_settings.wrong_codes_window
     )
+    # Access-code tries, counted per tracking id and contact (GuessGuard.claim) with the
+    # same limit and window: a stranger's contact never fills the reporter's count.
     access_guard = GuessGuard(
         attempts,
         clock,

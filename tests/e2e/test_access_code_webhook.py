@@ -65,7 +65,7 @@ def test_codes_reach_the_reporter_through_the_webhook(
         assert (body["channel"], body["to"]) == ("sms", phone)
         assert tid in body["text"] and "Berlaku 5 menit" in body["text"]
         assert tid not in body["reference"]
-        issued = verify(reporter, tid, sms.code())
+        issued = verify(reporter, tid, phone, sms.code())
         mine = reporter.GetMyReport(
             reporter_pb2.GetMyReportRequest(tracking_id=tid, access_token=issued.access_token),
             timeout=5,

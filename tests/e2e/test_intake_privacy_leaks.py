@@ -93,7 +93,7 @@ def access_by_contact(stack: Stack, mongo: Mongo, ids: list[str], n: dict[str, l
         )
         issued = reporter.VerifyAccessCode(
             reporter_pb2.VerifyAccessCodeRequest(
-                tracking_id=confidential, access_code=sent[-1]["code"]
+                tracking_id=confidential, contact=n["email"][0], access_code=sent[-1]["code"]
             ),
             timeout=5,
         )

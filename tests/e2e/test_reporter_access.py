@@ -1,9 +1,10 @@
 """Access by verified contact and the brake on guessing codes, over gRPC against the running
 services: a reporter without the follow-up code asks for a one-time code with their phone
-number (written another way), reads it from the development inbox, exchanges it for an
-access token and uses the token on their own report; wrong contacts, anonymous and unknown
-reports get the same reply and no code; wrong codes are limited per tracking id with
-RESOURCE_EXHAUSTED and RetryInfo, known or unknown."""
+number (written another way), reads it from the development inbox, exchanges it with their
+contact for an access token and uses the token on their own report; wrong contacts,
+anonymous and unknown reports get the same reply and no code; wrong codes are limited per
+tracking id with RESOURCE_EXHAUSTED and RetryInfo, known or unknown; a stranger who knows
+only the tracking id and exhausts every limit open to them does not shut the reporter out."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from lapor.v1 import common_pb2, intake_pb2, reporter_pb2, reporter_pb2_grpc
 from pymongo import MongoClient
 
 from services.common.ids import new_tracking_id
+from services.intake.access_codes import NO_CODE_MATCH, NO_CONTACT
 from services.stack.supervisor import Stack
 from tests.e2e.test_reporter_api import drive_and_wait, error_of, violations
 from tests.support import eventually, intake_stub, marker, retry_delay, submit_request
@@ -52,9 +54,12 @@ def request_code(reporter: Stub, tid: str, contact: str) -> reporter_pb2.Request
     )
 
 
-def verify(reporter: Stub, tid: str, code: str) -> reporter_pb2.VerifyAccessCodeResponse:
+def verify(
+    reporter: Stub, tid: str, contact: str, code: str
+) -> reporter_pb2.VerifyAccessCodeResponse:
     return reporter.VerifyAccessCode(
-        reporter_pb2.VerifyAccessCodeRequest(tracking_id=tid, access_code=code), timeout=5
+        reporter_pb2.VerifyAccessCodeRequest(tracking_id=tid, contact=contact, access_code=code),
+        timeout=5,
     )
 
 
@@ -73,7 +78,7 @@ def test_a_verified_contact_opens_the_report(stack: Stack, stubs: Any, mongo: Mo
     sent = eventually(lambda: inbox(mongo, tid), what="the access code in the inbox")
     assert len(sent) == 1 and set(sent[0]) == {"_id", "tracking_id", "contact_hash", "code", "expires_at"}  # fmt: skip
     assert n not in str(sent[0]["contact_hash"]) and len(sent[0]["code"]) == 6
-    issued = verify(reporter, tid, sent[0]["code"])
+    issued = verify(reporter, tid, f"0813{n}", sent[0]["code"])
     assert issued.access_token.startswith("lat_") and issued.expires_at.seconds > 0
     mine = reporter.GetMyReport(
         reporter_pb2.GetMyReportRequest(tracking_id=tid, access_token=issued.access_token),
@@ -81,7 +86,7 @@ def test_a_verified_contact_opens_the_report(stack: Stack, stubs: Any, mongo: Mo
     )
     assert mine.view.title == title
     assert mine.contact.phone == f"+62813****{n[-4:]}"
-    used = error_of(lambda: verify(reporter, tid, sent[0]["code"]))
+    used = error_of(lambda: verify(reporter, tid, f"0813{n}", sent[0]["code"]))
     assert used.code() == grpc.StatusCode.PERMISSION_DENIED
     drive_and_wait(stack, reporter, tid, ("resolved", "in_progress", "resolved"))
     confirm = reporter_pb2.ConfirmResolutionRequest(
@@ -151,7 +156,7 @@ def test_no_code_and_the_same_reply_when_nothing_matches(stubs: Any, mongo: Mong
     assert set(violations(bad)) == {"tracking_id", "contact"}
 
 
-def test_access_code_requests_are_limited_per_report(stubs: Any) -> None:
+def test_access_code_requests_are_limited_per_report_and_contact(stubs: Any) -> None:
     intake, reporter = stubs
     tid, _ = confidential(intake, f"0813{digits()}")
     for _ in range(3):
@@ -173,6 +178,7 @@ def test_wrong_codes_are_limited_per_tracking_id(stubs: Any) -> None:
         )
 
     answers: dict[str, list[tuple[grpc.StatusCode, str]]] = {}
+    other = "081399990000"
     for target in (tid, unknown):
         wrong = [
             lambda t=target: mine(t, "WXYZ-WXYZ-WXYZ"),
@@ -195,10 +201,79 @@ def test_wrong_codes_are_limited_per_tracking_id(stubs: Any) -> None:
         assert "too many wrong codes" in limited.details()
         assert 0 < retry_delay(limited) <= 900
         # Wrong 6-digit access codes count apart: the way back in stays open.
-        assert error_of(lambda t=target: verify(reporter, t, "000000")).code() == (  # type: ignore[misc]
-            grpc.StatusCode.PERMISSION_DENIED
-        )
+        tried = error_of(lambda t=target: verify(reporter, t, other, "000000"))  # type: ignore[misc]
+        assert tried.code() == grpc.StatusCode.PERMISSION_DENIED
     assert {c for c, _ in answers[tid]} == {grpc.StatusCode.PERMISSION_DENIED}
     assert answers[tid] == answers[unknown]
     # A stranger who knows the tracking id cannot lock its reporter out.
     assert mine(tid, code).view.tracking_id == tid
+
+
+def test_a_stranger_who_knows_the_tracking_id_cannot_shut_the_reporter_out(
+    stubs: Any, mongo: Mongo
+) -> None:
+    """The tracking id is on public listings. A stranger with it and a contact of their own
+    asks for codes until refused, sends codes until refused and wrong follow-up codes until
+    refused; the reporter then asks with their own contact, gets a code and opens the
+    report with it. A wrong contact and a wrong code get the same answer."""
+    intake, reporter = stubs
+    n = digits()
+    tid, _ = confidential(intake, f"0813{n}")
+    stranger = f"0857{digits()}"
+    for _ in range(3):
+        request_code(reporter, tid, stranger)
+    asked = error_of(lambda: request_code(reporter, tid, stranger))
+    assert asked.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert asked.details().startswith("tracking_id, contact: at most 3 access-code requests")
+
+    def as_stranger(code: str) -> grpc.RpcError:
+        return error_of(lambda: verify(reporter, tid, stranger, code))
+
+    for guess in range(5):
+        tried = as_stranger(f"{guess:06d}")
+        assert (tried.code(), tried.details()) == (grpc.StatusCode.PERMISSION_DENIED, NO_CODE_MATCH)
+    refused = as_stranger("000005")
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert 0 < retry_delay(refused) <= 900
+    for _ in range(6):
+        wrong = error_of(
+            lambda: reporter.GetMyReport(
+                reporter_pb2.GetMyReportRequest(tracking_id=tid, follow_up_code="WXYZ-WXYZ-WXYZ"),
+                timeout=5,
+            )
+        )
+    assert wrong.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert inbox(mongo, tid) == []
+
+    request_code(reporter, tid, f"+62 813 {n}")
+    sent = eventually(lambda: inbox(mongo, tid), what="the reporter's access code")
+    code = sent[0]["code"]
+    mistyped = f"{(int(code) + 1) % 10**6:06d}"
+    wrong_code = error_of(lambda: verify(reporter, tid, f"0813{n}", mistyped))
+    # the right code with another contact: not even tried
+    wrong_contact = error_of(lambda: verify(reporter, tid, f"lain.{n}@contoh.id", code))
+    assert {(e.code(), e.details()) for e in (wrong_code, wrong_contact)} == {
+        (grpc.StatusCode.PERMISSION_DENIED, NO_CODE_MATCH)
+    }
+    issued = verify(reporter, tid, f"0813{n}", code)
+    mine = reporter.GetMyReport(
+        reporter_pb2.GetMyReportRequest(tracking_id=tid, access_token=issued.access_token),
+        timeout=5,
+    )
+    assert mine.view.tracking_id == tid
+
+
+def test_verifying_without_the_contact_is_invalid(stubs: Any) -> None:
+    """What a client written before `contact` existed sends: INVALID_ARGUMENT naming it,
+    not counted as a try."""
+    _, reporter = stubs
+    missing = error_of(
+        lambda: reporter.VerifyAccessCode(
+            reporter_pb2.VerifyAccessCodeRequest(
+                tracking_id=new_tracking_id(), access_code="123456"
+            ),
+            timeout=5,
+        )
+    )
+    assert missing.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(missing) == {"contact": NO_CONTACT}

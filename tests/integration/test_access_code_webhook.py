@@ -185,7 +185,7 @@ async def test_a_refusal_is_counted_not_retried_and_not_raised_into_the_request(
     assert [(r["reason"], r["status"]) for r in records] == [("http_5xx", 500)]
     assert_nothing_private(str(logged_fields(caplog)), gateway.posted[0].code())
     # the code was made and is valid: the gateway's failure does not void it
-    issued = await world.access.verify_code(tid, gateway.posted[0].code())
+    issued = await world.verify(tid, gateway.posted[0].code())
     assert issued.tracking_id == tid
 
 

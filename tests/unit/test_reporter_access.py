@@ -1,10 +1,13 @@
 """Access by verified contact and the brake on guessing codes, over fakes of our own ports:
 one-time codes sent only to the stored contact, the same reply whatever happened, codes
-single use with a bounded number of tries and an expiry, access tokens accepted instead of
-the follow-up code, wrong codes counted per tracking id (known or not)."""
+single use with a bounded number of tries and an expiry, tried only with the contact they
+were sent to, access tokens accepted instead of the follow-up code, wrong codes counted per
+tracking id (known or not), access-code requests and tries per tracking id and contact, so
+that a stranger who knows a tracking id cannot shut its reporter out."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from datetime import datetime, timedelta
@@ -19,6 +22,7 @@ from services.common.settings import Env, SettingsError
 from services.intake.abuse import AbuseHasher
 from services.intake.access_codes import (
     NO_CODE_MATCH,
+    NO_CONTACT,
     NO_TOKEN_MATCH,
     AccessCodeMessage,
     AccessHandlers,
@@ -39,6 +43,7 @@ from tests.unit.test_reporter_usecases import CODE, FakeReports, verify
 
 PHONE = "+6281234567890"
 EMAIL = "Siti.Rahma@Contoh.id"
+STRANGER = "081299998888"  # not the report's contact
 CONTACTS = {"sealed": Contact("Siti Rahma", PHONE, EMAIL)}
 
 
@@ -78,17 +83,31 @@ class FakeCodes:
         self.rows: dict[str, dict[str, Any]] = {}
         self.calls = calls
 
-    async def put(self, tracking_id: str, code_hash: str, expires_at: datetime, tries: int) -> None:
+    async def put(
+        self,
+        tracking_id: str,
+        code_hash: str,
+        contact_hash: str,
+        expires_at: datetime,
+        tries: int,
+    ) -> None:
         self.calls.log.append("put")
-        self.rows[tracking_id] = {"hash": code_hash, "expires_at": expires_at, "tries": tries}
+        self.rows[tracking_id] = {
+            "hash": code_hash,
+            "contact_hash": contact_hash,
+            "expires_at": expires_at,
+            "tries": tries,
+        }
 
     async def touch(self, tracking_id: str, expires_at: datetime) -> None:
         self.calls.log.append("put")  # as costly as put, on purpose
 
-    async def take_attempt(self, tracking_id: str, now: datetime) -> str | None:
+    async def take_attempt(self, tracking_id: str, contact_hash: str, now: datetime) -> str | None:
         self.calls.log.append("take_attempt")
         row = self.rows.get(tracking_id)
-        if row is None or row["expires_at"] <= now or row["tries"] <= 0:
+        if row is None or row["contact_hash"] != contact_hash:
+            return None
+        if row["expires_at"] <= now or row["tries"] <= 0:
             return None
         row["tries"] -= 1
         return str(row["hash"])
@@ -203,6 +222,13 @@ class World:
         assert len(self.sender.sent) == before + 1
         return self.sender.sent[-1].code
 
+    async def verify(self, tid: str, code: str, contact: str = PHONE) -> Any:
+        return await self.access.verify_code(tid, contact, code)
+
+
+def other_than(code: str) -> str:
+    return f"{(int(code) + 1) % 10**6:06d}"
+
 
 _RESERVED = set(vars(logging.makeLogRecord({})))
 
@@ -270,14 +296,24 @@ async def test_every_request_takes_the_same_path_matched_or_not(world: World) ->
         world.calls.log.clear()
         await world.request(target, contact)
         paths.append(list(world.calls.log))
-    assert paths[0] == paths[1] == paths[2] == ["claim request", "get", "put"]
+    assert (
+        paths[0]
+        == paths[1]
+        == paths[2]
+        == [
+            "claim request",
+            "claim request-report",
+            "get",
+            "put",
+        ]
+    )
 
 
 async def test_a_wrong_contact_does_not_void_the_pending_code(world: World) -> None:
     tid = world.confidential()
     code = await world.code_for(tid)
     await world.request(tid, "081299998888")
-    assert (await world.access.verify_code(tid, code)).tracking_id == tid
+    assert (await world.verify(tid, code)).tracking_id == tid
 
 
 async def test_malformed_requests_name_the_field(world: World) -> None:
@@ -287,31 +323,82 @@ async def test_malformed_requests_name_the_field(world: World) -> None:
     for bad in ("", "siti@", "x" * 300, "hubungi saya"):
         assert parse_contact(bad)[1][0].field == "contact"
     with pytest.raises(ValidationError) as code_err:
-        await world.access.verify_code(new_tracking_id(), "12345")
+        await world.verify(new_tracking_id(), "12345")
     assert [v.field for v in code_err.value.violations] == ["access_code"]
+    for missing in ("", "  "):  # what a client written before the field existed sends
+        with pytest.raises(ValidationError) as no_contact:
+            await world.verify(new_tracking_id(), "123456", missing)
+        assert [(v.field, v.rule) for v in no_contact.value.violations] == [("contact", NO_CONTACT)]
+    with pytest.raises(ValidationError) as bad_contact:
+        await world.verify("ABC", "123456", "hubungi saya")
+    assert {v.field for v in bad_contact.value.violations} == {"tracking_id", "contact"}
     assert access_code_violations("123 456") == access_code_violations("123-456") == []
     assert access_code_violations("１２３４５６") != []  # full-width digits are not digits here
     assert world.sender.sent == [] and world.calls.log == []
 
 
-async def test_requests_per_tracking_id_are_limited_known_or_not(world: World) -> None:
+async def test_requests_per_tracking_id_and_contact_are_limited_known_or_not(
+    world: World,
+) -> None:
     tid, unknown = world.confidential(), new_tracking_id()
     for target in (tid, unknown):
         for _ in range(3):
             await world.request(target, PHONE)
         with pytest.raises(ResourceExhausted) as err:
-            await world.request(target, PHONE)
+            await world.request(target, "0812 3456 7890")  # the same contact written so
         assert err.value.retry_after_seconds == 900
-        assert "access-code requests" in str(err.value)
+        assert str(err.value).startswith(
+            "tracking_id, contact: at most 3 access-code requests per report and contact "
+            "every 900 s; try again in 900 s"
+        )
     assert len(world.sender.sent) == 3
     world.clock.advance(timedelta(minutes=15, seconds=1))
     await world.request(tid, PHONE)
     assert len(world.sender.sent) == 4
 
 
+async def test_a_strangers_requests_do_not_use_up_the_reporters(world: World) -> None:
+    """Someone who knows only the tracking id (public listings print it) asks with another
+    contact until refused: the reporter's requests count apart and still get a code."""
+    tid = world.confidential()
+    for _ in range(3):
+        await world.request(tid, STRANGER)
+    with pytest.raises(ResourceExhausted):
+        await world.request(tid, STRANGER)
+    await world.code_for(tid, "0812-3456-7890")
+    assert [m.contact for m in world.sender.sent] == [ContactPoint("phone", PHONE)]
+
+
+async def test_a_report_takes_four_times_the_requests_of_one_contact_whatever_the_contact(
+    world: World,
+) -> None:
+    """The overall limit per tracking id is 4 x 3. A request refused for its contact does
+    not count overall, so one contact alone never reaches it; over it, every contact is
+    refused, the report's too (sparing it would tell which contact is the report's)."""
+    tid = world.confidential()
+    for _ in range(10):  # 3 pass, 7 are refused for their contact and not counted overall
+        with contextlib.suppress(ResourceExhausted):
+            await world.request(tid, STRANGER)
+    await world.code_for(tid)  # the reporter: the 4th of 12
+    for n in range(8):
+        await world.request(tid, f"0812999900{n:02d}")
+    with pytest.raises(ResourceExhausted) as err:
+        await world.request(tid, "orang.lain@contoh.id")
+    assert str(err.value) == (
+        "tracking_id: at most 12 access-code requests per report every 900 s, whatever the "
+        "contact; try again in 900 s"
+    )
+    assert err.value.retry_after_seconds == 900
+    with pytest.raises(ResourceExhausted):
+        await world.request(tid, PHONE)
+    world.clock.advance(timedelta(minutes=15, seconds=1))
+    await world.code_for(tid)
+    assert len(world.sender.sent) == 2
+
+
 async def test_the_code_buys_a_token_the_own_report_calls_accept(world: World) -> None:
     tid = world.confidential(state="resolved", case_seq=1)
-    issued = await world.access.verify_code(tid, await world.code_for(tid))
+    issued = await world.verify(tid, await world.code_for(tid))
     assert issued.expires_at == world.clock.now() + timedelta(minutes=30)
     assert issued.token not in repr(issued)
     assert token_hash(issued.token) in world.tokens.rows  # only the hash is kept
@@ -332,31 +419,29 @@ async def test_the_code_buys_a_token_the_own_report_calls_accept(world: World) -
 async def test_a_code_is_single_use_expires_and_has_bounded_tries(world: World) -> None:
     tid = world.confidential()
     code = await world.code_for(tid)
-    await world.access.verify_code(tid, code)
+    await world.verify(tid, code)
     with pytest.raises(PermissionDenied) as used:
-        await world.access.verify_code(tid, code)
+        await world.verify(tid, code)
     assert str(used.value) == NO_CODE_MATCH
     late = await world.code_for(tid)
     world.clock.advance(timedelta(minutes=10))
     with pytest.raises(PermissionDenied):
-        await world.access.verify_code(tid, late)
-    world.clock.advance(timedelta(minutes=20))  # the failures above leave the window
+        await world.verify(tid, late)
+    world.clock.advance(timedelta(minutes=20))  # the tries above leave the window
     code = await world.code_for(tid)
-    wrong = f"{(int(code) + 1) % 10**6:06d}"
     for _ in range(4):
         with pytest.raises(PermissionDenied):
-            await world.access.verify_code(tid, wrong)
+            await world.verify(tid, other_than(code))
     world.clock.advance(timedelta(minutes=1))
-    await world.access.verify_code(tid, code)  # the 5th try, right: accepted
+    await world.verify(tid, code)  # the 5th try, right: accepted
     world.clock.advance(timedelta(minutes=20))
     code = await world.code_for(tid)
-    wrong = f"{(int(code) + 1) % 10**6:06d}"
     world.access_guard.limit = 100  # the per-code budget alone
     for _ in range(5):
         with pytest.raises(PermissionDenied):
-            await world.access.verify_code(tid, wrong)
+            await world.verify(tid, other_than(code))
     with pytest.raises(PermissionDenied):
-        await world.access.verify_code(tid, code)  # void after 5 tries
+        await world.verify(tid, code)  # void after 5 tries
 
 
 async def test_wrong_follow_up_codes_are_limited_but_never_lock_the_reporter_out(
@@ -396,16 +481,60 @@ async def test_access_codes_count_apart_from_follow_up_codes_and_tokens(world: W
     with pytest.raises(ResourceExhausted):
         await world.reporter.my_report(tid, "WXYZ-WXYZ-WXYZ")
     code = await world.code_for(tid)
-    issued = await world.access.verify_code(tid, code)  # not blocked by the others
+    issued = await world.verify(tid, code)  # not blocked by the others
     assert issued.tracking_id == tid
-    world.access_guard.limit = 2
+    world.access_guard.limit = 3  # the right code above was a try too
     code = await world.code_for(tid)
-    wrong = f"{(int(code) + 1) % 10**6:06d}"
     for _ in range(2):
         with pytest.raises(PermissionDenied):
-            await world.access.verify_code(tid, wrong)
-    with pytest.raises(ResourceExhausted):
-        await world.access.verify_code(tid, code)  # even the right one: 10^6 can be guessed
+            await world.verify(tid, other_than(code))
+    with pytest.raises(ResourceExhausted) as err:
+        await world.verify(tid, code)  # even the right one: 10^6 can be guessed
+    assert str(err.value).startswith(
+        "tracking_id, contact: too many access-code tries for this report and contact "
+        "(at most 3 every 900 s)"
+    )
+
+
+async def test_a_strangers_wrong_codes_neither_use_the_codes_tries_nor_lock_the_reporter_out(
+    world: World,
+) -> None:
+    """The stranger sends codes with another contact until refused, the right code among
+    them: none is tried against the pending code (its tries are intact), they are counted
+    under the stranger's contact, and the reporter's code still opens the report."""
+    tid = world.confidential()
+    code = await world.code_for(tid)
+    for given in [code, *(other_than(code) for _ in range(4))]:  # the right code: not tried
+        with pytest.raises(PermissionDenied) as err:
+            await world.verify(tid, given, STRANGER)
+        assert str(err.value) == NO_CODE_MATCH
+    for _ in range(2):
+        with pytest.raises(ResourceExhausted):
+            await world.verify(tid, other_than(code), STRANGER)
+    with pytest.raises(PermissionDenied):  # another stranger's contact: a count of its own
+        await world.verify(tid, code, "orang.lain@contoh.id")
+    assert world.codes.rows[tid]["tries"] == 5
+    issued = await world.verify(tid, code, "0812 3456 7890")
+    assert issued.tracking_id == tid
+
+
+async def test_a_wrong_contact_gets_the_answer_and_the_path_of_a_wrong_code(
+    world: World,
+) -> None:
+    """The answer does not tell whether the contact was the code's: the same status and
+    message, the same calls to the stores."""
+    tid = world.confidential()  # a phone and an e-mail address: the code goes to the latter
+    code = await world.code_for(tid, EMAIL)
+    answers = []
+    for given, contact in [(code, PHONE), (other_than(code), EMAIL), (code, STRANGER)]:
+        world.calls.log.clear()
+        with pytest.raises(PermissionDenied) as err:
+            await world.verify(tid, given, contact)
+        answers.append((type(err.value), str(err.value), list(world.calls.log)))
+    assert (
+        answers == [(PermissionDenied, NO_CODE_MATCH, ["claim wrong-access", "take_attempt"])] * 3
+    )
+    assert world.codes.rows[tid]["tries"] == 4  # only the try with the code's contact
 
 
 async def test_an_unknown_tracking_id_takes_the_same_path_and_the_same_limit(
@@ -421,7 +550,7 @@ async def test_an_unknown_tracking_id_takes_the_same_path_and_the_same_limit(
             paths[tid].append(list(world.calls.log))
         world.calls.log.clear()
         with pytest.raises(PermissionDenied):
-            await world.access.verify_code(tid, "123456")
+            await world.verify(tid, "123456")
         paths[tid].append(list(world.calls.log))
         for _ in range(3):  # the access code counted apart: 2 + 3 wrong follow-up codes
             with pytest.raises(PermissionDenied):
@@ -431,7 +560,7 @@ async def test_an_unknown_tracking_id_takes_the_same_path_and_the_same_limit(
     assert paths[known] == paths[unknown]
     assert paths[known][0] == ["times wrong", "get", "add wrong"]
     assert paths[known][1] == ["times wrong", "get", "token", "add wrong"]
-    assert paths[known][2] == ["times wrong-access", "take_attempt", "add wrong-access"]
+    assert paths[known][2] == ["claim wrong-access", "take_attempt"]
 
 
 async def test_the_guard_can_be_switched_off(world: World) -> None:
