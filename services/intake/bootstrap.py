@@ -22,6 +22,7 @@ from services.common.runtime import MONGODB_ONLY, ServiceParts
 from services.common.settings import CommonSettings, Env, Secret
 from services.intake import projection
 from services.intake.channel_wiring import ChannelSettings, wire_channels
+from services.intake.evidence_store import BUCKET, neutral_file_names
 from services.intake.grpc_api import IntakeServicer
 from services.intake.handlers import IntakeHandlers
 from services.intake.identity import IdentityCipher
@@ -148,6 +149,11 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         if changed:
             log.info("institution references now kept as keyed hashes", extra={"reports": changed})
 
+    async def neutral_evidence_names() -> None:
+        renamed = await neutral_file_names(db[f"{BUCKET}.files"])
+        if renamed:
+            log.info("evidence files now stored under neutral names", extra={"files": renamed})
+
     async def close() -> None:
         # Before the clients close: the collection sender writes to MongoDB.
         await settle_access_codes(reporter.settle_codes)
@@ -163,6 +169,7 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         startup=[
             store.ensure_indexes,
             hash_plain_references,
+            neutral_evidence_names,
             dead.ensure_indexes,
             *channel_parts.startup,
             *reporter.startup,

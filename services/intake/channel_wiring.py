@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -36,6 +37,9 @@ class ChannelSettings:
     # good). Personal data kept no longer than its purpose needs (UU 27/2022 on personal
     # data protection); the follow-up code still opens the report.
     identity_retention: timedelta = timedelta(days=365)
+    # The backstop: the longest a report keeps its reporter's sealed identity after receipt,
+    # whatever its case's state (one left open for good, or never routed); 0: no backstop.
+    identity_max_age: timedelta = timedelta(days=1095)
 
     @classmethod
     def from_env(cls, env: Env) -> ChannelSettings:
@@ -44,12 +48,14 @@ class ChannelSettings:
             raise SettingsError("LAPOR_ABUSE_HASH_KEY must have at least 32 characters")
         days = env.integer("LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS", 7, low=0, high=3650)
         identity_days = env.integer("LAPOR_INTAKE_IDENTITY_RETENTION_DAYS", 365, low=0, high=36500)
+        max_days = env.integer("LAPOR_INTAKE_IDENTITY_MAX_DAYS", 1095, low=0, high=36500)
         return cls(
             ChannelClients.parse(env.text(SETTING)),
             key,
             RateLimits.from_env(env),
             timedelta(days=days),
             timedelta(days=identity_days),
+            timedelta(days=max_days),
         )
 
 
@@ -75,27 +81,39 @@ def wire_channels(
             except Exception:  # noqa: BLE001 - next round
                 log.warning("could not forget expired dedupe keys, scopes or identities; retrying")
 
-    async def date_undated_closures() -> None:
+    async def date_retention() -> None:
         dated = await store.date_undated_closures(clock.now())
         if dated:
             log.info("closed reports' identity retention counts from now", extra={"reports": dated})
+        dated = await store.date_undated_identities()
+        if dated:
+            log.info("identities' longest keep counts from their receipt", extra={"reports": dated})
 
     return ChannelParts(
         clients=settings.clients,
         hasher=AbuseHasher(settings.abuse_key.reveal().encode()),
         limits=settings.limits,
         limiter=limiter,
-        startup=[limiter.ensure_indexes, date_undated_closures],
+        startup=[limiter.ensure_indexes, date_retention],
         workers=[forget],
     )
 
 
-async def forget_expired(
-    settings: ChannelSettings, store: MongoComplaintStore, clock: Clock
-) -> None:
+class Forgetting(Protocol):
+    """What the forget round needs of the complaint store."""
+
+    async def forget_dedupe_keys(self, before_bucket: int) -> int: ...
+    async def forget_anonymous_scopes(self, received_before: datetime) -> int: ...
+    async def forget_identities(self, closed_before: datetime) -> int: ...
+    async def forget_stale_identities(self, received_before: datetime) -> int: ...
+
+
+async def forget_expired(settings: ChannelSettings, store: Forgetting, clock: Clock) -> None:
     """One round of forgetting what intake keeps only for a while: the keyed contact hashes
     of past dedupe windows, anonymous reports' post or reference scopes, and the sealed
-    identities of reports closed longer than the identity retention. A retention of 0 keeps."""
+    identities (with the post or reference scope and the evidence file names) of reports
+    closed longer than the identity retention, or received longer ago than the identity
+    backstop whatever their state. A retention of 0 keeps."""
     now = clock.now()
     if settings.limits.dedupe_window.total_seconds() > 0:
         await store.forget_dedupe_keys(dedupe_bucket(now, settings.limits.dedupe_window))
@@ -104,5 +122,10 @@ async def forget_expired(
     if settings.identity_retention.total_seconds() > 0:
         erased = await store.forget_identities(now - settings.identity_retention)
         if erased:
-            IDENTITIES_ERASED.inc(erased)
+            IDENTITIES_ERASED.labels(reason="final").inc(erased)
             log.info("sealed identities erased after retention", extra={"reports": erased})
+    if settings.identity_max_age.total_seconds() > 0:
+        erased = await store.forget_stale_identities(now - settings.identity_max_age)
+        if erased:
+            IDENTITIES_ERASED.labels(reason="age").inc(erased)
+            log.info("sealed identities erased after the longest keep", extra={"reports": erased})

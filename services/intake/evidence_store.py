@@ -15,17 +15,24 @@ still pending long after its upload date was never listed (a crash, a lost conne
 sweep (`evidence_sweep.py`) marks it `swept` (one conditional write, so a file finishing at
 that moment either moves its upload date first and is spared, or finds the mark and fails),
 then deletes its chunks, then its files document.
+
+The files document's `filename` is the neutral ``lampiran-<evidence id>.<ext>``
+(`officer_file_name`), never the name the reporter gave the file (which may carry their name
+or number): only the report's listing keeps that, for the reporter, while their identity is
+kept. `neutral_file_names` renames the files stored before this was so, at start.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 
 from bson import ObjectId
 from bson.errors import InvalidId
 from bson.int64 import Int64
 from gridfs import AsyncGridFSBucket
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -38,6 +45,7 @@ from services.intake.evidence import (
     REPORT_CLOSED,
     StoredEvidence,
 )
+from services.intake.officer_evidence_names import PREFIX, officer_file_name
 from services.intake.reporter_rules import EVIDENCE_CLOSED_STATES
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,9 @@ BUCKET = "evidence"
 CHUNK_BYTES = 255 * 1024  # GridFS's default chunk size
 PENDING = "metadata.pending"
 SWEPT = "metadata.swept"
+# A name `officer_file_name` gives: nothing of the reporter's in it.
+NEUTRAL_NAME = re.compile(rf"^{PREFIX}-[0-9a-f]+\.[a-z0-9]+$")
+RENAME_BATCH = 500  # renames per write at start
 
 
 class GridFsEvidenceFile:
@@ -124,6 +135,8 @@ class GridFsEvidenceStore:
     async def create(
         self, tracking_id: str, file_name: str, content_type: str
     ) -> GridFsEvidenceFile:
+        """A new file of `tracking_id`. `file_name`, the reporter's, goes on the listing
+        (`attach`) only: the files document gets the neutral name."""
         file_id = ObjectId()
         await self.files.insert_one(
             {
@@ -131,7 +144,7 @@ class GridFsEvidenceStore:
                 "length": Int64(0),
                 "chunkSize": self._chunk_bytes,
                 "uploadDate": self.clock.now(),
-                "filename": file_name,
+                "filename": officer_file_name(str(file_id), content_type),
                 "metadata": {
                     "tracking_id": tracking_id,
                     "content_type": content_type,
@@ -250,3 +263,27 @@ class GridFsEvidenceStore:
         await self.chunks.delete_many({"files_id": file_id})
         gone = await self.files.delete_one({"_id": file_id})
         return gone.deleted_count == 1
+
+
+async def neutral_file_names(files: AsyncCollection[Doc]) -> int:
+    """Give every file in `files` (``evidence.files``) whose `filename` is not a neutral one
+    (the name its reporter gave it, stored before 2026-11-24) its neutral name. Run at start;
+    idempotent, and a run cut short (the start-up's time limit) is finished by the next.
+    Returns how many files changed."""
+    renamed = 0
+    batch: list[UpdateOne] = []
+    cursor = files.find({"filename": {"$not": NEUTRAL_NAME}}, {"filename": 1, "metadata": 1})
+    async for doc in cursor:
+        content_type = str((doc.get("metadata") or {}).get("content_type", ""))
+        batch.append(
+            UpdateOne(
+                {"_id": doc["_id"], "filename": doc["filename"]},
+                {"$set": {"filename": officer_file_name(str(doc["_id"]), content_type)}},
+            )
+        )
+        if len(batch) == RENAME_BATCH:
+            renamed += (await files.bulk_write(batch, ordered=False)).modified_count
+            batch = []
+    if batch:
+        renamed += (await files.bulk_write(batch, ordered=False)).modified_count
+    return renamed

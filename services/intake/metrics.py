@@ -22,6 +22,11 @@ ACCESS_CODE_SEND_FAILURES = Counter(
 
 IDENTITIES_ERASED = Counter(
     "lapor_intake_identities_erased_total",
-    "Reporters' sealed identities erased once their report had been closed or archived for "
-    "LAPOR_INTAKE_IDENTITY_RETENTION_DAYS",
+    "Reporters' sealed identities erased, by reason: final (the report had been closed or "
+    "archived for LAPOR_INTAKE_IDENTITY_RETENTION_DAYS), age (received "
+    "LAPOR_INTAKE_IDENTITY_MAX_DAYS ago, whatever its state)",
+    ["reason"],
 )
+ERASURE_REASONS = ("final", "age")
+for _reason in ERASURE_REASONS:  # both series exist from the start
+    IDENTITIES_ERASED.labels(reason=_reason)

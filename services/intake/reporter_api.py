@@ -24,6 +24,7 @@ from services.intake.codec import (
 from services.intake.domain import Classification, Privacy, Status
 from services.intake.evidence import EvidenceHandlers, EvidenceHeader
 from services.intake.listing import build_query
+from services.intake.officer_evidence_names import officer_file_name
 from services.intake.reporter import Doc, ReporterActionRecord, ReporterHandlers, credential
 from services.intake.reporter_rules import visible_history
 
@@ -155,7 +156,7 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
         for e in doc.get("evidence", []):
             reply.evidence.add(
                 evidence_id=e["id"],
-                file_name=e["name"],
+                file_name=e.get("name") or officer_file_name(e["id"], e["type"]),  # erased: neutral
                 content_type=e["type"],
                 size_bytes=e["size"],
                 sha256=e["sha256"],

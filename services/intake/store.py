@@ -64,6 +64,16 @@ WRITE_LATENCY = Histogram(
 
 
 FOLLOW_UP_KEEP = 20  # follow-up code hashes kept per report (a retry adds one)
+# When the report received the identity it keeps: present only while ``reporter`` is
+# (sparse index), so the age backstop reads only reports that still keep one.
+IDENTITY_SINCE = "identity_since"
+# Scopes that are keyed hashes of something leading to the reporter (a social-media post, an
+# institution system's record): given up with the identity, or after a while if anonymous.
+TRACE_SCOPES = (POST_SCOPE, REFERENCE_SCOPE, PLAIN_REFERENCE_SCOPE)
+_TRACE = {"$regex": "^(" + "|".join(re.escape(p) for p in TRACE_SCOPES) + ")"}
+# The reporter's own file names on the listing (officers and GridFS get the neutral name).
+_NAMED_EVIDENCE = {"evidence.name": {"$exists": True}}
+_UNNAME_EVIDENCE = {"evidence.$[].name": ""}
 
 
 @dataclass
@@ -97,6 +107,7 @@ class MongoComplaintStore:
         await ensure_queue(self._collection)
         await self._collection.create_index([("region_code", 1), ("received_at", -1)])
         await self._collection.create_index(RETENTION_FROM, sparse=True)
+        await self._collection.create_index(IDENTITY_SINCE, sparse=True)
 
     def start(self) -> None:
         if not self._tasks:
@@ -137,21 +148,30 @@ class MongoComplaintStore:
     async def raise_privacy(
         self, tracking_id: str, current: Privacy, wanted: Privacy, at: datetime
     ) -> bool:
-        change: Doc = {"$set": {"privacy": wanted.value}}
+        event = outbox_update([privacy_raised_event(tracking_id, wanted, at)])
+        attempts: list[tuple[Doc, Doc]] = [({}, {"$set": {"privacy": wanted.value}})]
         if wanted is Privacy.ANONYMOUS:  # anonymous keeps no identity, from now on
-            change = {
-                "$set": {"privacy": wanted.value, "reachable": False},
-                "$unset": {"reporter": ""},
-            }
-        update = merge_updates(
-            change, outbox_update([privacy_raised_event(tracking_id, wanted, at)])
-        )
-        result = await self._collection.update_one(
-            {"_id": tracking_id, "privacy": current.value}, update
-        )
-        if result.modified_count and self._on_stored is not None:
+            kept: Doc = {"$set": {"privacy": wanted.value, "reachable": False}}
+            gone = {"reporter": "", IDENTITY_SINCE: ""}
+            # Nor the names the reporter gave their files. `$[]` needs the array: one write
+            # for a report without evidence, one for a report with (a listing is never
+            # removed, so a report that misses the first is found by the second).
+            attempts = [
+                ({"evidence": {"$exists": False}}, {**kept, "$unset": gone}),
+                ({"evidence": {"$exists": True}}, {**kept, "$unset": {**gone, **_UNNAME_EVIDENCE}}),
+            ]
+        modified = 0
+        for condition, change in attempts:
+            result = await self._collection.update_one(
+                {"_id": tracking_id, "privacy": current.value, **condition},
+                merge_updates(change, event),
+            )
+            modified = result.modified_count
+            if result.matched_count:  # else: changed meanwhile (or the other form)
+                break
+        if modified and self._on_stored is not None:
             self._on_stored()
-        return result.modified_count == 1
+        return modified == 1
 
     async def hash_plain_references(self, reference_key: Callable[[str, str], str]) -> int:
         """Replace the plain institution-system references that reports stored before
@@ -237,13 +257,46 @@ class MongoComplaintStore:
         action, removed here): nothing is left that names or reaches the reporter, who keeps
         the follow-up code. The sparse index holds only reports still waiting, so each round
         reads no more than those. Returns how many identities were erased; idempotent."""
-        due = {RETENTION_FROM: {"$lt": closed_before}}
-        result = await self._collection.update_many(
-            {**due, "reporter": {"$exists": True}},
-            {"$unset": {"reporter": "", RETENTION_FROM: ""}, "$set": {"reachable": False}},
+        return await self._erase({RETENTION_FROM: {"$lt": closed_before}})
+
+    async def forget_stale_identities(self, received_before: datetime) -> int:
+        """The backstop: erase, as `forget_identities` does, the sealed identity of reports
+        received before `received_before`, whatever their case's state (one that never
+        reached a final state, or never had a case). Reads only reports that still keep an
+        identity (``identity_since``, sparse). Returns how many were erased; idempotent."""
+        return await self._erase({IDENTITY_SINCE: {"$lt": received_before}})
+
+    async def _erase(self, due: Doc) -> int:
+        """Erase the identity of the reports matching `due` and what leads back to the
+        reporter with it: the keyed hash of a post or an institution system's reference in
+        the scope (it becomes ``forgotten:<tracking id>``, as an anonymous report's does)
+        and the names the reporter gave their files. A report whose scope a concurrent write
+        kept is left, still due, for the next round. Returns how many identities went."""
+        named = {**due, "reporter": {"$exists": True}}
+        await self._rewrite_scopes(
+            named, TRACE_SCOPES, lambda doc, _value: f"{FORGOTTEN_SCOPE}{doc['_id']}"
         )
-        # Reports without an identity (anonymous, or given up) leave the index too.
-        await self._collection.update_many(due, {"$unset": {RETENTION_FROM: ""}})
+        await self._collection.update_many({**due, **_NAMED_EVIDENCE}, {"$unset": _UNNAME_EVIDENCE})
+        gone = {RETENTION_FROM: "", IDENTITY_SINCE: ""}
+        result = await self._collection.update_many(
+            {**named, "idem": {"$not": _TRACE}},
+            {"$unset": {"reporter": "", **gone}, "$set": {"reachable": False}},
+        )
+        # Reports without an identity (anonymous, or given up) leave the indexes too; an
+        # anonymous report's scope follows LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS.
+        await self._collection.update_many(
+            {**due, "reporter": {"$exists": False}}, {"$unset": gone}
+        )
+        return result.modified_count
+
+    async def date_undated_identities(self) -> int:
+        """Give reports stored before ``identity_since`` existed, and still keeping an
+        identity, that field (their receipt), so the age backstop sees them. Run at start;
+        idempotent. Returns how many reports changed."""
+        result = await self._collection.update_many(
+            {"reporter": {"$exists": True}, IDENTITY_SINCE: {"$exists": False}},
+            [{"$set": {IDENTITY_SINCE: "$received_at"}}],
+        )
         return result.modified_count
 
     async def date_undated_closures(self, now: datetime) -> int:
@@ -308,6 +361,7 @@ class MongoComplaintStore:
         if c.reporter is not None:
             sealed = self._cipher.seal(c.reporter, c.tracking_id)
             doc["reporter"] = {"kid": sealed.key_id, "nonce": sealed.nonce, "ct": sealed.ciphertext}
+            doc[IDENTITY_SINCE] = c.received_at
         return doc
 
     async def earlier(self, c: Complaint, *legacy_scopes: str) -> Stored | None:
