@@ -8,19 +8,14 @@ says what to do with them meanwhile)."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import OperationFailure
 
-from services.common.mongo import Doc
-
-log = logging.getLogger(__name__)
+from services.common.mongo import Doc, ensure_ttl_index
 
 DEFAULT_RETENTION_DAYS = 30
 KEY = "parked_at"
-_INDEX_NOT_FOUND = 27
 
 
 class DeadLetters:
@@ -33,39 +28,9 @@ class DeadLetters:
         self.expire_after_seconds = retention_days * 86400
 
     async def ensure_indexes(self) -> None:
-        """The TTL index on ``parked_at``. An index on the same key with other options (the
-        plain one of earlier versions, or another retention) is changed in place with
-        collMod; a server that refuses that (MongoDB before 5.1 cannot turn a plain index
-        into a TTL one) gets the index dropped and created again."""
-        seconds = self.expire_after_seconds
-        async for index in await self._collection.list_indexes():
-            if dict(index["key"]) != {KEY: 1} or index.get("expireAfterSeconds") == seconds:
-                continue
-            try:
-                await self._retune(index["name"], seconds)
-            except OperationFailure as exc:
-                log.warning(
-                    "collMod refused; dropping and creating the dead-letter TTL index",
-                    extra={"code": exc.code},
-                )
-                try:
-                    await self._collection.drop_index(index["name"])
-                except OperationFailure as dropped:
-                    if dropped.code != _INDEX_NOT_FOUND:  # another replica dropped it first
-                        raise
-            log.info(
-                "dead-letter index now expires entries",
-                extra={"index": index["name"], "expire_after_seconds": seconds},
-            )
-        await self._collection.create_index(KEY, expireAfterSeconds=seconds)
-
-    async def _retune(self, name: str, seconds: int) -> None:
-        await self._collection.database.command(
-            {
-                "collMod": self._collection.name,
-                "index": {"name": name, "expireAfterSeconds": seconds},
-            }
-        )
+        """The TTL index on ``parked_at``; one on the same key with other options (the plain
+        one of earlier versions, or another retention) is changed (`ensure_ttl_index`)."""
+        await ensure_ttl_index(self._collection, KEY, self.expire_after_seconds)
 
     async def park(self, topic: str, value: bytes | None, reason: str) -> None:
         await self._collection.insert_one(

@@ -23,7 +23,8 @@ GRPC_LATENCY = Histogram(
 EVENTS_CONSUMED = Counter(
     "lapor_events_consumed_total",
     "Kafka events consumed, by topic and outcome (applied, duplicate, dead_lettered, ignored, "
-    "deferred: kept until what it applies to is stored)",
+    "deferred: kept until what it applies to is stored, stale: older than the consumer's "
+    "de-duplication records are kept)",
     ["topic", "outcome"],
 )
 EVENT_HANDLING = Histogram(

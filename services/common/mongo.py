@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,12 +15,15 @@ from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
     NetworkTimeout,
+    OperationFailure,
     PyMongoError,
     ServerSelectionTimeoutError,
     WriteConcernError,
 )
 
 from services.common.settings import Secret
+
+log = logging.getLogger(__name__)
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     AutoReconnect,
@@ -159,3 +163,72 @@ async def upsert_racing(write: Callable[[], Awaitable[object]]) -> None:
         await write()
     except DuplicateKeyError:
         await write()
+
+
+_INDEX_NOT_FOUND = 27
+
+
+async def ensure_ttl_index(
+    collection: AsyncCollection[Doc], field: str, seconds: int | None, partial: Doc | None = None
+) -> None:
+    """Let the database delete each document `seconds` after the date in `field` (its TTL
+    monitor runs every minute), only those matching `partial` (a partialFilterExpression)
+    when given; `seconds` None: no TTL index on `field`, an existing one is dropped, so a
+    retention set to "keep" really keeps.
+
+    ``create_index`` refuses an index on the same key with other options, so an index on
+    `field` with another expiry (or none: the plain index of an earlier version) is changed
+    in place with collMod; one with another partial filter, or on a server that refuses
+    collMod (MongoDB before 5.1 cannot turn a plain index into a TTL one), is dropped and
+    created again. Every replica may run this at start at the same time."""
+    async for index in await collection.list_indexes():
+        if dict(index["key"]) != {field: 1}:
+            continue
+        expiry = index.get("expireAfterSeconds")
+        same_partial = (index.get("partialFilterExpression") or {}) == (partial or {})
+        if seconds is None:
+            if expiry is not None:
+                await _drop_index(collection, index["name"])
+                log.info(
+                    "TTL index dropped: documents are kept",
+                    extra={"collection": collection.name, "index": index["name"]},
+                )
+            continue
+        if expiry == seconds and same_partial:
+            continue
+        if same_partial:
+            try:
+                await _retune_ttl(collection, index["name"], seconds)
+            except OperationFailure as exc:
+                log.warning(
+                    "collMod refused; dropping and creating the TTL index",
+                    extra={"collection": collection.name, "code": exc.code},
+                )
+                await _drop_index(collection, index["name"])
+        else:
+            await _drop_index(collection, index["name"])
+        log.info(
+            "index now expires documents",
+            extra={
+                "collection": collection.name,
+                "index": index["name"],
+                "expire_after_seconds": seconds,
+            },
+        )
+    if seconds is not None:
+        options: Doc = {"partialFilterExpression": partial} if partial else {}
+        await collection.create_index(field, expireAfterSeconds=seconds, **options)
+
+
+async def _retune_ttl(collection: AsyncCollection[Doc], name: str, seconds: int) -> None:
+    await collection.database.command(
+        {"collMod": collection.name, "index": {"name": name, "expireAfterSeconds": seconds}}
+    )
+
+
+async def _drop_index(collection: AsyncCollection[Doc], name: str) -> None:
+    try:
+        await collection.drop_index(name)
+    except OperationFailure as exc:
+        if exc.code != _INDEX_NOT_FOUND:  # another replica dropped it first
+            raise

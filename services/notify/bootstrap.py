@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -14,7 +16,7 @@ from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.outbox import OutboxRelay, queue_for
 from services.common.runtime import MONGODB_AND_KAFKA, ServiceParts
-from services.common.settings import CommonSettings, Env
+from services.common.settings import CommonSettings, Env, SettingsError
 from services.notify.handlers import NotifyHandlers
 from services.notify.providers import (
     PROVIDERS,
@@ -24,24 +26,58 @@ from services.notify.providers import (
 )
 
 GROUP = "lapor-notify"
+RECORD_RETENTION = "LAPOR_NOTIFY_RECORD_RETENTION_DAYS"
+INBOX_RETENTION = "LAPOR_NOTIFY_INBOX_RETENTION_DAYS"
+#: The shortest record retention: longer than the escalations topic keeps its events.
+MIN_RECORD_DAYS = 31
+
+
+def _days(days: int) -> timedelta | None:
+    return timedelta(days=days) if days else None  # 0: kept for good
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    provider: str
+    #: How long a sent notification's record is kept, and the age of the oldest event still
+    #: sent (services/notify/handlers.py); None: kept for good.
+    record_retention: timedelta | None
+    #: How long a message stays in the ``collection`` provider's inbox; None: kept for good.
+    inbox_retention: timedelta | None
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> NotifySettings:
+        env = env or Env()
+        records = env.integer(RECORD_RETENTION, 90, low=-(2**31), high=2**31)
+        if records and not MIN_RECORD_DAYS <= records <= 3650:
+            raise SettingsError(
+                f"{RECORD_RETENTION}={records} is outside {MIN_RECORD_DAYS}..3650 "
+                "(0 keeps the records)"
+            )
+        return cls(
+            provider=env.choice("LAPOR_NOTIFY_PROVIDER", PROVIDERS, "collection"),
+            record_retention=_days(records),
+            inbox_retention=_days(env.integer(INBOX_RETENTION, 60, low=0, high=3650)),
+        )
 
 
 def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) -> ServiceParts:
     env = env or Env()
     s = settings or CommonSettings.from_env("notify", env)
-    provider_name = env.choice("LAPOR_NOTIFY_PROVIDER", PROVIDERS, "collection")
+    n = NotifySettings.from_env(env)
     client = create_client(s.mongodb_uri, "lapor-notify")
     db = client[s.mongodb_database]
     notifications = db["notifications"]
-    provider: NotificationProvider = (
-        CollectionProvider(db["inbox"]) if provider_name == "collection" else LogProvider()
-    )
+    inbox = CollectionProvider(db["inbox"], n.inbox_retention)
+    provider: NotificationProvider = inbox if n.provider == "collection" else LogProvider()
     publisher = KafkaPublisher(s.kafka, "lapor-notify")
     # New notifications' events wait in the queue; the in-document outbox still carries
     # those of notifications the previous version left pending (handlers' module docstring).
     relay = OutboxRelay([notifications], publisher, queues=[queue_for(notifications)])
     relay.replay_on_start = s.outbox_replay
-    handlers = NotifyHandlers(notifications, provider, SystemClock(), relay.wake)
+    handlers = NotifyHandlers(
+        notifications, provider, SystemClock(), relay.wake, retention=n.record_retention
+    )
     dead = DeadLetters(db["dead_letters"], s.dead_letter_retention_days)
     consumers: list[EventConsumer[Any]] = [
         EventConsumer(
@@ -84,7 +120,11 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
         db=db,
         publisher=publisher,
         register=register,
-        startup=[handlers.ensure_indexes, dead.ensure_indexes],
+        startup=[
+            handlers.ensure_indexes,
+            dead.ensure_indexes,
+            *([inbox.ensure_indexes] if n.provider == "collection" else []),
+        ],
         workers=[relay.run, *(c.run for c in consumers)],
         close=[close],
         # No API to keep serving: notify's only work is consuming and publishing, so its

@@ -21,13 +21,25 @@ Documents in state "pending" were written by the previous version (record, send,
 and left so by a crash or a rolling upgrade; they take that path: send, then one update
 marks them sent with their event in the document's own outbox (``_outbox``), which the
 relay publishes as before. They are handled before the batch's new notifications.
+
+Records are not kept for good: with a retention R (LAPOR_NOTIFY_RECORD_RETENTION_DAYS), a
+TTL index lets the database delete a record R after it was created, once it is sent and its
+event is no longer waiting in the document (a "pending" one, or one whose event the relay has
+not published yet, stays). Its event in the queue does not depend on it. A record was
+created after its cause happened, so it lives at least until R after the cause; an event
+whose cause is older than R when it is consumed (a redelivery, a redrive, an operator's
+outbox replay) is therefore *stale*: it sends nothing and is counted
+(``lapor_events_consumed_total{outcome="stale"}``), whether its record is still there or
+not, so no reporter hears of an old event twice (given clocks in step: the producers',
+notify's and the database's). The message text is not stored: the provider has it, and
+nothing here reads it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lapor.v1 import common_pb2, events_pb2
@@ -36,7 +48,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from services.common.clock import Clock
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import Doc
+from services.common.mongo import Doc, ensure_ttl_index
 from services.common.outbox import (
     PENDING,
     OutboxMessage,
@@ -82,6 +94,31 @@ def breach_id(event_id: str) -> str:
     return head + breach if breach else event_id
 
 
+#: The records the TTL index may expire: sent, and no event waiting in the document.
+EXPIRING: Doc = {"state": "sent", PENDING: False}
+
+
+def occurred_at(meta: common_pb2.EventMeta) -> datetime | None:
+    """When the event happened (None: the producer did not say)."""
+    return meta.occurred_at.ToDatetime(tzinfo=UTC) if meta.HasField("occurred_at") else None
+
+
+def breach_at(event: events_pb2.SlaEvent) -> datetime | None:
+    """When a breach happened, for the staleness guard: its deadline, the same on every rung
+    of its escalation ladder (the later rungs map onto the first rung's notification, whose
+    record was created after the deadline); the event's own time if that is earlier."""
+    times = [occurred_at(event.meta)]
+    if event.breached.HasField("due_at"):
+        times.append(event.breached.due_at.ToDatetime(tzinfo=UTC))
+    return min((t for t in times if t is not None), default=None)
+
+
+def stale(cause_at: datetime | None, now: datetime, retention: timedelta | None) -> bool:
+    """Whether an event whose cause happened at `cause_at` is older than the records'
+    `retention` (None: records are kept, nothing is stale; so is an undated event)."""
+    return retention is not None and cause_at is not None and now - cause_at > retention
+
+
 @dataclass(frozen=True)
 class Request:
     """One consumed event and what the reporter should hear about it (None: nothing)."""
@@ -90,6 +127,8 @@ class Request:
     tracking_id: str
     cause_event_id: str
     message: domain.Message | None
+    #: When its cause happened (None: not known), for the staleness guard.
+    cause_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -105,11 +144,16 @@ class NotifyHandlers:
     provider: NotificationProvider
     clock: Clock
     on_stored: Callable[[], None] = lambda: None
+    #: How long a sent notification's record is kept, and so the age of the oldest event
+    #: that is still sent (the module docstring); None: kept for good, every event is sent.
+    retention: timedelta | None = None
 
     async def ensure_indexes(self) -> None:
         await ensure_queue(self.notifications)  # new notifications' events wait there
         await self.notifications.create_index(PENDING)  # events of the previous version's path
         await self.notifications.create_index("tracking_id")
+        seconds = int(self.retention.total_seconds()) if self.retention is not None else None
+        await ensure_ttl_index(self.notifications, "created_at", seconds, EXPIRING)
 
     async def notify(self, requests: list[Request]) -> None:
         """Send and store the notifications of one batch (see the module docstring)."""
@@ -118,6 +162,9 @@ class NotifyHandlers:
         for r in requests:
             if r.message is None:
                 EVENTS_CONSUMED.labels(topic=r.topic, outcome="ignored").inc()
+                continue
+            if stale(r.cause_at, now, self.retention):  # its record may have expired
+                EVENTS_CONSUMED.labels(topic=r.topic, outcome="stale").inc()
                 continue
             n = Notification(
                 f"{r.cause_event_id}:{r.message.template}",
@@ -167,7 +214,6 @@ class NotifyHandlers:
                 "_id": n.id,
                 "tracking_id": n.tracking_id,
                 "template": n.template,
-                "text": n.text,
                 "created_at": now,
                 "state": "sent",
                 "sent_at": now,
@@ -194,6 +240,7 @@ class NotifyHandlers:
             event = recorded_event(n, self.provider.name, w.cause_event_id, now)
             update: Any = outbox_update([event])
             update["$set"].update({"state": "sent", "sent_at": now, "provider": self.provider.name})
+            update["$unset"] = {"text": ""}  # the previous version stored the message
             result = await self.notifications.update_one({"_id": n.id, "state": "pending"}, update)
             if result.modified_count:
                 SENT.labels(template=n.template, provider=self.provider.name).inc()
@@ -210,6 +257,7 @@ class NotifyHandlers:
                     d.message.meta.tracking_id,
                     d.message.meta.event_id,
                     domain.forwarded(d.message.meta.tracking_id, d.message.institution.name),
+                    occurred_at(d.message.meta),
                 )
                 for d in deliveries
             ]
@@ -226,8 +274,11 @@ class NotifyHandlers:
             )
             # Every rung of one breach's escalation ladder is one notification for the
             # reporter (the rungs tell officers, not the reporter, something new).
-            cause = breach_id(e.meta.event_id) if e.HasField("breached") else e.meta.event_id
-            requests.append(Request(SLA_EVENTS, e.meta.tracking_id, cause, message))
+            if e.HasField("breached"):
+                cause, cause_at = breach_id(e.meta.event_id), breach_at(e)
+            else:
+                cause, cause_at = e.meta.event_id, occurred_at(e.meta)
+            requests.append(Request(SLA_EVENTS, e.meta.tracking_id, cause, message, cause_at))
         await self.notify(requests)
 
     async def handle_escalation(
@@ -240,6 +291,7 @@ class NotifyHandlers:
                     d.message.meta.tracking_id,
                     d.message.meta.event_id,
                     domain.escalated(d.message.meta.tracking_id),
+                    occurred_at(d.message.meta),
                 )
                 for d in deliveries
             ]
@@ -252,5 +304,9 @@ class NotifyHandlers:
             message = domain.for_case_action(
                 e.meta.tracking_id, e.action, e.institution.name, e.public_note
             )
-            requests.append(Request(CASE_ACTIONS, e.meta.tracking_id, e.meta.event_id, message))
+            requests.append(
+                Request(
+                    CASE_ACTIONS, e.meta.tracking_id, e.meta.event_id, message, occurred_at(e.meta)
+                )
+            )
         await self.notify(requests)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.common.mongo import Doc
+from services.common.mongo import Doc, ensure_ttl_index
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,23 @@ class LogProvider:
 
 
 class CollectionProvider:
-    """Delivers into a MongoDB collection: an inbox the reporter's app or a gateway reads."""
+    """Delivers into a MongoDB collection: an inbox the reporter's app or a gateway reads.
+    With a `retention` (LAPOR_NOTIFY_INBOX_RETENTION_DAYS; None: kept for good) a TTL index
+    lets the database delete each message that long after it was delivered; its id is this
+    provider's de-duplication, so keep it longer than an event can come back."""
 
     name = "collection"
 
-    def __init__(self, collection: AsyncCollection[Doc]) -> None:
+    def __init__(
+        self, collection: AsyncCollection[Doc], retention: timedelta | None = None
+    ) -> None:
         self._collection = collection
+        self.retention = retention
+
+    async def ensure_indexes(self) -> None:
+        keep = self.retention
+        seconds = int(keep.total_seconds()) if keep is not None else None
+        await ensure_ttl_index(self._collection, "delivered_at", seconds)
 
     async def send(self, notification: Notification) -> None:
         await self._collection.update_one(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pymongo.errors import OperationFailure
 
+from services.common import mongo
 from services.common.deadletter import DEFAULT_RETENTION_DAYS, DeadLetters
 
 DAY = 86400
@@ -72,12 +73,12 @@ async def test_a_server_refusing_collmod_gets_the_index_dropped_and_created_agai
 ) -> None:
     """MongoDB before 5.1 cannot turn a plain index into a TTL index with collMod."""
 
-    async def refuse(self: DeadLetters, name: str, seconds: int) -> None:
+    async def refuse(collection: Any, name: str, seconds: int) -> None:
         raise OperationFailure("InvalidOptions", 72, {"code": 72, "codeName": "InvalidOptions"})
 
     collection = db["dead_letters"]
     await collection.create_index("parked_at")
-    monkeypatch.setattr(DeadLetters, "_retune", refuse)
+    monkeypatch.setattr(mongo, "_retune_ttl", refuse)
     await DeadLetters(collection, retention_days=10).ensure_indexes()
     [index] = await parked_at_indexes(collection)
     assert index["expireAfterSeconds"] == 10 * DAY

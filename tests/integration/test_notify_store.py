@@ -1,10 +1,13 @@
 """Notify's handlers against the real database process: a notification is sent, then stored
 as sent with its NotificationRecorded in the outbox queue (one transaction), once; a
-notification the previous version left "pending" goes the old way (in-document outbox)."""
+notification the previous version left "pending" goes the old way (in-document outbox).
+Records and inbox messages expire (TTL indexes) and an event older than the records'
+retention sends nothing (the staleness guard)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,15 +15,18 @@ from lapor.v1 import common_pb2, events_pb2
 from prometheus_client import REGISTRY
 from pymongo.errors import OperationFailure
 
-from services.common.clock import ManualClock
+from services.common.clock import Clock, ManualClock
 from services.common.kafka import Delivery
 from services.common.outbox import OUTBOX, PENDING, PUBLISHED, OutboxRelay, queue_for
+from services.common.settings import Env
 from services.common.topics import (
     CASE_ACTIONS,
     COMPLAINTS_ROUTED,
+    ESCALATIONS,
     NOTIFICATIONS,
     SLA_EVENTS,
 )
+from services.notify.bootstrap import bootstrap
 from services.notify.handlers import NotifyHandlers, breach_id
 from services.notify.providers import CollectionProvider, Notification
 from tests.integration.test_routing_received import QueueRefusing
@@ -44,12 +50,22 @@ class SpyProvider(CollectionProvider):
 
 
 class Setup:
-    def __init__(self, db: Any, provider: SpyProvider | None = None) -> None:
+    def __init__(
+        self,
+        db: Any,
+        provider: SpyProvider | None = None,
+        clock: Clock | None = None,
+        retention: timedelta | None = None,
+    ) -> None:
         self.db = db
         self.provider = provider or SpyProvider(db["inbox"])
         self.stored_calls = 0
         self.handlers = NotifyHandlers(
-            db["notifications"], self.provider, ManualClock(T0), self.on_stored
+            db["notifications"],
+            self.provider,
+            clock or ManualClock(T0),
+            self.on_stored,
+            retention=retention,
         )
         self.publisher = RecordingPublisher()
         self.relay = OutboxRelay(
@@ -119,6 +135,7 @@ async def test_a_routed_event_is_stored_sent_with_its_event_queued_and_published
     [doc] = await s.docs()
     assert doc["_id"] == nid and doc["state"] == "sent" and doc["provider"] == "collection"
     assert doc["tracking_id"] == tid and doc["template"] == "complaint_forwarded"
+    assert "text" not in doc  # the message went to the provider; nothing reads it here
     assert doc[OUTBOX] == [] and doc[PENDING] is False  # nothing for the in-document relay
     assert [e["id"] for e in doc[PUBLISHED]] == [f"{nid}:recorded"]  # kept for replay
     [delivered] = await s.inbox()
@@ -207,7 +224,7 @@ async def test_a_pending_notification_of_the_previous_version_is_sent_and_publis
     await s.handlers.handle_routed([routed(tid)])
 
     [doc] = await s.docs()
-    assert doc["state"] == "sent" and doc[PENDING] is True
+    assert doc["state"] == "sent" and doc[PENDING] is True and "text" not in doc
     assert [e["id"] for e in doc[OUTBOX]] == [f"{nid}:recorded"]
     assert await s.queued() == []  # its event went the old way, into the document
     assert [d["_id"] for d in await s.inbox()] == [nid]
@@ -384,3 +401,186 @@ async def test_a_notification_is_not_stored_sent_when_its_event_cannot_be_queued
     assert [d["_id"] for d in await s.inbox()] == [nid]
     assert [(d["_id"], d["state"]) for d in await s.docs()] == [(nid, "sent")]
     assert [e["id"] for e in await s.queued()] == [f"{nid}:recorded"]
+
+
+RETENTION = timedelta(days=90)
+#: Dates far on either side of the database server's own clock, which its TTL monitor uses.
+LONG_AGO = datetime(2000, 1, 3, tzinfo=UTC)
+FAR_AHEAD = datetime(2100, 1, 4, tzinfo=UTC)
+
+
+def dated(d: Delivery[Any], at: datetime) -> Delivery[Any]:
+    """The delivery with its event's ``meta.occurred_at`` set to `at`."""
+    d.message.meta.occurred_at.FromDatetime(at)
+    return d
+
+
+async def ttl_pass(db: Any) -> None:
+    """One pass of the database's TTL monitor now (it runs every 60 s by itself), through
+    the embedded server's admin command."""
+    await db.client.admin.command("secantusAdmin.pruneTtl")
+
+
+async def ttl_indexes(collection: Any) -> list[dict[str, Any]]:
+    return [dict(i) async for i in await collection.list_indexes() if "expireAfterSeconds" in i]
+
+
+async def test_sent_records_expire_after_the_retention_through_a_partial_ttl_index(
+    db: Any,
+) -> None:
+    await Setup(db, retention=RETENTION).handlers.ensure_indexes()
+    [index] = await ttl_indexes(db["notifications"])
+    assert dict(index["key"]) == {"created_at": 1}
+    assert index["expireAfterSeconds"] == 90 * 86400
+    assert dict(index["partialFilterExpression"]) == {"state": "sent", PENDING: False}
+
+    await Setup(db, retention=timedelta(days=120)).handlers.ensure_indexes()  # changed
+    [index] = await ttl_indexes(db["notifications"])
+    assert index["expireAfterSeconds"] == 120 * 86400
+
+    await Setup(db, retention=None).handlers.ensure_indexes()  # 0: kept for good
+    assert await ttl_indexes(db["notifications"]) == []
+
+
+async def test_the_database_deletes_only_sent_and_published_records_past_the_retention(
+    db: Any,
+) -> None:
+    old = Setup(db, clock=ManualClock(LONG_AGO), retention=RETENTION)
+    await old.handlers.ensure_indexes()
+    sent, pending, unpublished, recent = (uuid.uuid4().hex[:10] for _ in range(4))
+    await old.handlers.handle_routed([dated(routed(sent), LONG_AGO)])  # event in the queue
+    legacy = {"tracking_id": "", "template": "complaint_forwarded", "created_at": LONG_AGO}
+    await db["notifications"].insert_many(  # the previous version's, left pending
+        [
+            {"_id": forwarded_id(pending), **legacy, "state": "pending", PENDING: False},
+            {"_id": forwarded_id(unpublished), **legacy, "state": "pending", PENDING: False},
+        ]
+    )
+    # sent the old way: its event waits in the document for the relay
+    await old.handlers.handle_routed([dated(routed(unpublished), LONG_AGO)])
+    new = Setup(db, clock=ManualClock(FAR_AHEAD), retention=RETENTION)
+    await new.handlers.handle_routed([dated(routed(recent), FAR_AHEAD)])
+
+    await ttl_pass(db)
+
+    kept = [d["_id"] for d in await old.docs()]
+    assert sorted(kept) == sorted(map(forwarded_id, [pending, unpublished, recent]))
+    # the expired record's event does not depend on it: still queued for the relay
+    assert f"{forwarded_id(sent)}:recorded" in [e["id"] for e in await old.queued()]
+
+
+async def test_an_event_older_than_the_retention_sends_nothing_and_is_counted(db: Any) -> None:
+    s = Setup(db, retention=RETENTION)  # now: T0
+    await s.handlers.ensure_indexes()
+    old, edge = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    stale = consumed(COMPLAINTS_ROUTED, "stale")
+
+    await s.handlers.handle_routed(
+        [
+            dated(routed(old), T0 - RETENTION - timedelta(seconds=1)),
+            dated(routed(edge), T0 - RETENTION),  # as old as a record can be: still sent
+        ]
+    )
+
+    assert s.provider.sent == [forwarded_id(edge)]
+    assert consumed(COMPLAINTS_ROUTED, "stale") == stale + 1
+    assert [d["_id"] for d in await s.docs()] == [forwarded_id(edge)]
+    assert [d["_id"] for d in await s.inbox()] == [forwarded_id(edge)]
+    assert [e["key"] for e in await s.queued()] == [edge]
+
+
+def escalation(tid: str) -> Delivery[events_pb2.OmbudsmanEscalation]:
+    message = events_pb2.OmbudsmanEscalation(
+        meta=common_pb2.EventMeta(event_id=f"{tid}:ombudsman:escalation", tracking_id=tid)
+    )
+    return Delivery(message, tid, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("topic", "handle", "event"),
+    [
+        (COMPLAINTS_ROUTED, "handle_routed", routed),
+        (CASE_ACTIONS, "handle_case_actions", lambda tid: action(tid, "resolved")),
+        (ESCALATIONS, "handle_escalation", escalation),
+        (SLA_EVENTS, "handle_sla", lambda tid: breach(tid, "unit", 0)),
+    ],
+)
+async def test_every_topic_is_guarded(db: Any, topic: str, handle: str, event: Any) -> None:
+    s = Setup(db, retention=RETENTION)
+    tid = uuid.uuid4().hex[:10]
+    stale = consumed(topic, "stale")
+    d = dated(event(tid), T0 - RETENTION - timedelta(days=1))
+    if topic == SLA_EVENTS:
+        d.message.breached.due_at.FromDatetime(T0 - RETENTION - timedelta(days=1))
+    await getattr(s.handlers, handle)([d])
+    assert s.provider.sent == [] and await s.docs() == []
+    assert consumed(topic, "stale") == stale + 1
+
+
+async def test_a_breach_is_as_old_as_its_deadline_whatever_rung_brings_it(db: Any) -> None:
+    """The later rungs of a breach map onto its first rung's notification, whose record was
+    created after the deadline: a rung whose deadline is older than the retention is stale
+    however recent the rung itself is."""
+    s = Setup(db, retention=RETENTION)
+    late, recent = f"T-{uuid.uuid4().hex[:8]}", f"T-{uuid.uuid4().hex[:8]}"
+    rung = dated(breach(late, "national_admins", 2), T0 - timedelta(days=10))
+    rung.message.breached.due_at.FromDatetime(T0 - RETENTION - timedelta(days=1))
+    first = dated(breach(recent, "unit", 0), T0 - timedelta(days=80))
+    first.message.breached.due_at.FromDatetime(T0 - timedelta(days=80))
+    stale = consumed(SLA_EVENTS, "stale")
+
+    await s.handlers.handle_sla([rung, first])
+
+    assert s.provider.sent == [f"{recent}:first_response:breach:first_response_overdue"]
+    assert consumed(SLA_EVENTS, "stale") == stale + 1
+
+
+async def test_without_a_retention_records_are_kept_and_old_events_are_sent(db: Any) -> None:
+    s = Setup(db)  # LAPOR_NOTIFY_RECORD_RETENTION_DAYS=0
+    await s.handlers.ensure_indexes()
+    tid = uuid.uuid4().hex[:10]
+    await s.handlers.handle_routed([dated(routed(tid), LONG_AGO)])
+    assert s.provider.sent == [forwarded_id(tid)]
+    assert await ttl_indexes(db["notifications"]) == []
+
+
+async def test_the_inbox_expires_messages_after_its_retention(db: Any) -> None:
+    inbox = CollectionProvider(db["inbox"], timedelta(days=60))
+    await inbox.ensure_indexes()
+    [index] = await ttl_indexes(db["inbox"])
+    assert dict(index["key"]) == {"delivered_at": 1}
+    assert index["expireAfterSeconds"] == 60 * 86400 and "partialFilterExpression" not in index
+    for nid, at in (("old:routed:complaint_forwarded", LONG_AGO), ("new", FAR_AHEAD)):
+        await inbox.send(Notification(nid, "T", "complaint_forwarded", "Laporan T …", at))
+
+    await ttl_pass(db)
+
+    assert [d["_id"] for d in await db["inbox"].find({}).to_list(None)] == ["new"]
+    await CollectionProvider(db["inbox"], None).ensure_indexes()  # 0: kept for good
+    assert await ttl_indexes(db["inbox"]) == []
+
+
+@pytest.mark.parametrize("provider", ["collection", "log"])
+async def test_the_service_starts_with_the_configured_retentions(
+    db: Any, infra: Any, provider: str
+) -> None:
+    env = {
+        "LAPOR_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "LAPOR_MONGODB_URI": infra.mongodb_uri,
+        "LAPOR_MONGODB_DATABASE": db.name,
+        "LAPOR_GRPC_PORT": "0",
+        "LAPOR_METRICS_PORT": "0",
+        "LAPOR_NOTIFY_PROVIDER": provider,
+        "LAPOR_NOTIFY_INBOX_RETENTION_DAYS": "45",
+    }
+    parts = bootstrap(env=Env(env))
+    try:
+        for start in parts.startup:
+            await start()
+    finally:
+        for close in parts.close:
+            await close()
+    [records] = await ttl_indexes(db["notifications"])
+    assert records["expireAfterSeconds"] == 90 * 86400  # the default
+    inbox = [i["expireAfterSeconds"] for i in await ttl_indexes(db["inbox"])]
+    assert inbox == ([45 * 86400] if provider == "collection" else [])
