@@ -15,6 +15,9 @@ from services.sla.domain.clocks import CaseClocks, Clock, Transition
 from services.sla.domain.status import card_facts
 
 OMBUDSMAN_REASON = "unresolved 60 days after receipt (Ombudsman RI takes over)"
+#: The report's title and body (ComplaintReceived), kept only for the Ombudsman's event:
+#: removed when the report is escalated or closed or archived (services/sla/handlers.py).
+CONTENT = "content"
 
 
 def clock_doc(c: Clock) -> Doc:
@@ -125,7 +128,7 @@ def escalation_event(case: CaseClocks, event_id: str, doc: Doc, now: datetime) -
     holder_id, holder_name = case.institution_id, doc.get("institution_name", "")
     top_id = holder_id.split("/", 1)[0]
     is_unit = top_id != holder_id
-    content = doc.get("content", {})
+    content = doc.get(CONTENT, {})
     escalation = events_pb2.OmbudsmanEscalation(
         meta=meta(event_id, case.tracking_id, now),
         institution=common_pb2.Institution(

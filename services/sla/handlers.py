@@ -1,6 +1,7 @@
 """SLA use cases driven by events: start the clocks of a routed report (once), follow a
 different routing decision for it (after a restore of routing's database), keep the report's
-content for the Ombudsman, and move the clocks with every action on the case.
+content for the Ombudsman (until it is escalated, closed or archived), and move the clocks
+with every action on the case.
 
 Every write is a compare-and-set on the document's ``version`` with the events in the same
 write (outbox), and remembers the applied event ids: redeliveries and a second replica are
@@ -41,7 +42,13 @@ from services.common.topics import (
     COMPLAINTS_RECEIVED,
     COMPLAINTS_ROUTED,
 )
-from services.sla.codec import case_fields, case_from_doc, deadlines_pb, deadlines_set_event
+from services.sla.codec import (
+    CONTENT,
+    case_fields,
+    case_from_doc,
+    deadlines_pb,
+    deadlines_set_event,
+)
 from services.sla.domain.actions import Action, ClockError, Rules, apply_action
 from services.sla.domain.clocks import MET, STOPPED, VERIFICATION, CaseClocks, start_clocks
 from services.sla.domain.clocks import Clock as SlaClock
@@ -71,6 +78,12 @@ FIRST_VERSION = 1
 ROUTED_TO = "routed_to"
 ROUTING_AT = "routing_at"
 MAX_CAS_ATTEMPTS = 50
+#: The reports whose content (title and body) is still kept: neither escalated (its event
+#: carried them) nor closed or archived (never escalated any more).
+CONTENT_WANTED: Doc = {
+    "case_state": {"$nin": [s.value for s in FINAL_STATES]},
+    "escalated": {"$ne": True},
+}
 #: Indexes of earlier versions that no query uses any more (dropped at start).
 OBSOLETE_INDEXES = {
     "institution_id_1_next_due_at_1",
@@ -298,22 +311,43 @@ class SlaHandlers:
     async def handle_received(
         self, deliveries: list[Delivery[events_pb2.ComplaintReceived]]
     ) -> None:
-        """Keep title and body for the Ombudsman (never an identity: the event has none)."""
+        """Keep title and body for the Ombudsman (never an identity: the event has none),
+        unless the report no longer needs them: escalated already, or closed or archived
+        (the Ombudsman clock can never fire again; `_actions_update` and the sweep drop them
+        then, and a redelivery or a replay must not bring them back). Such a report's
+        document does not match the upsert's filter, so the upsert answers with a duplicate
+        key; so it does when another writer created the document meanwhile (the routed
+        report, an early action), and then the second try updates it. What is refused twice
+        is counted as "ignored", never retried."""
         ops = [
             UpdateOne(
-                {"_id": d.message.meta.tracking_id},
-                {"$set": {"content": {"title": d.message.title, "body": d.message.body}}},
+                {"_id": d.message.meta.tracking_id, **CONTENT_WANTED},
+                {"$set": {CONTENT: {"title": d.message.title, "body": d.message.body}}},
                 upsert=True,
             )
             for d in deliveries
         ]
-        try:
-            await self.cases.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:  # two upserts racing: the other one won, retry
-            if not duplicate_keys_only(exc):
-                raise
-            await self.cases.bulk_write(ops, ordered=False)
-        EVENTS_CONSUMED.labels(topic=COMPLAINTS_RECEIVED, outcome="applied").inc(len(ops))
+        todo = list(range(len(ops)))
+        for _ in range(2):  # a refused one was created meanwhile (updated now) or is not wanted
+            try:
+                await self.cases.bulk_write([ops[i] for i in todo], ordered=False)
+                todo = []
+            except BulkWriteError as exc:
+                if not duplicate_keys_only(exc):
+                    raise
+                todo = [todo[e["index"]] for e in exc.details["writeErrors"]]
+            if not todo:
+                break
+        for i in todo:
+            log.info(
+                "report content not kept: the report was escalated or is closed or archived",
+                extra={"tracking_id": deliveries[i].message.meta.tracking_id},
+            )
+        EVENTS_CONSUMED.labels(topic=COMPLAINTS_RECEIVED, outcome="applied").inc(
+            len(ops) - len(todo)
+        )
+        if todo:
+            EVENTS_CONSUMED.labels(topic=COMPLAINTS_RECEIVED, outcome="ignored").inc(len(todo))
 
     # -- lapor.cases.actions ---------------------------------------------------------
     async def handle_actions(self, deliveries: list[Delivery[events_pb2.CaseAction]]) -> None:
@@ -410,7 +444,8 @@ class SlaHandlers:
                 **({ROUTING_AT: routing_at} if routing_at is not None else {}),
                 "version": version,
             },
-            "$unset": {"_early": ""},
+            # Closed or archived: the Ombudsman will never need the report's content.
+            "$unset": {"_early": "", **({CONTENT: ""} if case.case_state in FINAL_STATES else {})},
             "$push": {
                 "_applied": {"$each": [m.meta.event_id for m in todo], "$slice": -200},
                 "timeline": {"$each": entries},

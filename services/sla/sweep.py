@@ -35,7 +35,13 @@ from pymongo.asynchronous.collection import AsyncCollection
 from services.common.clock import Clock, doubling, sleep_until_or_stop
 from services.common.mongo import Doc
 from services.common.outbox import OutboxMessage
-from services.sla.codec import case_fields, case_from_doc, transition_entry, transition_event
+from services.sla.codec import (
+    CONTENT,
+    case_fields,
+    case_from_doc,
+    transition_entry,
+    transition_event,
+)
 from services.sla.domain.clocks import OMBUDSMAN, Transition, due_transitions
 from services.sla.domain.policy import Policy
 from services.sla.metrics import (
@@ -157,8 +163,13 @@ def sweep_update(
     update: Doc = {"$set": {**fields, "version": version, **({"swept_by": token} if token else {})}}
     if entries:
         update["$push"] = {"timeline": {"$each": entries}}
+    unset: Doc = {}
     if SWEEP_ERROR in doc:  # set aside before, processed now
-        update["$unset"] = {SWEEP_ERROR: ""}
+        unset[SWEEP_ERROR] = ""
+    if any(t.kind == "escalation" for t in transitions):  # its event above: the only reader
+        unset[CONTENT] = ""
+    if unset:
+        update["$unset"] = unset
     counts = change(doc.get("card"), doc.get("rating"), fields["card"], doc.get("rating"))
     op = UpdateOne({"_id": doc["_id"], "version": doc["version"]}, update)
     return Planned(doc["_id"], op, transitions, events, counts, held)
