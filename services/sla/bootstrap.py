@@ -29,7 +29,7 @@ from services.sla.grpc_api import SlaService
 from services.sla.handlers import SlaHandlers
 from services.sla.lag import watch_lag
 from services.sla.officers import Officers
-from services.sla.relay import SlaRelay
+from services.sla.relay import KEEP_DAYS, SlaRelay
 from services.sla.sweep import Sweeper
 from services.sla.watermark import ActionsWatermark, KafkaOffsetsProbe
 
@@ -46,6 +46,7 @@ class SlaSettings:
     lag_interval: float
     escalation_settle: float
     watermark_interval: float
+    outbox_keep_days: int
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> SlaSettings:
@@ -68,6 +69,7 @@ class SlaSettings:
             watermark_interval=env.number(
                 "LAPOR_SLA_WATERMARK_INTERVAL_SECONDS", 5, low=0.1, high=300
             ),
+            outbox_keep_days=env.integer("LAPOR_SLA_OUTBOX_KEEP_DAYS", KEEP_DAYS, low=1, high=3650),
         )
 
 
@@ -78,7 +80,7 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
     db = client[s.mongodb_database]
     cases = db["clocks"]
     publisher = KafkaPublisher(s.kafka, GROUP)
-    relay = SlaRelay(cases, publisher, batch_size=200)
+    relay = SlaRelay(cases, publisher, batch_size=200, keep_days=settings.outbox_keep_days)
     relay.replay_on_start = s.outbox_replay
     clock = SystemClock()
     rules = Rules(settings.policy, WorkingCalendar.from_policy(settings.policy))

@@ -26,7 +26,7 @@ from services.common.clock import Clock
 from services.common.errors import Unavailable
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import Doc, duplicate_keys_only
+from services.common.mongo import APPLIED_KEEP, Doc, duplicate_keys_only
 from services.common.outbox import (
     PENDING,
     OutboxMessage,
@@ -291,7 +291,7 @@ class SlaHandlers:
                     "version": version,
                 },
                 "$push": {
-                    "_applied": {"$each": [event_id], "$slice": -200},
+                    "_applied": {"$each": [event_id], "$slice": -APPLIED_KEEP},
                     "timeline": {
                         "at": routed_at,
                         "action": "rerouted",
@@ -447,7 +447,7 @@ class SlaHandlers:
             # Closed or archived: the Ombudsman will never need the report's content.
             "$unset": {"_early": "", **({CONTENT: ""} if case.case_state in FINAL_STATES else {})},
             "$push": {
-                "_applied": {"$each": [m.meta.event_id for m in todo], "$slice": -200},
+                "_applied": {"$each": [m.meta.event_id for m in todo], "$slice": -APPLIED_KEEP},
                 "timeline": {"$each": entries},
             },
         }

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.metrics import OUTBOX_OLDEST
-from services.common.mongo import Doc
+from services.common.mongo import Doc, ensure_ttl_index
 from services.common.outbox import (
     OutboxMessage,
     OutboxRelay,
@@ -45,6 +45,8 @@ from services.common.outbox import (
 log = logging.getLogger(__name__)
 
 BATCH_OUTBOX = "sla_outbox"
+#: Days a published batch is kept for a replay (LAPOR_SLA_OUTBOX_KEEP_DAYS): at least the
+#: retention of lapor.escalations, whose events the batches carry (with title and body).
 KEEP_DAYS = 30
 
 
@@ -64,6 +66,7 @@ class SlaRelay:
         batch_size: int = 200,
         batches: int = 20,
         poll_interval: float = 0.5,
+        keep_days: int = KEEP_DAYS,
     ) -> None:
         self.documents = OutboxRelay(
             [cases], publisher, batch_size=batch_size, queues=[queue_for(cases)]
@@ -73,6 +76,7 @@ class SlaRelay:
         self._publisher = publisher
         self._batches = batches
         self._poll_interval = poll_interval
+        self._keep_days = keep_days
         self._wakeup = asyncio.Event()
         self._full = False  # the last round read a full set of batches
         self.replay_on_start = False
@@ -89,7 +93,7 @@ class SlaRelay:
 
     async def ensure_indexes(self) -> None:
         await self.outbox.create_index("pending")
-        await self.outbox.create_index("published_at", expireAfterSeconds=KEEP_DAYS * 86400)
+        await ensure_ttl_index(self.outbox, "published_at", self._keep_days * 86400)
 
     async def relay_batches_once(self) -> int:
         docs = await self.outbox.find({"pending": True}).sort("at", 1).to_list(self._batches)

@@ -76,3 +76,29 @@ async def test_replicas_starting_together_end_with_one_index(db: Any) -> None:
     [index] = await indexes_on(c, "at")
     assert index["expireAfterSeconds"] == 3 * DAY
     assert dict(index["partialFilterExpression"]) == {"done": True}
+
+
+async def test_sla_keeps_published_batches_for_its_setting(db: Any) -> None:
+    """LAPOR_SLA_OUTBOX_KEEP_DAYS: the batches (Ombudsman escalations with title and body)
+    are kept that long for a replay, and a changed setting changes the index at start (a
+    constant used to be written into it, and create_index would refuse another period)."""
+    from services.common.settings import Env, SettingsError
+    from services.sla.bootstrap import SlaSettings
+    from services.sla.relay import BATCH_OUTBOX, SlaRelay
+    from tests.support import RecordingPublisher
+
+    from tests.unit.test_settings import GOOD
+
+    env = {**GOOD, "LAPOR_JWT_KEY": "k" * 32, "LAPOR_JWT_ISSUER": "https://sso.test"}
+    assert SlaSettings.from_env(Env(env)).outbox_keep_days == 30
+    assert (
+        SlaSettings.from_env(Env({**env, "LAPOR_SLA_OUTBOX_KEEP_DAYS": "45"})).outbox_keep_days
+        == 45
+    )
+    with pytest.raises(SettingsError, match="LAPOR_SLA_OUTBOX_KEEP_DAYS"):
+        SlaSettings.from_env(Env({**env, "LAPOR_SLA_OUTBOX_KEEP_DAYS": "0"}))
+
+    for days in (30, 45):
+        await SlaRelay(db["clocks"], RecordingPublisher(), keep_days=days).ensure_indexes()
+        [index] = await indexes_on(db[BATCH_OUTBOX], "published_at")
+        assert index["expireAfterSeconds"] == days * DAY
