@@ -86,7 +86,6 @@ async def test_sla_keeps_published_batches_for_its_setting(db: Any) -> None:
     from services.sla.bootstrap import SlaSettings
     from services.sla.relay import BATCH_OUTBOX, SlaRelay
     from tests.support import RecordingPublisher
-
     from tests.unit.test_settings import GOOD
 
     env = {**GOOD, "LAPOR_JWT_KEY": "k" * 32, "LAPOR_JWT_ISSUER": "https://sso.test"}
