@@ -72,6 +72,11 @@ class ServiceParts:
     # Workers that need MongoDB only (sweeps, cleanups, gauges, reloads): they start once
     # MongoDB is connected and run through a broker outage, also one at startup.
     mongo_workers: list[Worker] = field(default_factory=list)
+    # Data backfills of an upgrade (rewrite what older versions stored): run once in the
+    # background after startup, each retried until it succeeds, never holding readiness
+    # and without startup's time limit (a scan of a national-size collection may take
+    # minutes). Only steps the service serves correctly without.
+    backfills: list[Startup] = field(default_factory=list)
     close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     probe_interval: float = 1.0
     # The dependencies readiness (health "") requires: MONGODB_AND_KAFKA, or MONGODB_ONLY
@@ -144,6 +149,8 @@ class ServiceRuntime:
             return
         for worker in self.parts.mongo_workers:
             self._tasks.append(asyncio.create_task(self._guard(worker)))
+        if self.parts.backfills:
+            self._tasks.append(asyncio.create_task(self._backfill()))
         watching = KAFKA not in self.parts.readiness
         if watching:
             # Serve now: the broker is connected in the background, and the workers (the
@@ -180,6 +187,24 @@ class ServiceRuntime:
                 if await sleep_until_or_stop(self.stop, delay):
                     return
                 delay = min(delay * 2, 3.0)
+
+    async def _backfill(self) -> None:
+        """Run each backfill once, in order, retrying one that fails (doubling pauses)."""
+        for step in self.parts.backfills:
+            name = getattr(step, "__qualname__", "?")
+            delay = 1.0
+            while not self.stop.is_set():
+                try:
+                    await step()
+                    break
+                except Exception as exc:  # noqa: BLE001 - retried
+                    log.warning(
+                        "backfill failed; retrying",
+                        extra={"backfill": name, "error": repr(exc)[:200]},
+                    )
+                    if await sleep_until_or_stop(self.stop, delay):
+                        return
+                    delay = min(delay * 2, 60.0)
 
     async def _guard(self, worker: Worker) -> None:
         """Restart a worker that crashed; a worker returns only when stop is set."""

@@ -168,8 +168,6 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         register=register,
         startup=[
             store.ensure_indexes,
-            hash_plain_references,
-            neutral_evidence_names,
             dead.ensure_indexes,
             *channel_parts.startup,
             *reporter.startup,
@@ -178,6 +176,9 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         workers=[relay.run, *(c.run for c in consumers)],
         # The dedupe-key cleanup and the evidence sweep need MongoDB only.
         mongo_workers=[*channel_parts.workers, *reporter.workers],
+        # Rewrites of what older versions stored; intake serves correctly meanwhile (a retry
+        # also finds a plain reference, earlier(); the others only date or rename).
+        backfills=[hash_plain_references, neutral_evidence_names, *channel_parts.backfills],
         close=[close],
         # Submissions, the reporter's calls and evidence need MongoDB only: their events
         # wait in the outbox while Kafka is away, so a broker outage keeps intake serving.

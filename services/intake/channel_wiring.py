@@ -67,6 +67,7 @@ class ChannelParts:
     limiter: MongoRateLimiter
     startup: list[Startup]
     workers: list[Worker]
+    backfills: list[Startup]
 
 
 def wire_channels(
@@ -94,8 +95,9 @@ def wire_channels(
         hasher=AbuseHasher(settings.abuse_key.reveal().encode()),
         limits=settings.limits,
         limiter=limiter,
-        startup=[limiter.ensure_indexes, date_retention],
+        startup=[limiter.ensure_indexes],
         workers=[forget],
+        backfills=[date_retention],
     )
 
 

@@ -19,7 +19,8 @@ then deletes its chunks, then its files document.
 The files document's `filename` is the neutral ``lampiran-<evidence id>.<ext>``
 (`officer_file_name`), never the name the reporter gave the file (which may carry their name
 or number): only the report's listing keeps that, for the reporter, while their identity is
-kept. `neutral_file_names` renames the files stored before this was so, at start.
+kept. `neutral_file_names` renames the files stored before this was so (a backfill, run in
+the background after start).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ PENDING = "metadata.pending"
 SWEPT = "metadata.swept"
 # A name `officer_file_name` gives: nothing of the reporter's in it.
 NEUTRAL_NAME = re.compile(rf"^{PREFIX}-[0-9a-f]+\.[a-z0-9]+$")
-RENAME_BATCH = 500  # renames per write at start
+RENAME_BATCH = 500  # renames per write
 
 
 class GridFsEvidenceFile:
@@ -267,8 +268,8 @@ class GridFsEvidenceStore:
 
 async def neutral_file_names(files: AsyncCollection[Doc]) -> int:
     """Give every file in `files` (``evidence.files``) whose `filename` is not a neutral one
-    (the name its reporter gave it, stored before 2026-11-24) its neutral name. Run at start;
-    idempotent, and a run cut short (the start-up's time limit) is finished by the next.
+    (the name its reporter gave it, stored before 2026-11-24) its neutral name. A backfill;
+    idempotent, and a run cut short (the process stopping) is finished by the next.
     Returns how many files changed."""
     renamed = 0
     batch: list[UpdateOne] = []

@@ -177,7 +177,8 @@ class MongoComplaintStore:
         """Replace the plain institution-system references that reports stored before
         2026-11-23 keep in their idempotency scope by the keyed hash intake keeps now
         (`reference_key(source_system, reference)`), so a retry of such a report still finds
-        it and the reference is no longer kept. Run at start; idempotent. Returns how many
+        it and the reference is no longer kept. A backfill (run in the background after
+        start; meanwhile `earlier` finds the plain form); idempotent. Returns how many
         reports changed."""
 
         def hashed(_doc: Doc, value: str) -> str:
@@ -291,8 +292,8 @@ class MongoComplaintStore:
 
     async def date_undated_identities(self) -> int:
         """Give reports stored before ``identity_since`` existed, and still keeping an
-        identity, that field (their receipt), so the age backstop sees them. Run at start;
-        idempotent. Returns how many reports changed."""
+        identity, that field (their receipt), so the age backstop sees them. A backfill (run
+        in the background after start); idempotent. Returns how many reports changed."""
         result = await self._collection.update_many(
             {"reporter": {"$exists": True}, IDENTITY_SINCE: {"$exists": False}},
             [{"$set": {IDENTITY_SINCE: "$received_at"}}],
@@ -302,8 +303,8 @@ class MongoComplaintStore:
     async def date_undated_closures(self, now: datetime) -> int:
         """Give reports that reached a final state before ``retention_from`` existed, and
         still keep an identity, that field as of `now`: their retention counts from the
-        upgrade, never shorter than it should. Run at start; idempotent. Returns how many
-        reports changed."""
+        upgrade, never shorter than it should. A backfill (run in the background after
+        start); idempotent. Returns how many reports changed."""
         result = await self._collection.update_many(
             {
                 "state": {"$in": [s.value for s in FINAL_STATES]},

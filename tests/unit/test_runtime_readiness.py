@@ -209,3 +209,35 @@ def test_readiness_names_mongodb_and_at_most_kafka(readiness: frozenset[str]) ->
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_backfills_run_once_in_the_background_and_are_retried() -> None:
+    """An upgrade's backfill (a scan of a large collection) neither holds readiness nor runs
+    under startup's time limit; one that fails is run again until it succeeds, and one that
+    succeeded is not run again."""
+    world = World(MONGODB_ONLY)
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow() -> None:
+        calls.append("slow")
+        await release.wait()
+
+    async def flaky() -> None:
+        calls.append("flaky")
+        if calls.count("flaky") == 1:
+            raise ConnectionError("the database went away")
+
+    world.runtime.parts.backfills = [slow, flaky]
+    task = await running(world)
+
+    async def serving() -> bool:
+        return await world.status() == SERVING
+
+    await world.eventually(serving, "SERVING while a backfill runs")
+    assert calls == ["slow"]
+    release.set()
+    await world.eventually(lambda: _true(calls.count("flaky") == 2), "the failed one again", 10)
+    await asyncio.sleep(0.05)
+    assert calls == ["slow", "flaky", "flaky"]
+    await stopped(world, task)
