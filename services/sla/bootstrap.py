@@ -105,7 +105,7 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
         relay.wake_batches,
         institution_name=institution_name,
         gate=watermark,
-        hold_retry=timedelta(seconds=settings.watermark_interval),
+        hold_retry=timedelta(seconds=max(settings.watermark_interval, 1.0)),
     )
     officers = Officers(cases, rules, directory, clock, relay.wake_documents)
     cards = ReportCards(cases, clock)

@@ -35,6 +35,7 @@ def clock_doc(c: Clock) -> Doc:
         "rungs": c.rungs,
         "next_rung_at": c.next_rung_at,
         "stopped_at": c.stopped_at,
+        **({"grace": c.grace.total_seconds()} if c.grace else {}),
     }
 
 
@@ -53,6 +54,7 @@ def clock_from_doc(c: Doc) -> Clock:
         c.get("rungs", 0),
         c.get("next_rung_at"),
         c.get("stopped_at"),
+        timedelta(seconds=c.get("grace", 0)),
     )
 
 

@@ -77,7 +77,8 @@ def count_transitions(transitions: list[Transition], now: datetime) -> None:
         counter.labels(clock=t.clock).inc()
 
 
-#: A held escalation is tried again after this (the gate probes the broker again then).
+#: A held escalation is tried again after this by default (the service passes its probe
+#: interval, LAPOR_SLA_WATERMARK_INTERVAL_SECONDS, at least 1 s).
 HOLD_RETRY = timedelta(seconds=30)
 #: ``escalate_until`` when the gate lets no escalation through.
 HELD_ALL = datetime.min.replace(tzinfo=UTC)
@@ -131,17 +132,18 @@ def sweep_update(
     events are not put into the document: the sweep stores them in a batch outbox document
     in the same transaction (see services/sla/relay.py).
 
-    `escalate_until`: with the escalation gate (services/sla/watermark.py), the latest
-    Ombudsman deadline sla has heard every action up to (``HELD_ALL``: none). A report whose
-    Ombudsman deadline is later is *held*: its other transitions happen, its Ombudsman
-    clock stays as it was and the report is due again after `hold_retry`. None: no gate."""
+    `escalate_until`: with the escalation gate (services/sla/watermark.py), the time sla
+    has heard every action up to (``HELD_ALL``: nothing). A report whose hand-over time (the
+    Ombudsman deadline plus the hand-over margin, ``Clock.acted_at``) is later is *held*:
+    its other transitions happen, its Ombudsman clock stays as it was and the report is due
+    again after `hold_retry`. None: no gate."""
     case = case_from_doc(doc)
     updated, transitions = due_transitions(case, now, policy.ladder, policy.ladder_interval)
     held = False
     if escalate_until is not None:
         escalation = next((t for t in transitions if t.kind == "escalation"), None)
         original = case.clock(OMBUDSMAN)
-        if escalation is not None and original is not None and escalation.due_at > escalate_until:
+        if escalation is not None and original is not None and original.acted_at > escalate_until:
             held = True
             transitions = [t for t in transitions if t is not escalation]
             updated = updated.with_clock(original)

@@ -15,11 +15,15 @@ has provably heard every action published up to the Ombudsman deadline:
   routing's outbox relay publishes what it held back; a snapshot counts only when the broker
   has been reachable for ``settle`` before it was taken, so that backlog is in it.
 
-A report whose Ombudsman deadline D has passed escalates when heard-until >= D and
-heard-until - reachable-since >= settle; otherwise the sweep holds it (services/sla/sweep.py)
-and tries again. The probe is asked on demand, when an escalation is due and the last
-snapshot does not cover it, and waits briefly for the consumer to commit past it; a
-background loop probes every few seconds so that an outage between escalations is noticed.
+The hand-over of a report whose Ombudsman deadline D has passed is due at D + the policy's
+hand-over margin (``[escalation] handover_margin``): an action routing stored just before D
+is published and applied by then. It happens when heard-until >= D + margin and
+heard-until - reachable-since >= settle; otherwise the sweep holds it
+(services/sla/sweep.py) and tries again. The probe is asked on demand, when a hand-over is
+due and the last snapshot does not cover it, and waits briefly for the consumer to commit
+past it; snapshots it did not confirm in that time are kept and confirmed by later reads (a
+consumer that trails the end offsets by seconds under load still confirms them). A
+background loop probes every few seconds so that an outage between hand-overs is noticed.
 
 What this cannot see: an action routing stored but could not publish because routing itself
 was down, not the broker (its relay publishes it when routing is back). The report card and
@@ -56,7 +60,13 @@ class OffsetsProbe(Protocol):
         """The consumer group's committed offsets (a partition never committed: absent)."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Drop the connection (the next request makes a new one)."""
+        ...
+
+    async def shut(self) -> None:
+        """Close for good (shutdown)."""
+        ...
 
 
 @dataclass
@@ -70,8 +80,11 @@ class KafkaOffsetsProbe:
     topic: str
     timeout: float = 5.0
     _consumer: AIOKafkaConsumer | None = field(default=None, init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
 
     async def _client(self) -> AIOKafkaConsumer:
+        if self._closed:  # shut down: a late probe must not open a client nobody stops
+            raise ConnectionError("the offsets probe is closed")
         if self._consumer is None:
             consumer = AIOKafkaConsumer(
                 group_id=self.group_id,
@@ -125,10 +138,15 @@ class KafkaOffsetsProbe:
             raise
 
     async def close(self) -> None:
+        """Stop the client (a failed request also calls it: the next one opens a new one)."""
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+    async def shut(self) -> None:
+        self._closed = True
+        await self.close()
 
 
 @dataclass
@@ -140,15 +158,19 @@ class ActionsWatermark:
     clock: Clock
     #: How long the broker must have been reachable before a snapshot counts.
     settle: timedelta = timedelta(seconds=30)
-    #: How long ``refresh`` waits for the consumer to commit past a new snapshot.
+    #: How long ``refresh`` waits for the consumer to commit past its snapshots.
     wait: float = 2.0
     poll: float = 0.1
     #: The background probe's period (``watch``).
     interval: float = 5.0
+    #: Snapshots not yet confirmed that are kept (oldest dropped): a consumer that trails the
+    #: end offsets by a few snapshots still confirms them, later.
+    max_pending: int = 64
+    _pending: list[tuple[datetime, dict[int, int]]] = field(default_factory=list, init=False)
     _heard_until: datetime | None = field(default=None, init=False)
     _reachable_since: datetime | None = field(default=None, init=False)
     _down: bool = field(default=False, init=False)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    _inflight: asyncio.Task[datetime | None] | None = field(default=None, init=False, repr=False)
 
     @property
     def heard_until(self) -> datetime | None:
@@ -161,7 +183,8 @@ class ActionsWatermark:
         return self._down
 
     def horizon(self) -> datetime | None:
-        """The latest Ombudsman deadline that may escalate now; None: none may."""
+        """The latest time an Ombudsman hand-over may be due at and happen now (a deadline
+        plus the hand-over margin); None: none may."""
         heard, since = self._heard_until, self._reachable_since
         if heard is None or since is None or heard - since < self.settle:
             return None
@@ -184,40 +207,61 @@ class ActionsWatermark:
             self._reachable_since = at
             BROKER_REACHABLE_SINCE.set(at.timestamp())
 
+    def _confirm(self, committed: dict[int, int]) -> bool:
+        """Confirm the newest pending snapshot the committed offsets cover (and drop the older
+        ones); whether every pending snapshot is confirmed."""
+        covered = [
+            i
+            for i, (_, ends) in enumerate(self._pending)
+            if all(committed.get(p, 0) >= end for p, end in ends.items())
+        ]
+        if covered:
+            taken, _ = self._pending[covered[-1]]
+            del self._pending[: covered[-1] + 1]
+            if self._heard_until is None or taken > self._heard_until:
+                self._heard_until = taken
+                ACTIONS_HEARD_UNTIL.set(taken.timestamp())
+        return not self._pending
+
     async def refresh(self) -> datetime | None:
         """Take a snapshot of the end offsets now and wait (at most ``wait`` seconds) for the
-        consumer group to commit past it; returns the new horizon."""
-        async with self._lock:
-            taken = self.clock.now()
+        consumer group to commit past it, confirming earlier snapshots on the way; returns
+        the new horizon. A refresh already under way is joined, not repeated."""
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.ensure_future(self._refresh())
+        return await asyncio.shield(self._inflight)
+
+    async def _refresh(self) -> datetime | None:
+        taken = self.clock.now()
+        try:
+            ends = await self.probe.ends()
+        except Exception as exc:  # noqa: BLE001 - any failure: the broker is not heard
+            self._unreachable(exc)
+            return self.horizon()
+        self._reachable(taken)
+        self._pending.append((taken, ends))
+        del self._pending[: -self.max_pending]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait
+        while True:
             try:
-                ends = await self.probe.ends()
-            except Exception as exc:  # noqa: BLE001 - any failure: the broker is not heard
+                committed = await self.probe.committed()
+            except Exception as exc:  # noqa: BLE001
                 self._unreachable(exc)
                 return self.horizon()
-            self._reachable(taken)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.wait
-            while True:
-                try:
-                    committed = await self.probe.committed()
-                except Exception as exc:  # noqa: BLE001
-                    self._unreachable(exc)
-                    return self.horizon()
-                if all(committed.get(p, 0) >= end for p, end in ends.items()):
-                    if self._heard_until is None or taken > self._heard_until:
-                        self._heard_until = taken
-                        ACTIONS_HEARD_UNTIL.set(taken.timestamp())
-                    break
-                if loop.time() >= deadline:
-                    break
-                await asyncio.sleep(self.poll)
-            return self.horizon()
+            if self._confirm(committed) or loop.time() >= deadline:
+                return self.horizon()
+            await asyncio.sleep(self.poll)
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Probe every ``interval``: notices an outage even when no escalation is due, and
         keeps the snapshot fresh."""
-        while not stop.is_set():
-            await self.refresh()
-            if await sleep_until_or_stop(stop, self.interval):
-                break
-        await self.probe.close()
+        try:
+            while not stop.is_set():
+                await self.refresh()
+                if await sleep_until_or_stop(stop, self.interval):
+                    break
+        finally:
+            if self._inflight is not None and not self._inflight.done():
+                self._inflight.cancel()
+            await self.probe.shut()

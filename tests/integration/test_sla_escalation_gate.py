@@ -45,10 +45,12 @@ def escalations(events: list[dict[str, Any]]) -> list[str]:
 
 
 class World:
-    def __init__(self, db: Any, kafka: KafkaSettings, settle: float = 0) -> None:
+    def __init__(
+        self, db: Any, kafka: KafkaSettings, settle: float = 0, policy: str = POLICY
+    ) -> None:
         self.db, self.kafka = db, kafka
         self.probes: list[KafkaOffsetsProbe] = []
-        self.policy = parse_policy(POLICY, Path("."))
+        self.policy = parse_policy(policy, Path("."))
         self.clock = ManualClock(T0)
         self.handlers = SlaHandlers(db["clocks"], Rules(self.policy, WorkingCalendar()), self.clock)
         self.topic = f"it.actions.{uuid.uuid4().hex[:8]}"
@@ -119,8 +121,8 @@ class World:
 async def worlds(db: Any, kafka_settings: KafkaSettings) -> AsyncIterator[Callable[..., World]]:
     made: list[World] = []
 
-    def make(settle: float = 0) -> World:
-        made.append(World(db, kafka_settings, settle))
+    def make(settle: float = 0, policy: str = POLICY) -> World:
+        made.append(World(db, kafka_settings, settle, policy))
         return made[-1]
 
     yield make
@@ -218,3 +220,35 @@ async def test_an_unreachable_broker_holds_every_escalation(
     assert escalations(await swept_events(db, [tid])) == []
     # and the other clocks' breaches were not held with it
     assert any(e["id"] == f"{tid}:first_response:breach" for e in await swept_events(db, [tid]))
+
+
+async def test_an_action_published_within_the_hand_over_margin_is_heard_first(
+    db: Any, worlds: Callable[..., World]
+) -> None:
+    """A resolution routing stored just before the deadline but published after it (its
+    relay was slow): without a margin a sweep right after the deadline has heard everything
+    published so far and hands the report over; with the margin (60 s here) the hand-over is
+    decided only once everything published up to then is applied, the resolution with it."""
+    margined = POLICY.replace(
+        'ladder_interval = "10s"', 'ladder_interval = "10s"\nhandover_margin = "60s"'
+    )
+    w = worlds(policy=margined)
+    tid = await w.routed()
+    await w.sweep_at(OMBUDSMAN_DUE + 1)  # right after the deadline: nothing decided yet
+    clock = await ombudsman(db, tid)
+    assert clock["state"] == "running" and clock["grace"] == 60
+    assert clock["doc"]["next_due_at"] == T0 + timedelta(seconds=OMBUDSMAN_DUE + 60)
+
+    resolved = action(tid, "resolved", OMBUDSMAN_DUE - 1, to_state="resolved")
+    await w.consume(w.publish(resolved))  # published (and heard) after the deadline
+    await w.sweep_at(OMBUDSMAN_DUE + 60)
+
+    clock = await ombudsman(db, tid)
+    assert clock["state"] == "met" and not clock["doc"]["escalated"]
+    assert escalations(await swept_events(db, [tid])) == []
+
+    # The same late publication without a margin: handed over before it was heard.
+    w0 = worlds()
+    tid0 = await w0.routed()
+    await w0.sweep_at(OMBUDSMAN_DUE + 1)
+    assert escalations(await swept_events(db, [tid0])) == [f"{tid0}:ombudsman:escalation"]

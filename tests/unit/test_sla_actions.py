@@ -386,3 +386,44 @@ def test_extension_of_a_deadline_passed_but_not_yet_swept_is_refused(
     paused = act(case, rules, "info_requested", 10)
     longer = extend_resolution(paused, timedelta(seconds=5), s(55), rules)  # paused: not passed
     assert clock(longer, RESOLUTION).extensions == 1
+
+
+def test_resolved_after_the_ombudsman_deadline_is_still_handed_over(
+    policy: Policy, rules: Rules
+) -> None:
+    """Unresolved at the deadline (POLICY: 1000 s) is what the law hands over: a resolution
+    after it, within the hand-over margin or heard late, leaves the Ombudsman clock running;
+    one made in time stops it."""
+    late = act(routed(policy), rules, "resolved", 1001, to_state="resolved")
+    assert clock(late, RESOLUTION).state == MET
+    assert clock(late, OMBUDSMAN).state == RUNNING
+    _, events = due_transitions(late, s(1001), policy.ladder, policy.ladder_interval)
+    assert ("escalation", f"{TID}:ombudsman:escalation") in [
+        (t.kind, t.event_id(TID)) for t in events
+    ]
+    in_time = act(routed(policy), rules, "resolved", 1000, to_state="resolved")
+    assert clock(in_time, OMBUDSMAN).state == MET
+
+
+def test_the_hand_over_waits_for_the_margin_after_the_deadline() -> None:
+    """[escalation] handover_margin: the Ombudsman clock is acted on that long after its
+    deadline (routing's last actions before it are published and heard by then); the
+    escalation still names the deadline."""
+    margined = parse_policy(
+        POLICY.replace(
+            'ladder_interval = "10s"', 'ladder_interval = "10s"\nhandover_margin = "60s"'
+        ),
+        Path("."),
+    )
+    assert margined.handover_margin == timedelta(seconds=60)
+    case = routed(margined)
+    ombudsman = clock(case, OMBUDSMAN)
+    assert (ombudsman.due_at, ombudsman.next_at) == (s(1000), s(1060))
+    # the other clocks are not affected
+    assert clock(case, FIRST_RESPONSE).grace == timedelta(0)
+    case, _ = due_transitions(case, s(999), margined.ladder, margined.ladder_interval)
+    _, events = due_transitions(case, s(1059), margined.ladder, margined.ladder_interval)
+    assert "escalation" not in [t.kind for t in events]
+    _, events = due_transitions(case, s(1060), margined.ladder, margined.ladder_interval)
+    [escalation] = [t for t in events if t.kind == "escalation"]
+    assert escalation.due_at == escalation.point == s(1000)

@@ -5,6 +5,7 @@ real broker in tests/integration/test_sla_escalation_gate.py."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from services.common.clock import ManualClock
@@ -34,6 +35,9 @@ class Probe:
         return dict(self.done)
 
     async def close(self) -> None:
+        pass
+
+    async def shut(self) -> None:
         pass
 
 
@@ -121,3 +125,34 @@ async def test_a_failed_probe_is_known_until_one_succeeds() -> None:
     probe.down = False
     await g.refresh()
     assert not g.known_unreachable
+
+
+async def test_a_consumer_trailing_by_a_snapshot_still_confirms_it_later() -> None:
+    """Under steady load the consumer commits behind the newest end offsets: a snapshot it
+    had not reached within the wait stays pending and is confirmed by a later read."""
+    probe, clock = Probe(), ManualClock(T0)
+    g = gate(probe, clock)
+    for step in range(1, 6):
+        probe.done = dict(probe.end)  # the consumer reaches the previous snapshot's ends
+        probe.end = {0: 10 * step, 1: 5 * step}  # while more is published
+        clock.advance(timedelta(seconds=5))
+        await g.refresh()
+    # Each refresh confirmed the one before it: heard up to the snapshot 5 s ago.
+    assert g.heard_until == T0 + timedelta(seconds=20)
+
+
+async def test_concurrent_refreshes_share_one_probe() -> None:
+    probe, clock = Probe(), ManualClock(T0)
+    calls = 0
+    original = probe.ends
+
+    async def counted() -> dict[int, int]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return await original()
+
+    probe.ends = counted  # type: ignore[method-assign]
+    g = gate(probe, clock)
+    results = await asyncio.gather(g.refresh(), g.refresh(), g.refresh())
+    assert calls == 1 and results == [T0, T0, T0]

@@ -151,7 +151,13 @@ def apply_action(case: CaseClocks, action: Action, rules: Rules) -> CaseClocks:
         case = _resume(case, at, rules)
     elif name == "resolved":
         case = _close_all_pauses(replace(case, info_pending=False), at)
-        case = _stop_named(case, (RESOLUTION, OMBUDSMAN), at, met=True)
+        # Resolved after the Ombudsman's deadline (within the hand-over margin, or heard
+        # late): the report was unresolved at 60 days, so its Ombudsman clock runs on to the
+        # hand-over. Resolved in time, it stops.
+        ombudsman = case.clock(OMBUDSMAN)
+        passed = ombudsman is not None and ombudsman.state in (RUNNING, WARNED)
+        passed = passed and ombudsman is not None and ombudsman.due_at < at
+        case = _stop_named(case, (RESOLUTION,) if passed else (RESOLUTION, OMBUDSMAN), at, met=True)
         auto = new_clock(
             AUTO_CLOSE, "auto_close", at, rules.policy, rules.calendar, case.timezone, warns=False
         )

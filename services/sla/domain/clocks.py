@@ -47,6 +47,14 @@ class Clock:
     rungs: int = 0  # ladder rungs emitted since the breach
     next_rung_at: datetime | None = None
     stopped_at: datetime | None = None
+    #: Time after the deadline before it is acted on: the Ombudsman clock's hand-over margin
+    #: (Policy.handover_margin); 0 for every other clock.
+    grace: timedelta = timedelta(0)
+
+    @property
+    def acted_at(self) -> datetime:
+        """When the deadline is acted on (the sweep's breach or escalation)."""
+        return self.due_at + self.grace
 
     @property
     def paused(self) -> bool:
@@ -57,9 +65,9 @@ class Clock:
         if self.paused or self.stopped_at is not None:
             return None
         if self.state == RUNNING:
-            return self.warn_at or self.due_at
+            return self.warn_at or self.acted_at
         if self.state == WARNED:
-            return self.due_at
+            return self.acted_at
         if self.state == BREACHED:
             return self.next_rung_at
         return None
@@ -138,7 +146,8 @@ def new_clock(
     )
     due = calendar.deadline(start, spec, timezone)
     warn = warning_at(start, due, policy.warning_fraction) if warns else None
-    return Clock(name, start, due, warn, RUNNING, policy_key, cycle=cycle)
+    grace = policy.handover_margin if policy_key == "escalation.ombudsman" else timedelta(0)
+    return Clock(name, start, due, warn, RUNNING, policy_key, cycle=cycle, grace=grace)
 
 
 def start_clocks(
@@ -202,7 +211,7 @@ def due_transitions(
                 )
             )
             current = replace(current, state=WARNED)
-        if current.state in (RUNNING, WARNED) and current.due_at <= now:
+        if current.state in (RUNNING, WARNED) and current.acted_at <= now:
             if current.name == OMBUDSMAN:
                 transitions.append(
                     Transition(

@@ -100,6 +100,11 @@ class Policy:
     #: Time a breached clock stays at one rung of the ladder before going one up (None: the
     #: breach reaches the first rung only).
     ladder_interval: timedelta | None = None
+    #: Time after the Ombudsman deadline before the hand-over is decided (0: at the deadline):
+    #: an action routing stored just before the deadline is published and applied by then
+    #: (services/sla/watermark.py checks that every action published before the deadline
+    #: plus this margin has been applied).
+    handover_margin: timedelta = timedelta(0)
 
     def clock(self, name: str) -> ClockPolicy:
         try:
@@ -344,7 +349,7 @@ class _Parser:
             data,
             ("escalation",),
             required=("ombudsman_after", "days", "ladder"),
-            optional=("ladder_interval",),
+            optional=("ladder_interval", "handover_margin"),
         )
         escalation_after = ClockPolicy(
             name=ESCALATION_CLOCK,
@@ -355,6 +360,9 @@ class _Parser:
         ladder_interval = None
         if "ladder_interval" in esc:
             ladder_interval = self.duration(esc, ("escalation", "ladder_interval"))
+        handover_margin = timedelta(0)
+        if "handover_margin" in esc:
+            handover_margin = self.duration(esc, ("escalation", "handover_margin"))
 
         ext = self.table(data, ("extension",), required=("max_count", "max_fraction"))
         max_count = ext["max_count"]
@@ -374,6 +382,7 @@ class _Parser:
             extension_max_fraction=max_fraction,
             extra_holidays_file=extra_file,
             ladder_interval=ladder_interval,
+            handover_margin=handover_margin,
         )
 
     def parse_clocks(self, data: Mapping[str, Any]) -> dict[str, ClockPolicy]:
