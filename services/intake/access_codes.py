@@ -10,9 +10,12 @@ stored with it (confidential and public reports; anonymous ones keep none):
    goes out through the ``CodeSender`` port, in the background so that the reply takes as
    long whether or not a code was sent. The code is stored with the keyed hash of the
    contact it was sent to. The reply never tells whether the contact matched or the report
-   exists. Requests are limited per tracking id and contact (its keyed hash), so requests
-   with a stranger's contact never use up the reporter's, and per tracking id overall at
-   ``REPORT_REQUESTS_FACTOR`` times that.
+   exists. Requests are limited per tracking id and contact (its keyed hash), so a
+   stranger's contact uses up its own count only, and per tracking id overall at
+   ``REPORT_REQUESTS_FACTOR`` times that (a request refused for its contact is not counted
+   there): requests with that many contacts or more use up the report's limit, and every
+   contact is refused, the reporter's too, until the window moves on (sparing theirs would
+   tell which contact is the reporter's).
 2. ``VerifyAccessCode(tracking_id, contact, code)``: the code is tried only when the
    contact's keyed hash is the one stored with the pending code (a wrong contact uses none
    of its tries, and gets the same answer as a wrong code); each try takes one attempt of

@@ -20,7 +20,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.common.mongo import Doc, upsert_racing
+from services.common.mongo import Doc, ensure_ttl_index, upsert_racing
 from services.intake.access_codes import AccessCodeMessage, AccessSettings, WebhookSettings
 from services.intake.access_webhook import WebhookCodeSender
 
@@ -34,7 +34,9 @@ DECOY = "decoy:"  # ids of the decoy writes (a tracking id never starts so)
 
 
 async def _expire_at_expires_at(collection: AsyncCollection[Doc], after: int = 0) -> None:
-    await collection.create_index("expires_at", expireAfterSeconds=after)
+    # The shared helper: an index of an earlier version with another period is changed in
+    # place, where create_index would refuse it and keep intake from starting.
+    await ensure_ttl_index(collection, "expires_at", after)
 
 
 class MongoAccessCodes:

@@ -22,7 +22,7 @@ from services.common.runtime import MONGODB_ONLY, ServiceParts
 from services.common.settings import CommonSettings, Env, Secret
 from services.intake import projection
 from services.intake.channel_wiring import ChannelSettings, wire_channels
-from services.intake.evidence_store import BUCKET, neutral_file_names
+from services.intake.evidence_store import BUCKET, drop_unkept_file_names, neutral_file_names
 from services.intake.grpc_api import IntakeServicer
 from services.intake.handlers import IntakeHandlers
 from services.intake.identity import IdentityCipher
@@ -154,6 +154,14 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         if renamed:
             log.info("evidence files now stored under neutral names", extra={"files": renamed})
 
+    async def unkept_evidence_names() -> None:
+        dropped = await drop_unkept_file_names(complaints)
+        if dropped:
+            log.info(
+                "file names dropped from reports that keep no identity",
+                extra={"reports": dropped},
+            )
+
     async def close() -> None:
         # Before the clients close: the collection sender writes to MongoDB.
         await settle_access_codes(reporter.settle_codes)
@@ -178,7 +186,12 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         mongo_workers=[*channel_parts.workers, *reporter.workers],
         # Rewrites of what older versions stored; intake serves correctly meanwhile (a retry
         # also finds a plain reference, earlier(); the others only date or rename).
-        backfills=[hash_plain_references, neutral_evidence_names, *channel_parts.backfills],
+        backfills=[
+            hash_plain_references,
+            neutral_evidence_names,
+            unkept_evidence_names,
+            *channel_parts.backfills,
+        ],
         close=[close],
         # Submissions, the reporter's calls and evidence need MongoDB only: their events
         # wait in the outbox while Kafka is away, so a broker outage keeps intake serving.

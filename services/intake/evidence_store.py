@@ -164,10 +164,13 @@ class GridFsEvidenceStore:
     ) -> int:
         """List the file on its report in one conditional write: the report open, its bytes
         within `max_report_bytes` and fewer than `max_files` files listed (the array has no
-        element at index max_files - 1), so parallel uploads cannot pass either limit."""
-        entry = {
+        element at index max_files - 1), so parallel uploads cannot pass either limit.
+
+        The reporter's own file name goes on the listing only while the report keeps their
+        identity (``reporter``): an anonymous report, or one whose identity was erased or
+        given up, lists the file without it (the reporter then sees the neutral name)."""
+        entry: Doc = {
             "id": item.evidence_id,
-            "name": item.file_name,
             "type": item.content_type,
             "size": item.size_bytes,
             "sha256": item.sha256,
@@ -181,12 +184,22 @@ class GridFsEvidenceStore:
         }
         if max_files is not None:
             condition[f"evidence.{max_files - 1}"] = {"$exists": False}
-        doc = await self._complaints.find_one_and_update(
-            condition,
-            {"$push": {"evidence": entry}, "$inc": {"evidence_bytes": item.size_bytes}},
-            projection={"evidence_bytes": 1},
-            return_document=True,
-        )
+        # Decided in the write itself. An identity can only go, never come back, so a
+        # report that misses the first form (its identity went meanwhile) takes the second.
+        forms = [
+            ({"reporter": {"$exists": True}}, {**entry, "name": item.file_name}),
+            ({"reporter": {"$exists": False}}, entry),
+        ]
+        doc = None
+        for identity, listed in forms:
+            doc = await self._complaints.find_one_and_update(
+                {**condition, **identity},
+                {"$push": {"evidence": listed}, "$inc": {"evidence_bytes": item.size_bytes}},
+                projection={"evidence_bytes": 1},
+                return_document=True,
+            )
+            if doc is not None:
+                break
         if doc is not None:
             await self._settled(item.evidence_id)
             return int(doc["evidence_bytes"])
@@ -288,3 +301,15 @@ async def neutral_file_names(files: AsyncCollection[Doc]) -> int:
     if batch:
         renamed += (await files.bulk_write(batch, ordered=False)).modified_count
     return renamed
+
+
+async def drop_unkept_file_names(complaints: AsyncCollection[Doc]) -> int:
+    """Remove the names reporters gave their files from the listings of reports that keep
+    no identity (anonymous, or erased or given up), which versions before 2026-11-24 kept
+    there for files uploaded to such a report. A backfill; idempotent. Returns how many
+    reports changed."""
+    result = await complaints.update_many(
+        {"reporter": {"$exists": False}, "evidence.name": {"$exists": True}},
+        {"$unset": {"evidence.$[].name": ""}},
+    )
+    return result.modified_count

@@ -217,8 +217,9 @@ async def _none() -> None:
 def _legacy_scopes(cmd: SubmitComplaint) -> tuple[str, ...]:
     """Where an intake before 2026-11-23 stored the same request: an institution system's
     reference in plain text. During a rolling upgrade an old pod may still store that form
-    (the start-up step hashes it when an intake starts next), and a retry reaching a new pod
-    must find it. Looked up, never stored."""
+    (the backfill `hash_plain_references`, run in the background after an intake's next
+    start, hashes it), and a retry reaching a new pod must find it. Looked up, never
+    stored."""
     origin = cmd.institution
     if cmd.channel is not Channel.INSTITUTION_SYSTEM or origin is None:
         return ()

@@ -277,18 +277,27 @@ class MongoComplaintStore:
         await self._rewrite_scopes(
             named, TRACE_SCOPES, lambda doc, _value: f"{FORGOTTEN_SCOPE}{doc['_id']}"
         )
-        await self._collection.update_many({**due, **_NAMED_EVIDENCE}, {"$unset": _UNNAME_EVIDENCE})
         gone = {RETENTION_FROM: "", IDENTITY_SINCE: ""}
-        result = await self._collection.update_many(
-            {**named, "idem": {"$not": _TRACE}},
-            {"$unset": {"reporter": "", **gone}, "$set": {"reachable": False}},
-        )
-        # Reports without an identity (anonymous, or given up) leave the indexes too; an
-        # anonymous report's scope follows LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS.
+        erasable = {**named, "idem": {"$not": _TRACE}}
+        # The identity and the file names in one write per report (an upload between two
+        # writes would list its name on a report that no longer keeps the identity, and
+        # `attach` names files only while it does). `$[]` needs the array: two forms.
+        erased = 0
+        for evidence, names in (({"$exists": True}, _UNNAME_EVIDENCE), ({"$exists": False}, {})):
+            result = await self._collection.update_many(
+                {**erasable, "evidence": evidence},
+                {"$unset": {"reporter": "", **gone, **names}, "$set": {"reachable": False}},
+            )
+            erased += result.modified_count
+        # Reports without an identity (anonymous, or given up) lose any names older versions
+        # listed and leave the indexes too; an anonymous report's scope follows
+        # LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS.
+        nameless = {**due, "reporter": {"$exists": False}}
         await self._collection.update_many(
-            {**due, "reporter": {"$exists": False}}, {"$unset": gone}
+            {**nameless, **_NAMED_EVIDENCE}, {"$unset": {**_UNNAME_EVIDENCE, **gone}}
         )
-        return result.modified_count
+        await self._collection.update_many(nameless, {"$unset": gone})
+        return erased
 
     async def date_undated_identities(self) -> int:
         """Give reports stored before ``identity_since`` existed, and still keeping an
@@ -372,8 +381,8 @@ class MongoComplaintStore:
         `legacy_scopes`: where an earlier intake version stored the same request. An
         institution system's reference was kept in plain text before 2026-11-23
         (``institution_system:ref:<source>:<reference>``); during a rolling upgrade an old
-        pod still stores that form while new pods look up the keyed hash, and the start-up
-        step (`hash_plain_references`) hashes it only when an intake starts next."""
+        pod still stores that form while new pods look up the keyed hash, and the backfill
+        (`hash_plain_references`) hashes it only after an intake's next start."""
         existing = await self._same_scope(c, legacy_scopes)
         same_request = existing is not None
         if existing is None and c.dedupe_keys:
@@ -393,7 +402,7 @@ class MongoComplaintStore:
             {"idem": {"$in": [*legacy_scopes, c.idempotency_scope]}}, {**_STORED_FIELDS, "idem": 1}
         ).to_list(None)
         # Both (a retry stored twice while old and new versions ran side by side): the one
-        # under the current scope, which keeps it when the start-up step gives the other's up.
+        # under the current scope, which keeps it when the backfill gives the other's up.
         current = [d for d in found if c.idempotency_scope in _values(d["idem"])]
         return next(iter(current or found), None)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,8 @@ from services.notify.providers import (
     LogProvider,
     NotificationProvider,
 )
+
+log = logging.getLogger(__name__)
 
 GROUP = "lapor-notify"
 RECORD_RETENTION = "LAPOR_NOTIFY_RECORD_RETENTION_DAYS"
@@ -112,6 +115,11 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     def register(server: grpc.aio.Server) -> list[str]:
         return []
 
+    async def drop_message_texts() -> None:
+        changed = await handlers.drop_message_texts()
+        if changed:
+            log.info("notification records now hold no message text", extra={"records": changed})
+
     async def close() -> None:
         await client.close()
 
@@ -126,6 +134,8 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
             *([inbox.ensure_indexes] if n.provider == "collection" else []),
         ],
         workers=[relay.run, *(c.run for c in consumers)],
+        # The records of older versions keep the message text until this has run.
+        backfills=[drop_message_texts],
         close=[close],
         # No API to keep serving: notify's only work is consuming and publishing, so its
         # readiness says whether it can do that work.

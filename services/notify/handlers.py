@@ -32,7 +32,8 @@ outbox replay) is therefore *stale*: it sends nothing and is counted
 (``lapor_events_consumed_total{outcome="stale"}``), whether its record is still there or
 not, so no reporter hears of an old event twice (given clocks in step: the producers',
 notify's and the database's). The message text is not stored: the provider has it, and
-nothing here reads it.
+nothing here reads it; the records of versions before 2026-11-24, which did store it, lose
+it in a backfill (`drop_message_texts`).
 """
 
 from __future__ import annotations
@@ -154,6 +155,17 @@ class NotifyHandlers:
         await self.notifications.create_index("tracking_id")
         seconds = int(self.retention.total_seconds()) if self.retention is not None else None
         await ensure_ttl_index(self.notifications, "created_at", seconds, EXPIRING)
+
+    async def drop_message_texts(self) -> int:
+        """Remove the message text from the records that still hold it (stored by versions
+        before 2026-11-24, sent or left pending: nothing reads it, the pending path sends
+        the text made from the event). A backfill; idempotent. A record an older pod stores
+        during a rolling upgrade, after this ran, keeps its text until the next start (or
+        its expiry). Returns how many records changed."""
+        result = await self.notifications.update_many(
+            {"text": {"$exists": True}}, {"$unset": {"text": ""}}
+        )
+        return result.modified_count
 
     async def notify(self, requests: list[Request]) -> None:
         """Send and store the notifications of one batch (see the module docstring)."""

@@ -98,12 +98,16 @@ async def test_report_limit_is_enforced_by_the_listing_write(db: Any) -> None:
 
 async def test_officers_never_get_the_name_the_reporter_gave_the_file(db: Any) -> None:
     handlers, _ = await setup(db, EvidenceLimits(max_file_bytes=1_000_000))
+    await db["complaints"].update_one(  # a report keeping its reporter's (sealed) identity
+        {"_id": "7K3M-9QX2-DAC"},
+        {"$set": {"privacy": "confidential", "reporter": {"kid": "k1", "nonce": b"n", "ct": b"c"}}},
+    )
     name = "Surat_Kuasa_Budi_Santoso_081234567890.pdf"
     header = EvidenceHeader("7K3M-9QX2-DAC", CODE, name, "application/pdf")
     stored = await handlers.upload(header, chunks(PDF))
     assert stored.file_name == name  # the reporter's receipt
     doc = await db["complaints"].find_one({"_id": "7K3M-9QX2-DAC"})
-    assert doc["evidence"][0]["name"] == name  # kept for GetMyReport
+    assert doc["evidence"][0]["name"] == name  # kept for GetMyReport, with the identity
 
     officers = OfficerEvidence(
         MongoEvidenceCatalog(db, db["complaints"]),

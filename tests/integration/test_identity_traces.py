@@ -1,8 +1,9 @@
 """What leads back to a reporter goes with their identity, against the real database
 process: the keyed hash of a social-media post or an institution system's reference in the
 report's scope, and the names the reporter gave their evidence files (never in GridFS, gone
-from the listing at erasure and at a raise to anonymous). And the backstop: an identity is
-erased LAPOR_INTAKE_IDENTITY_MAX_DAYS after receipt whatever the report's state."""
+from the listing at erasure and at a raise to anonymous, never listed on a report that keeps
+no identity). And the backstop: an identity is erased LAPOR_INTAKE_IDENTITY_MAX_DAYS after
+receipt whatever the report's state."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ from services.intake.channel_wiring import forget_expired
 from services.intake.channels import POST_SCOPE, reference_scope
 from services.intake.domain import Channel, InstitutionOrigin, Privacy, receive
 from services.intake.evidence import EvidenceHandlers, EvidenceHeader, EvidenceLimits
-from services.intake.evidence_store import GridFsEvidenceStore, neutral_file_names
+from services.intake.evidence_store import (
+    GridFsEvidenceStore,
+    drop_unkept_file_names,
+    neutral_file_names,
+)
 from services.intake.followup import hash_follow_up_code
 from services.intake.reporter import ReporterHandlers
 from services.intake.reporter_api import ReporterServicer
@@ -169,7 +174,7 @@ async def test_gridfs_never_keeps_the_name_the_reporter_gave_a_file(db: Any) -> 
     await store.close()
 
 
-async def test_files_stored_under_the_reporters_name_are_renamed_at_start(db: Any) -> None:
+async def test_files_stored_under_the_reporters_name_get_neutral_names(db: Any) -> None:
     files = db["evidence.files"]
     ids = [ObjectId() for _ in range(4)]
     names = [NAME, "lampiran-Budi.jpg", f"lampiran-{ids[2]}.pdf", "IMG_0001.HEIC"]
@@ -234,6 +239,67 @@ async def test_raising_to_anonymous_drops_the_file_names_too(db: Any) -> None:
         assert len(raised) == 1  # one write took the raise
     assert len(kept[named]["evidence"]) == 1 and "evidence" not in kept[bare]
     await store.close()
+
+
+async def test_a_report_without_an_identity_lists_new_uploads_without_their_names(
+    db: Any,
+) -> None:
+    """Anonymous from the start, raised to anonymous, or erased by the longest keep while
+    still open: a file uploaded after that is listed without the name the reporter gave
+    it, and the reporter sees the neutral one. A report keeping its identity keeps it."""
+    store = await make_store(db)
+    complaints = db["complaints"]
+    reporter, evidence = reporter_side(db)
+    anonymous = await add(store, replace(WEB, privacy=Privacy.ANONYMOUS))
+    raised = await add(store, WEB)
+    assert await store.raise_privacy(raised, Privacy.CONFIDENTIAL, Privacy.ANONYMOUS, T0)
+    backstopped = await add(store, WEB)
+    named = await add(store, WEB, at=T0 + timedelta(days=700))
+    settings = replace(SETTINGS, identity_max_age=timedelta(days=1095))
+    await forget_expired(settings, store, ManualClock(T0 + timedelta(days=1096)))
+    assert "reporter" not in await complaints.find_one({"_id": backstopped})
+
+    ids = {tid: await upload(db, evidence, tid) for tid in (anonymous, raised, backstopped)}
+    await upload(db, evidence, named)
+    kept = await docs(complaints)
+    servicer = ReporterServicer(reporter, evidence)
+    for tid, evidence_id in ids.items():
+        [listed] = kept[tid]["evidence"]
+        assert listed["id"] == evidence_id and "name" not in listed
+        assert "Budi" not in repr(kept[tid])
+        request = reporter_pb2.GetMyReportRequest(tracking_id=tid, follow_up_code=CODE)
+        mine = await servicer.GetMyReport(request, None)  # type: ignore[arg-type]
+        assert [e.file_name for e in mine.evidence] == [f"lampiran-{evidence_id}.pdf"]
+    assert [e["name"] for e in kept[named]["evidence"]] == [NAME]
+    await store.close()
+
+
+async def test_names_older_versions_listed_on_reports_without_an_identity_are_removed(
+    db: Any,
+) -> None:
+    complaints = db["complaints"]
+    listing = [{"id": "e1", "name": NAME, "type": "application/pdf", "size": 1}]
+    await complaints.insert_many(
+        [
+            {"_id": "ANON", "privacy": "anonymous", "evidence": listing},
+            {"_id": "ERASED", "privacy": "confidential", "evidence": listing},
+            {
+                "_id": "KEPT",
+                "privacy": "confidential",
+                "reporter": {"ct": b"x"},
+                "evidence": listing,
+            },
+            {"_id": "BARE", "privacy": "anonymous"},
+            {"_id": "EMPTY", "privacy": "anonymous", "evidence": []},
+        ]
+    )
+    assert await drop_unkept_file_names(complaints) == 2
+    assert await drop_unkept_file_names(complaints) == 0  # idempotent
+    kept = await docs(complaints)
+    for tid in ("ANON", "ERASED"):
+        assert kept[tid]["evidence"] == [{"id": "e1", "type": "application/pdf", "size": 1}]
+    assert kept["KEPT"]["evidence"] == listing
+    assert "evidence" not in kept["BARE"] and kept["EMPTY"]["evidence"] == []
 
 
 async def test_an_identity_goes_the_longest_keep_after_receipt_whatever_the_state(

@@ -152,12 +152,12 @@ async def test_retries_racing_a_copy_of_the_text_get_no_code_through_it(db: obje
     await store.close()
 
 
-async def test_plain_institution_references_of_older_reports_are_hashed_at_start(
+async def test_plain_institution_references_of_older_reports_are_hashed(
     db: object,
 ) -> None:
     """Reports stored before references were hashed keep `institution_system:ref:<source>:
-    <reference>` in their scope: the start-up step replaces it by the keyed hash, after
-    which a retry of such a report (hashed scope) still finds it."""
+    <reference>` in their scope: the backfill replaces it by the keyed hash, after which a
+    retry of such a report (hashed scope) still finds it."""
     store = await make_store(db)
     hasher = AbuseHasher(b"k" * 32)
     complaints = db["complaints"]  # type: ignore[index]
@@ -219,12 +219,12 @@ async def test_anonymous_reports_give_up_scopes_that_lead_to_the_reporter(db: ob
     await store.close()
 
 
-async def test_a_plain_reference_whose_hash_another_report_holds_does_not_stop_the_start(
+async def test_a_plain_reference_whose_hash_another_report_holds_gives_its_scope_up(
     db: object,
 ) -> None:
     """During a rolling upgrade an old pod stored the reference in plain text and a retry on
-    a new pod stored a second report under its hash: the start-up step gives the first
-    report's scope up instead of failing on the unique index at every start."""
+    a new pod stored a second report under its hash: the backfill gives the first report's
+    scope up instead of failing on the unique index at every retry."""
     store = await make_store(db)
     hasher = AbuseHasher(b"k" * 32)
     complaints = db["complaints"]  # type: ignore[index]
@@ -295,7 +295,7 @@ async def test_a_report_stored_under_both_forms_is_answered_by_the_hashed_one(
     db: object,
 ) -> None:
     """A retry stored twice while old and new pods ran side by side: later retries get the
-    report under the hash, the one that keeps its scope when the start-up step runs."""
+    report under the hash, the one that keeps its scope when the backfill runs."""
     store = await make_store(db)
     hasher = AbuseHasher(b"k" * 32)
     complaints = db["complaints"]  # type: ignore[index]

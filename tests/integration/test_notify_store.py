@@ -245,6 +245,33 @@ async def test_a_pending_notification_of_the_previous_version_is_sent_and_publis
     assert await s.docs() == [doc]
 
 
+async def test_records_of_the_previous_version_lose_their_message_text(db: Any) -> None:
+    """The backfill: sent and pending records of the previous version held the message text;
+    after it none does, and a pending one is still sent and marked as before."""
+    s = Setup(db)
+    await s.handlers.ensure_indexes()
+    sent, pending, new = (uuid.uuid4().hex[:10] for _ in range(3))
+    legacy = {"template": "complaint_forwarded", "text": "Laporan … Dinas PUPR", "created_at": T0}
+    await db["notifications"].insert_many(
+        [
+            {"_id": forwarded_id(sent), "tracking_id": sent, **legacy, "state": "sent"},
+            {"_id": forwarded_id(pending), "tracking_id": pending, **legacy, "state": "pending"},
+        ]
+    )
+    await s.handlers.handle_routed([routed(new)])  # this version's: no text to drop
+
+    assert await s.handlers.drop_message_texts() == 2
+    assert await s.handlers.drop_message_texts() == 0  # idempotent
+    docs = {d["_id"]: d for d in await s.docs()}
+    assert sorted(docs) == sorted(map(forwarded_id, [sent, pending, new]))
+    assert all("text" not in d for d in docs.values())
+    assert docs[forwarded_id(sent)]["state"] == "sent"
+
+    await s.handlers.handle_routed([routed(pending)])
+    assert (await db["notifications"].find_one({"_id": forwarded_id(pending)}))["state"] == "sent"
+    assert s.provider.sent == [forwarded_id(new), forwarded_id(pending)]
+
+
 async def test_a_failing_provider_leaves_nothing_stored_and_the_redelivery_sends_once(
     db: Any,
 ) -> None:
@@ -561,7 +588,7 @@ async def test_the_inbox_expires_messages_after_its_retention(db: Any) -> None:
 
 
 @pytest.mark.parametrize("provider", ["collection", "log"])
-async def test_the_service_starts_with_the_configured_retentions(
+async def test_the_service_starts_with_the_configured_retentions_and_its_backfill(
     db: Any, infra: Any, provider: str
 ) -> None:
     env = {
@@ -573,10 +600,15 @@ async def test_the_service_starts_with_the_configured_retentions(
         "LAPOR_NOTIFY_PROVIDER": provider,
         "LAPOR_NOTIFY_INBOX_RETENTION_DAYS": "45",
     }
+    await db["notifications"].insert_one(  # a record of the previous version
+        {"_id": "old:routed:complaint_forwarded", "state": "sent", "text": "Laporan …"}
+    )
     parts = bootstrap(env=Env(env))
     try:
         for start in parts.startup:
             await start()
+        for backfill in parts.backfills:
+            await backfill()
     finally:
         for close in parts.close:
             await close()
@@ -584,3 +616,4 @@ async def test_the_service_starts_with_the_configured_retentions(
     assert records["expireAfterSeconds"] == 90 * 86400  # the default
     inbox = [i["expireAfterSeconds"] for i in await ttl_indexes(db["inbox"])]
     assert inbox == ([45 * 86400] if provider == "collection" else [])
+    assert await db["notifications"].count_documents({"text": {"$exists": True}}) == 0

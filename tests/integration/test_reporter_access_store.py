@@ -144,6 +144,21 @@ async def test_every_collection_expires_its_documents(db: Any) -> None:
         assert [i["key"] for i in ttl] == [[("expires_at", 1)]], name
 
 
+async def test_an_expiry_of_an_earlier_version_is_changed_in_place(db: Any) -> None:
+    """The periods are constants: one changed in a later version must not stop intake at
+    start (create_index refuses the same key with another expiry)."""
+    await db[INBOX].create_index("expires_at", expireAfterSeconds=3600)
+    await db[CODES].create_index("expires_at", expireAfterSeconds=60)
+    await CollectionCodeSender(db[INBOX]).ensure_indexes()
+    await MongoAccessCodes(db[CODES]).ensure_indexes()
+    for name, seconds in ((INBOX, CollectionCodeSender.KEEP_SECONDS), (CODES, 0)):
+        info = await db[name].index_information()
+        ttl = [i for i in info.values() if "expireAfterSeconds" in i]
+        assert [(i["key"], i["expireAfterSeconds"]) for i in ttl] == [
+            ([("expires_at", 1)], seconds)
+        ], name
+
+
 async def test_the_collection_sender_keeps_the_code_and_the_contacts_keyed_hash(
     db: Any,
 ) -> None:
