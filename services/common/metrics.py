@@ -53,6 +53,12 @@ DEPENDENCY_UP = Gauge(
     "lapor_dependency_up", "1 when the dependency answered the last health probe", ["dependency"]
 )
 SERVING = Gauge("lapor_serving", "1 when the service reports SERVING on grpc.health.v1")
+BACKFILL_PENDING = Gauge(
+    "lapor_backfill_pending",
+    "1 while an upgrade's data backfill has not yet succeeded in this process (retried), 0 once "
+    "it has",
+    ["backfill"],
+)
 
 
 def start_metrics_server(port: int, host: str = "0.0.0.0") -> int:

@@ -37,7 +37,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.clock import sleep_until_or_stop
 from services.common.kafka import KafkaPublisher
 from services.common.logging import configure_logging
-from services.common.metrics import DEPENDENCY_UP, SERVING, start_metrics_server
+from services.common.metrics import (
+    BACKFILL_PENDING,
+    DEPENDENCY_UP,
+    SERVING,
+    start_metrics_server,
+)
 from services.common.mongo import Doc, ping
 from services.common.settings import CommonSettings, SettingsError
 
@@ -189,22 +194,28 @@ class ServiceRuntime:
                 delay = min(delay * 2, 3.0)
 
     async def _backfill(self) -> None:
-        """Run each backfill once, in order, retrying one that fails (doubling pauses)."""
-        for step in self.parts.backfills:
-            name = getattr(step, "__qualname__", "?")
-            delay = 1.0
-            while not self.stop.is_set():
+        """Run each backfill until it succeeds: one round tries every pending one in order,
+        so one that keeps failing does not hold the others back; then a pause (doubling up to
+        a minute) before the next round. ``lapor_backfill_pending`` shows what is left."""
+        pending = list(self.parts.backfills)
+        for step in pending:
+            BACKFILL_PENDING.labels(backfill=_name(step)).set(1)
+        delay = 1.0
+        while pending and not self.stop.is_set():
+            for step in list(pending):
                 try:
                     await step()
-                    break
-                except Exception as exc:  # noqa: BLE001 - retried
+                except Exception as exc:  # noqa: BLE001 - retried next round
                     log.warning(
                         "backfill failed; retrying",
-                        extra={"backfill": name, "error": repr(exc)[:200]},
+                        extra={"backfill": _name(step), "error": repr(exc)[:200]},
                     )
-                    if await sleep_until_or_stop(self.stop, delay):
-                        return
-                    delay = min(delay * 2, 60.0)
+                    continue
+                pending.remove(step)
+                BACKFILL_PENDING.labels(backfill=_name(step)).set(0)
+            if pending and await sleep_until_or_stop(self.stop, delay):
+                return
+            delay = min(delay * 2, 60.0)
 
     async def _guard(self, worker: Worker) -> None:
         """Restart a worker that crashed; a worker returns only when stop is set."""
@@ -301,3 +312,8 @@ def run(service: str, parts_factory: Callable[[], ServiceParts]) -> None:
     # Shutting down already: a repeated SIGTERM must not cut the interpreter's exit short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _name(step: Callable[..., object]) -> str:
+    """A backfill's name for logs and metrics: its function's name."""
+    return getattr(step, "__name__", "?")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from services.sla.domain.actions import Rules
 from services.sla.domain.calendar import WorkingCalendar
 from services.sla.domain.policy import Policy, PolicyError, default_policy_path, load_policy
 from services.sla.grpc_api import SlaService
-from services.sla.handlers import SlaHandlers
+from services.sla.handlers import SlaHandlers, drop_unneeded_content
 from services.sla.lag import watch_lag
 from services.sla.officers import Officers
 from services.sla.relay import KEEP_DAYS, SlaRelay
@@ -34,6 +35,7 @@ from services.sla.sweep import Sweeper
 from services.sla.watermark import ActionsWatermark, KafkaOffsetsProbe
 
 GROUP = "lapor-sla"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,14 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
             s.kafka, GROUP, tuple(c.topic for c in consumers), stop, settings.lag_interval
         )
 
+    async def unneeded_content() -> None:
+        dropped = await drop_unneeded_content(cases)
+        if dropped:
+            log.info(
+                "report content dropped from handed-over or closed reports",
+                extra={"reports": dropped},
+            )
+
     async def close() -> None:
         await client.close()
 
@@ -169,6 +179,7 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
         # not be escalated on a stale clock. The report-card gauges read MongoDB only.
         workers=[relay.run, *(c.run for c in consumers), sweeps, lag, watermark.watch],
         mongo_workers=[gauges],
+        backfills=[unneeded_content],
         close=[close],
         # SlaService reads and writes MongoDB only (extensions' events go out through the
         # outbox): a broker outage keeps it serving.

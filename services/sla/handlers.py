@@ -502,3 +502,17 @@ def _add_deadlines_set(
 
 def _deadlines(case: CaseClocks) -> list[tuple[str, int, str]]:
     return [(d.clock, d.due_at.seconds, d.state) for d in deadlines_pb(case)]
+
+
+async def drop_unneeded_content(cases: AsyncCollection[Doc]) -> int:
+    """Remove the report's title and body from reports escalated, closed or archived before
+    sla dropped them itself (2026-11-24): only the Ombudsman's event needed them. A backfill
+    (run in the background after start); idempotent. Returns how many reports changed."""
+    result = await cases.update_many(
+        {
+            CONTENT: {"$exists": True},
+            "$or": [{"escalated": True}, {"case_state": {"$in": [s.value for s in FINAL_STATES]}}],
+        },
+        {"$unset": {CONTENT: ""}},
+    )
+    return result.modified_count

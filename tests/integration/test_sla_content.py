@@ -208,3 +208,25 @@ async def test_an_upsert_refused_once_is_tried_once_more(parts: Any, db: Any) ->
     assert raced.writes == 2
     assert (await stored(db, tid))["content"] == {"title": "T", "body": "B"}
     assert (consumed("applied"), consumed("ignored")) == (applied + 1, ignored)
+
+
+async def test_a_backfill_drops_the_content_older_versions_kept(parts: Any, db: Any) -> None:
+    """Reports escalated, closed or archived before sla dropped their content itself lose it
+    in the backfill; open ones keep it (the Ombudsman's event may still need it)."""
+    from services.sla.handlers import drop_unneeded_content
+
+    handlers, *_ = parts
+    tids = [uuid.uuid4().hex[:8] for _ in range(4)]
+    for tid in tids:
+        await handlers.handle_routed([delivery(routed(tid))])
+        await handlers.handle_received([received(tid)])
+    escalated, closed, archived, open_ = tids
+    # As an older version left them: final or escalated, content still there.
+    await db["clocks"].update_one({"_id": escalated}, {"$set": {"escalated": True}})
+    await db["clocks"].update_one({"_id": closed}, {"$set": {"case_state": "closed"}})
+    await db["clocks"].update_one({"_id": archived}, {"$set": {"case_state": "archived"}})
+
+    assert await drop_unneeded_content(db["clocks"]) == 3
+    assert await drop_unneeded_content(db["clocks"]) == 0  # idempotent
+    kept = {d["_id"] async for d in db["clocks"].find({"content": {"$exists": True}})}
+    assert kept & set(tids) == {open_}

@@ -241,3 +241,30 @@ async def test_backfills_run_once_in_the_background_and_are_retried() -> None:
     await asyncio.sleep(0.05)
     assert calls == ["slow", "flaky", "flaky"]
     await stopped(world, task)
+
+
+async def test_a_failing_backfill_does_not_hold_back_the_next() -> None:
+    world = World(MONGODB_ONLY)
+    broken = True
+    done: list[str] = []
+
+    async def first_backfill() -> None:
+        if broken:
+            raise ValueError("a record it cannot read")
+        done.append("first")
+
+    async def second_backfill() -> None:
+        done.append("second")
+
+    world.runtime.parts.backfills = [first_backfill, second_backfill]
+    task = await running(world)
+
+    def pending(name: str) -> float | None:
+        return REGISTRY.get_sample_value("lapor_backfill_pending", {"backfill": name})
+
+    await world.eventually(lambda: _true(done == ["second"]), "the second ran")
+    assert (pending("first_backfill"), pending("second_backfill")) == (1, 0)
+    broken = False
+    await world.eventually(lambda: _true(done == ["second", "first"]), "the first again", 10)
+    assert pending("first_backfill") == 0
+    await stopped(world, task)
