@@ -145,13 +145,20 @@ def changed_rules(directory: Directory) -> RuleSet:
     return RuleSet.parse({"version": "2026-12-01.1", "rule": [rule]}, directory)
 
 
-async def test_a_complaint_routed_again_after_a_restore_reaches_the_reporter_once(
-    db: Any,
-) -> None:
+async def fresh(db: Any) -> tuple[Routing, Downstream, str]:
+    """Routing and what consumes its events, on one database, and a new report's id that
+    intake's view already holds (received)."""
     routing, downstream = Routing(db), Downstream(db)
     await routing.handlers.ensure_indexes()
     tid = uuid.uuid4().hex[:10]
     await downstream.start(tid)
+    return routing, downstream, tid
+
+
+async def test_a_complaint_routed_again_after_a_restore_reaches_the_reporter_once(
+    db: Any,
+) -> None:
+    routing, downstream, tid = await fresh(db)
     backup = await routing.backup()  # T: before the complaint was received
 
     await routing.handlers.handle_received([received(tid)])
@@ -183,10 +190,7 @@ async def test_a_complaint_routed_elsewhere_after_a_restore_reaches_the_reporter
 ) -> None:
     """The rules changed between the first routing and the restore: the new decision is a
     new event, so the reporter is told the new institution and the view follows it."""
-    routing, downstream = Routing(db), Downstream(db)
-    await routing.handlers.ensure_indexes()
-    tid = uuid.uuid4().hex[:10]
-    await downstream.start(tid)
+    routing, downstream, tid = await fresh(db)
     backup = await routing.backup()
 
     await routing.handlers.handle_received([received(tid)])
@@ -214,10 +218,7 @@ async def test_a_holder_changed_by_a_restore_reaches_the_view_through_the_next_a
     """Once the view holds a case state (here from a privacy raise), a late ComplaintRouted
     no longer moves its holder; the reporter's action applied again after the restore, now
     on a case held by another institution, is a new CaseAction and moves it."""
-    routing, downstream = Routing(db), Downstream(db)
-    await routing.handlers.ensure_indexes()
-    tid = uuid.uuid4().hex[:10]
-    await downstream.start(tid)
+    routing, downstream, tid = await fresh(db)
     backup = await routing.backup()
 
     await routing.handlers.handle_received([received(tid)])
@@ -247,10 +248,7 @@ async def test_a_case_action_applied_again_after_a_restore_reaches_the_reporter_
     """The report was resolved at T; after T the reporter confirmed it (or sla's auto-close
     closed it). Restored to T, routing applies that event again: the same closure, the same
     CaseAction, one "closed" message and one history line."""
-    routing, downstream = Routing(db), Downstream(db)
-    await routing.handlers.ensure_indexes()
-    tid = uuid.uuid4().hex[:10]
-    await downstream.start(tid)
+    routing, downstream, tid = await fresh(db)
     await routing.handlers.handle_received([received(tid)])
     await routing.actions.act(None, tid, Command("accepted", Role.OFFICER))
     await routing.actions.act(None, tid, Command("resolved", Role.OFFICER, text="Selesai."))

@@ -17,6 +17,7 @@ from lapor.v1 import common_pb2, events_pb2
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.outbox import OUTBOX
 from services.common.topics import COMPLAINTS_ROUTED
+from services.sla.handlers import SlaHandlers
 from tests.integration.test_sla_store import T0, action, delivery, meta, parts
 from tests.integration.test_sla_tallies import recount, stored_counts
 
@@ -62,6 +63,21 @@ async def stored(db: Any, tid: str) -> dict[str, Any]:
     doc = await db["clocks"].find_one({"_id": tid})
     assert doc is not None
     return doc
+
+
+async def held_by_pemda(handlers: SlaHandlers, *steps: tuple[str, str]) -> str:
+    """A report routed to PEMDA at 0 s and accepted at 1 s, then `steps` (action, the state
+    it leaves) one second apart; its tracking id."""
+    tid = uuid.uuid4().hex[:8]
+    await handlers.handle_routed([delivery(routed(tid, PEMDA, 0))])
+    acts = [("accepted", "in_progress"), *steps]
+    await handlers.handle_actions(
+        [
+            delivery(action(tid, name, n + 1, to_state=state, institution=PEMDA))
+            for n, (name, state) in enumerate(acts)
+        ]
+    )
+    return tid
 
 
 async def test_from_the_queue_to_an_institution_is_a_verification(parts: Any, db: Any) -> None:
@@ -179,15 +195,7 @@ async def test_a_closed_report_is_not_routed_again(parts: Any, db: Any) -> None:
     """No action leads out of a closed or archived case: the new decision is ignored
     (counted), and so is its redelivery."""
     handlers, *_ = parts
-    tid = uuid.uuid4().hex[:8]
-    await handlers.handle_routed([delivery(routed(tid, PEMDA, 0))])
-    await handlers.handle_actions(
-        [
-            delivery(action(tid, "accepted", 1, to_state="in_progress", institution=PEMDA)),
-            delivery(action(tid, "resolved", 2, to_state="resolved", institution=PEMDA)),
-            delivery(action(tid, "confirmed", 3, to_state="closed", institution=PEMDA)),
-        ]
-    )
+    tid = await held_by_pemda(handlers, ("resolved", "resolved"), ("confirmed", "closed"))
     closed = await stored(db, tid)
     ignored = counted("ignored")
     again = routed(tid, PLN, 8)
@@ -201,16 +209,7 @@ async def test_a_pending_information_request_ends_with_the_rerouting(parts: Any,
     """Routing's case starts afresh at the new institution: the request pending at the old
     one ends as with ``info_provided`` (the paused time is given back)."""
     handlers, *_ = parts
-    tid = uuid.uuid4().hex[:8]
-    await handlers.handle_routed([delivery(routed(tid, PEMDA, 0))])
-    await handlers.handle_actions(
-        [
-            delivery(action(tid, "accepted", 1, to_state="in_progress", institution=PEMDA)),
-            delivery(
-                action(tid, "info_requested", 2, to_state="awaiting_reporter", institution=PEMDA)
-            ),
-        ]
-    )
+    tid = await held_by_pemda(handlers, ("info_requested", "awaiting_reporter"))
     paused = clocks(await stored(db, tid))["resolution"]
     assert paused["pauses"][-1][1] is None
     again = routed(tid, PLN, 8)
@@ -229,14 +228,7 @@ async def test_a_resolved_report_is_open_again_at_the_new_institution(parts: Any
     """As after ``rejected``: auto-close stops, resolution starts a new cycle, the Ombudsman
     clock runs again to its deadline from receipt."""
     handlers, *_ = parts
-    tid = uuid.uuid4().hex[:8]
-    await handlers.handle_routed([delivery(routed(tid, PEMDA, 0))])
-    await handlers.handle_actions(
-        [
-            delivery(action(tid, "accepted", 1, to_state="in_progress", institution=PEMDA)),
-            delivery(action(tid, "resolved", 2, to_state="resolved", institution=PEMDA)),
-        ]
-    )
+    tid = await held_by_pemda(handlers, ("resolved", "resolved"))
     ombudsman = clocks(await stored(db, tid))["ombudsman"]
     assert ombudsman["state"] == "met"
     await handlers.handle_routed([delivery(routed(tid, PLN, 8))])
