@@ -6,6 +6,7 @@ files per report, the cap on concurrent uploads, and the orphan sweep cleaning u
 from __future__ import annotations
 
 import hashlib
+import random
 import signal
 import struct
 import threading
@@ -21,7 +22,7 @@ import pytest
 from bson import ObjectId
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from lapor.v1 import common_pb2, reporter_pb2, reporter_pb2_grpc
+from lapor.v1 import common_pb2, intake_pb2, reporter_pb2, reporter_pb2_grpc
 from pymongo import MongoClient
 
 from services.stack.supervisor import Stack
@@ -107,8 +108,17 @@ def clients(evidence_stack: Stack) -> Iterator[tuple[Any, Any, Any]]:
 
 
 def new_report(intake: Any) -> tuple[str, str]:
+    """A confidential report with its reporter's identity: the names the reporter gives files
+    are listed for them while the report keeps it (a report without one lists none)."""
     reply = intake.SubmitComplaint(
-        submit_request(privacy=common_pb2.PRIVACY_CONFIDENTIAL), timeout=10
+        submit_request(
+            privacy=common_pb2.PRIVACY_CONFIDENTIAL,
+            # a number of its own: the same reporter with the same text gets the first report
+            reporter=intake_pb2.ReporterContact(
+                name="Ni Made Sari", phone=f"+62812{random.randrange(10**7, 10**8)}"
+            ),
+        ),
+        timeout=10,
     )
     return reply.tracking_id, reply.follow_up_code
 
