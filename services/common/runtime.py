@@ -28,6 +28,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -50,6 +51,11 @@ log = logging.getLogger(__name__)
 
 Worker = Callable[[asyncio.Event], Awaitable[None]]
 Startup = Callable[[], Awaitable[None]]
+#: An upgrade's data backfill: rewrites what older versions stored, returns how many
+#: documents it changed (0: nothing was left to do).
+Backfill = Callable[[], Awaitable[int]]
+#: Where a service records the backfills that are done (a run that found nothing to change).
+BACKFILLS = "backfills"
 Registrar = Callable[[grpc.aio.Server], list[str]]
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -81,7 +87,7 @@ class ServiceParts:
     # background after startup, each retried until it succeeds, never holding readiness
     # and without startup's time limit (a scan of a national-size collection may take
     # minutes). Only steps the service serves correctly without.
-    backfills: list[Startup] = field(default_factory=list)
+    backfills: list[Backfill] = field(default_factory=list)
     close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     probe_interval: float = 1.0
     # The dependencies readiness (health "") requires: MONGODB_AND_KAFKA, or MONGODB_ONLY
@@ -196,7 +202,14 @@ class ServiceRuntime:
     async def _backfill(self) -> None:
         """Run each backfill until it succeeds: one round tries every pending one in order,
         so one that keeps failing does not hold the others back; then a pause (doubling up to
-        a minute) before the next round. ``lapor_backfill_pending`` shows what is left."""
+        a minute) before the next round. ``lapor_backfill_pending`` shows what is left.
+
+        A backfill whose run found nothing to change is recorded as done in the service's
+        database (collection ``backfills``) and skipped by every later start, so a scan of a
+        large collection is paid only until the data is rewritten. One that changed something
+        runs again at the next start: during a rolling upgrade an older pod may still write
+        the old form. Delete its record to run it again."""
+        done = self.parts.db[BACKFILLS]
         pending = list(self.parts.backfills)
         for step in pending:
             BACKFILL_PENDING.labels(backfill=_name(step)).set(1)
@@ -204,7 +217,13 @@ class ServiceRuntime:
         while pending and not self.stop.is_set():
             for step in list(pending):
                 try:
-                    await step()
+                    recorded = await done.find_one({"_id": _name(step)}) is not None
+                    if not recorded and await step() == 0:
+                        await done.update_one(
+                            {"_id": _name(step)},
+                            {"$setOnInsert": {"done_at": datetime.now(UTC)}},
+                            upsert=True,
+                        )
                 except Exception as exc:  # noqa: BLE001 - retried next round
                     log.warning(
                         "backfill failed; retrying",

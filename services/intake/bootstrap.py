@@ -144,23 +144,26 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         names = [intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name]
         return names + reporter.register(server) + officer_evidence.register(server)
 
-    async def hash_plain_references() -> None:
+    async def hash_plain_references() -> int:
         changed = await store.hash_plain_references(channel_parts.hasher.reference_key)
         if changed:
             log.info("institution references now kept as keyed hashes", extra={"reports": changed})
+        return changed
 
-    async def neutral_evidence_names() -> None:
+    async def neutral_evidence_names() -> int:
         renamed = await neutral_file_names(db[f"{BUCKET}.files"])
         if renamed:
             log.info("evidence files now stored under neutral names", extra={"files": renamed})
+        return renamed
 
-    async def unkept_evidence_names() -> None:
+    async def unkept_evidence_names() -> int:
         dropped = await drop_unkept_file_names(complaints)
         if dropped:
             log.info(
                 "file names dropped from reports that keep no identity",
                 extra={"reports": dropped},
             )
+        return dropped
 
     async def close() -> None:
         # Before the clients close: the collection sender writes to MongoDB.

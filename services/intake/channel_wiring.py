@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import Clock, sleep_until_or_stop
 from services.common.mongo import Doc
-from services.common.runtime import Startup, Worker
+from services.common.runtime import Backfill, Startup, Worker
 from services.common.settings import Env, Secret, SettingsError
 from services.intake.abuse import AbuseHasher, dedupe_bucket
 from services.intake.channel_auth import SETTING, ChannelClients
@@ -67,7 +67,7 @@ class ChannelParts:
     limiter: MongoRateLimiter
     startup: list[Startup]
     workers: list[Worker]
-    backfills: list[Startup]
+    backfills: list[Backfill]
 
 
 def wire_channels(
@@ -82,13 +82,18 @@ def wire_channels(
             except Exception:  # noqa: BLE001 - next round
                 log.warning("could not forget expired dedupe keys, scopes or identities; retrying")
 
-    async def date_retention() -> None:
-        dated = await store.date_undated_closures(clock.now())
-        if dated:
-            log.info("closed reports' identity retention counts from now", extra={"reports": dated})
-        dated = await store.date_undated_identities()
-        if dated:
-            log.info("identities' longest keep counts from their receipt", extra={"reports": dated})
+    async def date_retention() -> int:
+        closures = await store.date_undated_closures(clock.now())
+        if closures:
+            log.info(
+                "closed reports' identity retention counts from now", extra={"reports": closures}
+            )
+        identities = await store.date_undated_identities()
+        if identities:
+            log.info(
+                "identities' longest keep counts from their receipt", extra={"reports": identities}
+            )
+        return closures + identities
 
     return ChannelParts(
         clients=settings.clients,

@@ -115,10 +115,11 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     def register(server: grpc.aio.Server) -> list[str]:
         return []
 
-    async def drop_message_texts() -> None:
+    async def drop_message_texts() -> int:
         changed = await handlers.drop_message_texts()
         if changed:
             log.info("notification records now hold no message text", extra={"records": changed})
+        return changed
 
     async def close() -> None:
         await client.close()

@@ -157,13 +157,14 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
             s.kafka, GROUP, tuple(c.topic for c in consumers), stop, settings.lag_interval
         )
 
-    async def unneeded_content() -> None:
+    async def unneeded_content() -> int:
         dropped = await drop_unneeded_content(cases)
         if dropped:
             log.info(
                 "report content dropped from handed-over or closed reports",
                 extra={"reports": dropped},
             )
+        return dropped
 
     async def close() -> None:
         await client.close()

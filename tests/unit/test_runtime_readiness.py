@@ -48,11 +48,29 @@ class FakeBroker:
 class FakeDb:
     def __init__(self) -> None:
         self.up = True
+        self.collections: dict[str, FakeRecords] = {}
 
     async def command(self, name: str) -> dict[str, Any]:
         if not self.up:
             raise ConnectionError("no database answers")
         return {"ok": 1}
+
+    def __getitem__(self, name: str) -> FakeRecords:
+        return self.collections.setdefault(name, FakeRecords())
+
+
+class FakeRecords:
+    """The backfill records by id (their MongoDB behaviour is tested against the real
+    database in tests/integration/test_backfill_records.py)."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    async def find_one(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        return self.docs.get(query["_id"])
+
+    async def update_one(self, query: dict[str, Any], update: dict[str, Any], upsert: bool) -> None:
+        self.docs.setdefault(query["_id"], {"_id": query["_id"], **update["$setOnInsert"]})
 
 
 class World:
@@ -219,14 +237,16 @@ async def test_backfills_run_once_in_the_background_and_are_retried() -> None:
     release = asyncio.Event()
     calls: list[str] = []
 
-    async def slow() -> None:
+    async def slow() -> int:
         calls.append("slow")
         await release.wait()
+        return 0
 
-    async def flaky() -> None:
+    async def flaky() -> int:
         calls.append("flaky")
         if calls.count("flaky") == 1:
             raise ConnectionError("the database went away")
+        return 0
 
     world.runtime.parts.backfills = [slow, flaky]
     task = await running(world)
@@ -248,13 +268,15 @@ async def test_a_failing_backfill_does_not_hold_back_the_next() -> None:
     broken = True
     done: list[str] = []
 
-    async def first_backfill() -> None:
+    async def first_backfill() -> int:
         if broken:
             raise ValueError("a record it cannot read")
         done.append("first")
+        return 0
 
-    async def second_backfill() -> None:
+    async def second_backfill() -> int:
         done.append("second")
+        return 0
 
     world.runtime.parts.backfills = [first_backfill, second_backfill]
     task = await running(world)
