@@ -336,3 +336,17 @@ def run(service: str, parts_factory: Callable[[], ServiceParts]) -> None:
 def _name(step: Callable[..., object]) -> str:
     """A backfill's name for logs and metrics: its function's name."""
     return getattr(step, "__name__", "?")
+
+
+def logged_backfill(name: str, step: Callable[[], Awaitable[int]], done: str) -> Backfill:
+    """`step` as a backfill called `name` (its record and metric label: keep it stable) that
+    logs `done` with the count when it changed something."""
+
+    async def backfill() -> int:
+        changed = await step()
+        if changed:
+            log.info(done, extra={"backfill": name, "changed": changed})
+        return changed
+
+    backfill.__name__ = backfill.__qualname__ = name
+    return backfill

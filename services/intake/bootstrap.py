@@ -18,7 +18,7 @@ from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.outbox import OutboxRelay, queue_for
 from services.common.regions import default_regions
-from services.common.runtime import MONGODB_ONLY, ServiceParts
+from services.common.runtime import MONGODB_ONLY, ServiceParts, logged_backfill
 from services.common.settings import CommonSettings, Env, Secret
 from services.intake import projection
 from services.intake.channel_wiring import ChannelSettings, wire_channels
@@ -144,26 +144,21 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         names = [intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name]
         return names + reporter.register(server) + officer_evidence.register(server)
 
-    async def hash_plain_references() -> int:
-        changed = await store.hash_plain_references(channel_parts.hasher.reference_key)
-        if changed:
-            log.info("institution references now kept as keyed hashes", extra={"reports": changed})
-        return changed
-
-    async def neutral_evidence_names() -> int:
-        renamed = await neutral_file_names(db[f"{BUCKET}.files"])
-        if renamed:
-            log.info("evidence files now stored under neutral names", extra={"files": renamed})
-        return renamed
-
-    async def unkept_evidence_names() -> int:
-        dropped = await drop_unkept_file_names(complaints)
-        if dropped:
-            log.info(
-                "file names dropped from reports that keep no identity",
-                extra={"reports": dropped},
-            )
-        return dropped
+    hash_plain_references = logged_backfill(
+        "hash_plain_references",
+        lambda: store.hash_plain_references(channel_parts.hasher.reference_key),
+        "institution references now kept as keyed hashes",
+    )
+    neutral_evidence_names = logged_backfill(
+        "neutral_evidence_names",
+        lambda: neutral_file_names(db[f"{BUCKET}.files"]),
+        "evidence files now stored under neutral names",
+    )
+    unkept_evidence_names = logged_backfill(
+        "unkept_evidence_names",
+        lambda: drop_unkept_file_names(complaints),
+        "file names dropped from reports that keep no identity",
+    )
 
     async def close() -> None:
         # Before the clients close: the collection sender writes to MongoDB.

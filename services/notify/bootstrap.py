@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,7 +15,7 @@ from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.outbox import OutboxRelay, queue_for
-from services.common.runtime import MONGODB_AND_KAFKA, ServiceParts
+from services.common.runtime import MONGODB_AND_KAFKA, ServiceParts, logged_backfill
 from services.common.settings import CommonSettings, Env, SettingsError
 from services.notify.handlers import NotifyHandlers
 from services.notify.providers import (
@@ -25,8 +24,6 @@ from services.notify.providers import (
     LogProvider,
     NotificationProvider,
 )
-
-log = logging.getLogger(__name__)
 
 GROUP = "lapor-notify"
 RECORD_RETENTION = "LAPOR_NOTIFY_RECORD_RETENTION_DAYS"
@@ -115,11 +112,11 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     def register(server: grpc.aio.Server) -> list[str]:
         return []
 
-    async def drop_message_texts() -> int:
-        changed = await handlers.drop_message_texts()
-        if changed:
-            log.info("notification records now hold no message text", extra={"records": changed})
-        return changed
+    drop_message_texts = logged_backfill(
+        "drop_message_texts",
+        handlers.drop_message_texts,
+        "notification records now hold no message text",
+    )
 
     async def close() -> None:
         await client.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.regions import default_regions
-from services.common.runtime import MONGODB_ONLY, ServiceParts
+from services.common.runtime import MONGODB_ONLY, ServiceParts, logged_backfill
 from services.common.settings import CommonSettings, Env, SettingsError
 from services.routing.domain.directory import Directory
 from services.sla.cards import ReportCards
@@ -35,7 +34,6 @@ from services.sla.sweep import Sweeper
 from services.sla.watermark import ActionsWatermark, KafkaOffsetsProbe
 
 GROUP = "lapor-sla"
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -157,14 +155,11 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
             s.kafka, GROUP, tuple(c.topic for c in consumers), stop, settings.lag_interval
         )
 
-    async def unneeded_content() -> int:
-        dropped = await drop_unneeded_content(cases)
-        if dropped:
-            log.info(
-                "report content dropped from handed-over or closed reports",
-                extra={"reports": dropped},
-            )
-        return dropped
+    unneeded_content = logged_backfill(
+        "unneeded_content",
+        lambda: drop_unneeded_content(cases),
+        "report content dropped from handed-over or closed reports",
+    )
 
     async def close() -> None:
         await client.close()
