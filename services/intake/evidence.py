@@ -7,8 +7,9 @@ SHA-256 digest and the size are computed: each piece is handed to the store as i
 last one. Whatever fails on the way (a rule, the client hanging up, the server stopping)
 deletes the partial file, so nothing is half-stored; what a crash leaves behind is found by
 the orphan sweep (`evidence_sweep.py`). A call cancelled during the write that lists the
-finished file deletes nothing: that write may still land after any check, and a report
-must never list a deleted file, so the file is left listed or to the sweep.
+finished file, or whose listing write fails, deletes nothing: that write may still land after
+any check, and a report must never list a deleted file, so the file is left listed or to the
+sweep.
 
 A report holds at most `max_report_bytes` of evidence and at most `max_files` files: the
 listing is an array in the complaint document, and a document may not pass MongoDB's 16 MB,
@@ -134,10 +135,6 @@ class EvidenceStore(Protocol):
         `max_report_bytes` and below `max_files` files (None: no count limit) and the report
         is still open, in one conditional write. Returns the new total of bytes, else
         OVER_REPORT_BYTES, OVER_REPORT_FILES or REPORT_CLOSED."""
-        ...
-
-    async def listed(self, tracking_id: str, evidence_id: str) -> bool:
-        """Whether the report lists the file."""
         ...
 
     async def delete(self, evidence_id: str) -> None: ...
@@ -303,20 +300,13 @@ class EvidenceHandlers:
             total = await self.store.attach(
                 doc["_id"], item, self.limits.max_report_bytes, self.limits.max_files
             )
-        except asyncio.CancelledError:
-            # The call ended (the client hung up, the server is stopping) while the listing
-            # write was under way: it may still reach the database after anything read now,
-            # so the file stays, listed or left to the orphan sweep (which deletes it only
-            # if its report does not list it after the grace period).
-            raise
-        except Exception:
-            # The listing may have been written before the error (a lost reply): delete the
-            # file only when the report does not list it.
-            try:
-                if not await self.store.listed(doc["_id"], evidence_id):
-                    await self.store.delete(evidence_id)
-            except Exception:  # noqa: BLE001 - the sweep decides later, by the same rule
-                log.warning("could not settle an evidence file; the orphan sweep will")
+        except BaseException:
+            # The call ended (the client hung up, the server is stopping) or the listing write
+            # failed (a lost connection, a lost reply) while it was under way: it may still
+            # reach the database after anything read now, so the file stays, listed or left
+            # to the orphan sweep (which deletes it only if its report does not list it after
+            # the grace period). Deleting it here could leave a report listing a deleted file.
+            log.warning("an evidence listing did not complete; the orphan sweep settles the file")
             raise
         if total < 0:
             try:

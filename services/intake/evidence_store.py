@@ -220,12 +220,6 @@ class GridFsEvidenceStore:
         except Exception:  # noqa: BLE001 - the upload succeeded; the sweep settles it
             log.warning("could not clear the pending mark of an evidence file; the sweep will")
 
-    async def listed(self, tracking_id: str, evidence_id: str) -> bool:
-        doc = await self._complaints.find_one(
-            {"_id": tracking_id, "evidence.id": evidence_id}, {"_id": 1}
-        )
-        return doc is not None
-
     async def delete(self, evidence_id: str) -> None:
         try:
             file_id = ObjectId(evidence_id)

@@ -67,9 +67,6 @@ class ListingInFlight:
         self.started.set()
         return await asyncio.shield(self.write)  # cancelling the caller does not stop it
 
-    async def listed(self, tracking_id: str, evidence_id: str) -> bool:
-        return await self.store.listed(tracking_id, evidence_id)
-
     async def delete(self, evidence_id: str) -> None:
         await self.store.delete(evidence_id)
 
