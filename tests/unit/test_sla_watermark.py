@@ -156,3 +156,13 @@ async def test_concurrent_refreshes_share_one_probe() -> None:
     g = gate(probe, clock)
     results = await asyncio.gather(g.refresh(), g.refresh(), g.refresh())
     assert calls == 1 and results == [T0, T0, T0]
+
+
+async def test_consumer_lag_is_what_the_group_has_not_committed() -> None:
+    """services/sla/lag.py reads the same probe: end minus committed per partition, a
+    partition never committed counting from 0."""
+    from services.sla.lag import topic_lag
+
+    probe = Probe()
+    probe.end, probe.done = {0: 7, 1: 3}, {0: 4}
+    assert await topic_lag(probe) == 3 + 3
