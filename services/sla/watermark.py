@@ -81,6 +81,8 @@ class KafkaOffsetsProbe:
     timeout: float = 5.0
     _consumer: AIOKafkaConsumer | None = field(default=None, init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
+    #: The topic's partitions as the last ``ends`` read them (``committed`` asks for those).
+    _tps: list[TopicPartition] | None = field(default=None, init=False, repr=False)
 
     async def _client(self) -> AIOKafkaConsumer:
         if self._closed:  # shut down: a late probe must not open a client nobody stops
@@ -114,7 +116,7 @@ class KafkaOffsetsProbe:
         try:
             async with asyncio.timeout(self.timeout):
                 consumer = await self._client()
-                tps = await self._partitions(consumer)
+                tps = self._tps = await self._partitions(consumer)
                 if not tps:  # the broker answered: no such topic, so nothing to hear
                     return {}
                 offsets = await consumer.end_offsets(tps)
@@ -128,7 +130,8 @@ class KafkaOffsetsProbe:
             async with asyncio.timeout(self.timeout):
                 consumer = await self._client()
                 out: dict[int, int] = {}
-                for tp in await self._partitions(consumer):
+                tps = self._tps if self._tps is not None else await self._partitions(consumer)
+                for tp in tps:
                     offset = await consumer.committed(tp)
                     if offset is not None:
                         out[tp.partition] = offset
