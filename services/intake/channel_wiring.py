@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import Clock, sleep_until_or_stop
 from services.common.mongo import Doc
-from services.common.runtime import Backfill, Startup, Worker
+from services.common.runtime import Backfill, Startup, Worker, logged_backfill
 from services.common.settings import Env, Secret, SettingsError
 from services.intake.abuse import AbuseHasher, dedupe_bucket
 from services.intake.channel_auth import SETTING, ChannelClients
@@ -82,18 +82,16 @@ def wire_channels(
             except Exception:  # noqa: BLE001 - next round
                 log.warning("could not forget expired dedupe keys, scopes or identities; retrying")
 
-    async def date_retention() -> int:
-        closures = await store.date_undated_closures(clock.now())
-        if closures:
-            log.info(
-                "closed reports' identity retention counts from now", extra={"reports": closures}
-            )
-        identities = await store.date_undated_identities()
-        if identities:
-            log.info(
-                "identities' longest keep counts from their receipt", extra={"reports": identities}
-            )
-        return closures + identities
+    date_closures = logged_backfill(
+        "date_undated_closures",
+        lambda: store.date_undated_closures(clock.now()),
+        "closed reports' identity retention counts from now",
+    )
+    date_identities = logged_backfill(
+        "date_undated_identities",
+        store.date_undated_identities,
+        "identities' longest keep counts from their receipt",
+    )
 
     return ChannelParts(
         clients=settings.clients,
@@ -102,7 +100,7 @@ def wire_channels(
         limiter=limiter,
         startup=[limiter.ensure_indexes],
         workers=[forget],
-        backfills=[date_retention],
+        backfills=[date_closures, date_identities],
     )
 
 
