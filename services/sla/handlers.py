@@ -26,7 +26,7 @@ from services.common.clock import Clock
 from services.common.errors import Unavailable
 from services.common.kafka import Delivery
 from services.common.metrics import EVENTS_CONSUMED
-from services.common.mongo import APPLIED_KEEP, Doc, duplicate_keys_only
+from services.common.mongo import APPLIED_KEEP, Doc, duplicate_keys_only, remember_event
 from services.common.outbox import (
     PENDING,
     OutboxMessage,
@@ -282,24 +282,26 @@ class SlaHandlers:
                 if routed.institution.name:
                     holder["institution_name"] = routed.institution.name
             version = doc["version"] + 1
-            update: Doc = {
-                "$set": {
-                    **case_fields(case, doc["received_at"]),
-                    **holder,
-                    ROUTED_TO: routed.institution.id,
-                    ROUTING_AT: max(routed_at, doc.get(ROUTING_AT) or routed_at),
-                    "version": version,
-                },
-                "$push": {
-                    "_applied": {"$each": [event_id], "$slice": -APPLIED_KEEP},
-                    "timeline": {
-                        "at": routed_at,
-                        "action": "rerouted",
-                        "actor": "routing",
-                        "detail": routed.institution.name or routed.institution.id,
+            update = remember_event(
+                {
+                    "$set": {
+                        **case_fields(case, doc["received_at"]),
+                        **holder,
+                        ROUTED_TO: routed.institution.id,
+                        ROUTING_AT: max(routed_at, doc.get(ROUTING_AT) or routed_at),
+                        "version": version,
+                    },
+                    "$push": {
+                        "timeline": {
+                            "at": routed_at,
+                            "action": "rerouted",
+                            "actor": "routing",
+                            "detail": routed.institution.name or routed.institution.id,
+                        },
                     },
                 },
-            }
+                event_id,
+            )
             _add_deadlines_set(update, before, case, event_id, self.clock.now(), version)
             rating = doc.get("rating")
             counts = change(doc.get("card"), rating, update["$set"]["card"], rating)

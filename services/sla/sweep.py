@@ -149,7 +149,8 @@ def sweep_update(
             updated = updated.with_clock(original)
     entries = [transition_entry(t) for t in transitions]
     view = {**doc, "timeline": [*doc.get("timeline", []), *entries]}
-    if any(t.kind == "escalation" for t in transitions):
+    escalates = any(t.kind == "escalation" for t in transitions)
+    if escalates:
         updated = replace(updated, escalated=True)
         top_id = str(doc.get("institution_id", "")).split("/", 1)[0]
         if top_id and not doc.get("top_institution_name"):  # the Ombudsman's: by name
@@ -168,7 +169,7 @@ def sweep_update(
     unset: Doc = {}
     if SWEEP_ERROR in doc:  # set aside before, processed now
         unset[SWEEP_ERROR] = ""
-    if any(t.kind == "escalation" for t in transitions):  # its event above: the only reader
+    if escalates:  # its event above: the only reader
         unset[CONTENT] = ""
     if unset:
         update["$unset"] = unset
