@@ -37,8 +37,8 @@ def received(tid: str, title: str = "Jalan rusak", body: str = "Lubang di Jl. Su
     return delivery(message)
 
 
-def consumed(outcome: str) -> float:
-    return EVENTS_CONSUMED.labels(topic=COMPLAINTS_RECEIVED, outcome=outcome)._value.get()
+def consumed(outcome: str, topic: str = COMPLAINTS_RECEIVED) -> float:
+    return EVENTS_CONSUMED.labels(topic=topic, outcome=outcome)._value.get()
 
 
 async def stored(db: Any, tid: str) -> dict[str, Any]:

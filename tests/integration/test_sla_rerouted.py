@@ -14,10 +14,10 @@ from typing import Any
 
 from lapor.v1 import common_pb2, events_pb2
 
-from services.common.metrics import EVENTS_CONSUMED
 from services.common.outbox import OUTBOX
 from services.common.topics import COMPLAINTS_ROUTED
 from services.sla.handlers import SlaHandlers
+from tests.integration.test_sla_content import consumed, stored
 from tests.integration.test_sla_store import T0, action, delivery, meta, parts
 from tests.integration.test_sla_tallies import recount, stored_counts
 
@@ -56,13 +56,7 @@ def queued(doc: dict[str, Any]) -> list[events_pb2.SlaEvent]:
 
 
 def counted(outcome: str) -> float:
-    return EVENTS_CONSUMED.labels(topic=COMPLAINTS_ROUTED, outcome=outcome)._value.get()
-
-
-async def stored(db: Any, tid: str) -> dict[str, Any]:
-    doc = await db["clocks"].find_one({"_id": tid})
-    assert doc is not None
-    return doc
+    return consumed(outcome, COMPLAINTS_ROUTED)
 
 
 async def held_by_pemda(handlers: SlaHandlers, *steps: tuple[str, str]) -> str:
