@@ -42,12 +42,19 @@ OUTBOX_PUBLISHED = Counter(
 OUTBOX_RELAY_ERRORS = Counter("lapor_outbox_relay_errors_total", "Outbox relay failures")
 OUTBOX_OLDEST = Gauge(
     "lapor_outbox_oldest_pending_seconds",
-    "Age of the oldest event waiting in an outbox queue at the relay's last round (0: none)",
+    "Age of the oldest event waiting in an outbox queue at the relay's last round (0: none, "
+    "or this process's relay stands by: another holds the relay's lease)",
     ["queue"],
 )
 OUTBOX_LAST_ROUND = Gauge(
     "lapor_outbox_relay_last_round_timestamp_seconds",
     "When the outbox relay last finished a round (Unix time)",
+)
+LEASE_HELD = Gauge(
+    "lapor_lease_held",
+    "1 while this process holds the lease (does the job: outbox-relay, sla-sweep), 0 while "
+    "it stands by",
+    ["lease"],
 )
 DEPENDENCY_UP = Gauge(
     "lapor_dependency_up", "1 when the dependency answered the last health probe", ["dependency"]

@@ -16,6 +16,16 @@ publishes a round's queued events before its in-document ones, and holds the in-
 ones back while the queue has more than one round's worth, so no later event overtakes the
 first. Consumers de-duplicate on the event id, so a relay that crashes between publishing
 and marking (or deleting) does no harm.
+
+Every replica of a service runs a relay, but only one is active: the holder of the
+service's ``outbox-relay`` lease (services/common/lease.py). The others stand by: their
+rounds check the lease (one read of one document) and publish nothing, and writes in their
+process do not wake them. The active relay picks up the events written on other replicas at
+its next poll (`LAPOR_OUTBOX_POLL_SECONDS`), its own process's at once (`OutboxRelay.wake`).
+When the active process stops cleanly its relay releases the lease and another takes over
+at its next poll; when it dies, once the lease has run out (`LAPOR_LEASE_TTL_SECONDS`). Two
+relays may still overlap briefly (a paused holder that resumes, clocks further apart than
+the TTL): they then publish some events twice, which consumers drop.
 """
 
 from __future__ import annotations
@@ -27,16 +37,19 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import BulkWriteError, CollectionInvalid, PyMongoError
 
-from services.common.clock import doubling, sleep_until_or_stop
+from services.common.clock import SystemClock, doubling, sleep_until_or_stop
+from services.common.lease import Lease
 from services.common.logging import loggable
 from services.common.metrics import (
     OUTBOX_LAST_ROUND,
@@ -53,6 +66,7 @@ OUTBOX = "_outbox"
 PUBLISHED = "_published"
 PUBLISHED_KEEP = 50  # published events kept per document, for replay
 QUEUE_SUFFIX = "_outbox"  # a queue collection is named after its documents' collection
+RELAY_LEASE = "outbox-relay"  # one active relay per service (per database)
 
 
 @dataclass(frozen=True)
@@ -246,6 +260,32 @@ async def publish_counted(publisher: Publisher, messages: list[OutboxMessage]) -
         OUTBOX_PUBLISHED.labels(topic=message.topic).inc()
 
 
+def relay_lease(db: AsyncDatabase[Doc], ttl_seconds: float, holder: str | None = None) -> Lease:
+    """The lease of the service's relay (`RELAY_LEASE` in its database `db`), on the
+    system clock, lasting `ttl_seconds` (``LAPOR_LEASE_TTL_SECONDS``) without renewal, held
+    as `holder` (``LAPOR_INSTANCE_ID``; None: a name of this process's own)."""
+    return Lease(db, RELAY_LEASE, SystemClock(), timedelta(seconds=ttl_seconds), holder)
+
+
+class LeaseUnknown(RuntimeError):
+    """The relay could not tell whether it is the active one: the lease check failed."""
+
+
+async def active(lease: Lease | None, queues: list[str]) -> bool:
+    """Whether a relay with `lease` (None: always active) may publish now. A relay standing
+    by shows its `queues` as empty (``lapor_outbox_oldest_pending_seconds`` 0: the active
+    process reports their age). A lease check the database failed raises `LeaseUnknown`
+    once our lease has run out, so the round counts as failed (the relay cannot work
+    without its database anyway)."""
+    if lease is None or await lease.held():
+        return True
+    if lease.error is not None:
+        raise LeaseUnknown(f"lease {lease.name} could not be checked") from lease.error
+    for queue in queues:
+        OUTBOX_OLDEST.labels(queue=queue).set(0)
+    return False
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -254,6 +294,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 0.5,
         queues: list[AsyncCollection[Doc]] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._collections = collections
         self._queues = queues or []
@@ -263,15 +304,22 @@ class OutboxRelay:
         self._publisher = publisher
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        #: Only the holder publishes (None: this relay always does, e.g. a single process).
+        self.lease = lease
         self._wakeup = asyncio.Event()
         self.replay_on_start = False
         self.full = False  # the last round read a full batch: more may be waiting
 
     def wake(self) -> None:
-        self._wakeup.set()
+        """A writer in this process stored events. A relay standing by is not woken: the
+        active one, in another process, takes them at its next poll."""
+        if self.lease is None or self.lease.holding:
+            self._wakeup.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.replay_on_start:
+            # Not gated by the lease: a replay is an operator's one-off in its own process
+            # (or the embedded stack's single one), beside the active relay.
             await self.replay()
             # Cleared once done: a replay that failed part-way (the broker timed out) runs
             # again, from the start, when the runtime restarts this worker.
@@ -284,6 +332,10 @@ class OutboxRelay:
             "outbox relay",
             more=lambda: self.full,
         )
+        # Stopped (shutdown): hand over at once instead of after the TTL. Not after a crash:
+        # the runtime restarts this worker a second later and it carries on.
+        if self.lease is not None:
+            await self.lease.release()
 
     async def replay(self) -> int:
         """Publish again every event these collections ever published (and kept).
@@ -312,8 +364,14 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """One round: publish what is pending, then mark (or delete) it. Returns the number
         of events published; records the round's end and each queue's oldest entry's age
-        (for the alert on an outbox that falls behind or a relay that stopped)."""
-        published = await self._round()
+        (for the alert on an outbox that falls behind or a relay that stopped). A relay
+        standing by (another process holds its lease) publishes nothing and reports no
+        more waiting."""
+        published = 0
+        if await active(self.lease, [q.name for q in self._queues]):
+            published = await self._round()
+        else:
+            self.full = False
         OUTBOX_LAST_ROUND.set_to_current_time()
         return published
 

@@ -160,10 +160,30 @@ class CommonSettings:
     # database deletes it (TTL index, services/common/deadletter.py): parked events can
     # hold a confidential report's title and body.
     dead_letter_retention_days: int = 30
+    # Seconds the outbox relay waits for new events when no write in this process woke it:
+    # events written on another replica wait up to this for the active relay (the lease's
+    # holder, services/common/lease.py), which polls its database this often when idle.
+    outbox_poll_seconds: float = 0.5
+    # Seconds a lease (the active outbox relay, sla's sweep) lasts without renewal: how long
+    # a killed holder's job waits before another replica takes it over.
+    lease_ttl_seconds: float = 10.0
+    # This process's name as a lease holder (LAPOR_INSTANCE_ID: the pod's name in
+    # Kubernetes). Unique among a service's running processes and kept across a restart, so a
+    # restarted process takes its own lease back at once instead of after the TTL. None:
+    # host name, process id and a random suffix (a restart then waits for the TTL).
+    instance_id: str | None = None
 
     @classmethod
     def from_env(cls, service: str, env: Env | None = None) -> CommonSettings:
         env = env or Env()
+        lease_ttl = env.number("LAPOR_LEASE_TTL_SECONDS", 10.0, low=1.0, high=600.0)
+        poll = env.number("LAPOR_OUTBOX_POLL_SECONDS", 0.5, low=0.01, high=60.0)
+        if poll > lease_ttl / 4:
+            raise SettingsError(
+                f"LAPOR_OUTBOX_POLL_SECONDS={poll} must be at most a quarter of "
+                f"LAPOR_LEASE_TTL_SECONDS ({lease_ttl}): the active relay renews its lease "
+                "between rounds"
+            )
         return cls(
             service=service,
             kafka=KafkaSettings.from_env(env),
@@ -177,4 +197,7 @@ class CommonSettings:
             dead_letter_retention_days=env.integer(
                 "LAPOR_DEAD_LETTER_RETENTION_DAYS", 30, low=1, high=3650
             ),
+            outbox_poll_seconds=poll,
+            lease_ttl_seconds=lease_ttl,
+            instance_id=env.text("LAPOR_INSTANCE_ID", "").strip() or None,
         )

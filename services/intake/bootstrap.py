@@ -16,7 +16,7 @@ from services.common.deadletter import DeadLetters
 from services.common.ids import new_tracking_id
 from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
-from services.common.outbox import OutboxRelay, queue_for
+from services.common.outbox import OutboxRelay, queue_for, relay_lease
 from services.common.regions import default_regions
 from services.common.runtime import MONGODB_ONLY, ServiceParts, logged_backfill
 from services.common.settings import CommonSettings, Env, Secret
@@ -86,7 +86,12 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
     complaints = db["complaints"]
     publisher = KafkaPublisher(s.kafka, "lapor-intake")
     relay = OutboxRelay(
-        [complaints], publisher, batch_size=RELAY_BATCH, queues=[queue_for(complaints)]
+        [complaints],
+        publisher,
+        batch_size=RELAY_BATCH,
+        poll_interval=s.outbox_poll_seconds,
+        queues=[queue_for(complaints)],
+        lease=relay_lease(db, s.lease_ttl_seconds, s.instance_id),
     )
     relay.replay_on_start = s.outbox_replay
     store = MongoComplaintStore(complaints, cipher, on_stored=relay.wake)

@@ -14,7 +14,7 @@ from services.common.clock import SystemClock
 from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
-from services.common.outbox import OutboxRelay, queue_for
+from services.common.outbox import OutboxRelay, queue_for, relay_lease
 from services.common.runtime import MONGODB_AND_KAFKA, ServiceParts, logged_backfill
 from services.common.settings import CommonSettings, Env, SettingsError
 from services.notify.handlers import NotifyHandlers
@@ -73,7 +73,13 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     publisher = KafkaPublisher(s.kafka, "lapor-notify")
     # New notifications' events wait in the queue; the in-document outbox still carries
     # those of notifications the previous version left pending (handlers' module docstring).
-    relay = OutboxRelay([notifications], publisher, queues=[queue_for(notifications)])
+    relay = OutboxRelay(
+        [notifications],
+        publisher,
+        poll_interval=s.outbox_poll_seconds,
+        queues=[queue_for(notifications)],
+        lease=relay_lease(db, s.lease_ttl_seconds, s.instance_id),
+    )
     relay.replay_on_start = s.outbox_replay
     handlers = NotifyHandlers(
         notifications, provider, SystemClock(), relay.wake, retention=n.record_retention

@@ -14,7 +14,7 @@ from services.common.clock import SystemClock, sleep_until_or_stop
 from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
-from services.common.outbox import OutboxRelay, queue_for
+from services.common.outbox import OutboxRelay, queue_for, relay_lease
 from services.common.regions import default_regions
 from services.common.runtime import MONGODB_ONLY, ServiceParts
 from services.common.settings import CommonSettings, Env, SettingsError
@@ -50,7 +50,13 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
         raise SettingsError(f"LAPOR_ROUTING_RULES_FILE: {exc}") from None
     store = CaseStore(db["cases"])
     publisher = KafkaPublisher(s.kafka, "lapor-routing")
-    relay = OutboxRelay([store.cases], publisher, queues=[queue_for(store.cases)])
+    relay = OutboxRelay(
+        [store.cases],
+        publisher,
+        poll_interval=s.outbox_poll_seconds,
+        queues=[queue_for(store.cases)],
+        lease=relay_lease(db, s.lease_ttl_seconds, s.instance_id),
+    )
     relay.replay_on_start = s.outbox_replay
     clock = SystemClock()
     handlers = RoutingHandlers(

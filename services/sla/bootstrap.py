@@ -16,7 +16,9 @@ from services.common.auth import TokenVerifier
 from services.common.clock import SystemClock
 from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
+from services.common.lease import Lease
 from services.common.mongo import create_client
+from services.common.outbox import relay_lease
 from services.common.regions import default_regions
 from services.common.runtime import MONGODB_ONLY, ServiceParts, logged_backfill
 from services.common.settings import CommonSettings, Env, SettingsError
@@ -30,7 +32,7 @@ from services.sla.handlers import SlaHandlers, drop_unneeded_content
 from services.sla.lag import watch_lag
 from services.sla.officers import Officers
 from services.sla.relay import KEEP_DAYS, SlaRelay
-from services.sla.sweep import Sweeper
+from services.sla.sweep import SWEEP_LEASE, Sweeper
 from services.sla.watermark import ActionsWatermark, KafkaOffsetsProbe
 
 GROUP = "lapor-sla"
@@ -80,7 +82,14 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
     db = client[s.mongodb_database]
     cases = db["clocks"]
     publisher = KafkaPublisher(s.kafka, GROUP)
-    relay = SlaRelay(cases, publisher, batch_size=200, keep_days=settings.outbox_keep_days)
+    relay = SlaRelay(
+        cases,
+        publisher,
+        batch_size=200,
+        poll_interval=s.outbox_poll_seconds,
+        keep_days=settings.outbox_keep_days,
+        lease=relay_lease(db, s.lease_ttl_seconds, s.instance_id),
+    )
     relay.replay_on_start = s.outbox_replay
     clock = SystemClock()
     rules = Rules(settings.policy, WorkingCalendar.from_policy(settings.policy))
@@ -106,6 +115,9 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
         institution_name=institution_name,
         gate=watermark,
         hold_retry=timedelta(seconds=max(settings.watermark_interval, 1.0)),
+        # One replica sweeps, the others stand by (its own lease: the relay's holder may be
+        # another replica).
+        lease=Lease(db, SWEEP_LEASE, clock, timedelta(seconds=s.lease_ttl_seconds), s.instance_id),
     )
     officers = Officers(cases, rules, directory, clock, relay.wake_documents)
     cards = ReportCards(cases, clock)

@@ -21,6 +21,11 @@ compare-and-set (``pending: true`` -> ``false``): a relay killed in between, or 
 once, can publish a batch twice, never lose one; consumers de-duplicate on the event id.
 Published batches are kept (``published_at``, expired after ``KEEP_DAYS``) so ``replay``
 can publish them again to a broker that lost its data.
+
+Both relays share one lease (services/common/lease.py): one sla process publishes both
+outboxes and the others stand by. One lease rather than one each: a single process to look
+for (``lapor_lease_held{lease="outbox-relay"}``), one lease document read per poll by each
+process standing by, and the two loops hand over together at shutdown.
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ from datetime import UTC, datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
 
+from services.common.lease import Lease
 from services.common.metrics import OUTBOX_OLDEST
 from services.common.mongo import Doc, ensure_ttl_index
 from services.common.outbox import (
     OutboxMessage,
     OutboxRelay,
     Publisher,
+    active,
     publish_counted,
     queue_for,
     relay_loop,
@@ -67,10 +74,17 @@ class SlaRelay:
         batches: int = 20,
         poll_interval: float = 0.5,
         keep_days: int = KEEP_DAYS,
+        lease: Lease | None = None,
     ) -> None:
         self.documents = OutboxRelay(
-            [cases], publisher, batch_size=batch_size, queues=[queue_for(cases)]
+            [cases],
+            publisher,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            queues=[queue_for(cases)],
+            lease=lease,
         )
+        self.lease = lease  # the documents' relay's too: both loops run in its holder
         OUTBOX_OLDEST.labels(queue=BATCH_OUTBOX).set(0)  # the series exists from the start
         self.outbox = batch_outbox_of(cases)
         self._publisher = publisher
@@ -88,14 +102,19 @@ class SlaRelay:
         self.documents.wake()
 
     def wake_batches(self) -> None:
-        """The batch relay only: a sweep wrote ``sla_outbox`` batches."""
-        self._wakeup.set()
+        """The batch relay only: a sweep wrote ``sla_outbox`` batches (not while standing
+        by: the active relay takes them at its next poll)."""
+        if self.lease is None or self.lease.holding:
+            self._wakeup.set()
 
     async def ensure_indexes(self) -> None:
         await self.outbox.create_index("pending")
         await ensure_ttl_index(self.outbox, "published_at", self._keep_days * 86400)
 
     async def relay_batches_once(self) -> int:
+        if not await active(self.lease, [BATCH_OUTBOX]):
+            self._full = False
+            return 0
         docs = await self.outbox.find({"pending": True}).sort("at", 1).to_list(self._batches)
         oldest = docs[0]["at"].replace(tzinfo=UTC) if docs else None  # stored in UTC
         waited = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
@@ -133,6 +152,10 @@ class SlaRelay:
         async with asyncio.TaskGroup() as loops:
             loops.create_task(self.documents.run(stop))
             loops.create_task(self._run_batches(stop))
+        # Both stopped (shutdown): the documents' relay released the lease as it stopped;
+        # again, in case the batch loop's last round renewed it meanwhile.
+        if self.lease is not None:
+            await self.lease.release()
 
     async def _run_batches(self, stop: asyncio.Event) -> None:
         if self._replay_batches:

@@ -15,6 +15,12 @@ it neither blocks the due reports behind it nor is retried in a tight loop. The 
 from its clocks (an action, an extension, a successful sweep) puts its real ``next_due_at``
 back; a successful sweep also removes ``sweep_error``. A round that reads the very same due
 reports twice stops until the next round instead of spinning.
+
+With several replicas, only the holder of the ``sla-sweep`` lease (services/common/lease.py)
+sweeps; the others stand by. The holder checks the lease before each batch and each write,
+which renews it through a long backlog sweep, and stops the sweep when it has lost it. The
+compare-and-set writes stay: they keep a paused former holder, which may write once more
+before it notices, from storing a transition twice.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.clock import Clock, doubling, sleep_until_or_stop
+from services.common.lease import Lease
 from services.common.mongo import Doc
 from services.common.outbox import OutboxMessage
 from services.sla.codec import (
@@ -94,6 +101,10 @@ class EscalationGate(Protocol):
 
     async def refresh(self) -> datetime | None: ...
 
+
+#: The lease whose holder sweeps (services/common/lease.py).
+SWEEP_LEASE = "sla-sweep"
+LEASE_LOST = "sweep stopped part-way: this process no longer holds the sweep's lease"
 
 #: The field that marks a report the sweep could not process (see set_aside).
 SWEEP_ERROR = "sweep_error"
@@ -233,6 +244,11 @@ class Sweeper:
     gate: EscalationGate | None = None
     #: A held escalation's report is due again after this.
     hold_retry: timedelta = HOLD_RETRY
+    #: Only its holder sweeps (None: this sweeper always does).
+    lease: Lease | None = None
+
+    async def _leading(self) -> bool:
+        return self.lease is None or await self.lease.held()
 
     async def _store(self, chunk: list[Planned], token: str, now: datetime) -> set[Any]:
         """One transaction: the compare-and-set updates, the batch outbox document with the
@@ -335,12 +351,18 @@ class Sweeper:
         return planned, failed
 
     async def sweep_once(self) -> int:
-        """Apply every due transition; return how many reports moved."""
+        """Apply every due transition; return how many reports moved. Without the lease
+        (another replica holds it), or once it is lost, no more."""
+        if not await self._leading():
+            return 0
         started = time.perf_counter()
         now = self.clock.now()
         moved = 0
         previous: list[Any] = []
         while True:
+            if previous and not await self._leading():  # also renews it between batches
+                log.warning(LEASE_LOST)
+                break
             due = (
                 await self.cases.find({"next_due_at": {"$lte": now}}, SWEEP_PROJECTION)
                 .sort("next_due_at", 1)
@@ -355,7 +377,11 @@ class Sweeper:
             previous = ids
             token = uuid.uuid4().hex
             planned, failed = await self._plan(due, now, token)
+            lost = False
             for i in range(0, len(planned), self.write_chunk):
+                if not await self._leading():  # a batch may outlast half the TTL
+                    lost = True
+                    break
                 chunk = planned[i : i + self.write_chunk]
                 won = await self._store(chunk, token, now)
                 moved += len(won)
@@ -364,6 +390,9 @@ class Sweeper:
                     if p.doc_id in won:
                         count_transitions(p.transitions, now)
                 self.on_stored()
+            if lost:
+                log.warning(LEASE_LOST)
+                break
             if failed:
                 await self._set_aside(failed, now)
             if len(due) < self.batch:
@@ -372,11 +401,17 @@ class Sweeper:
         return moved
 
     async def run(self, stop: asyncio.Event, interval: float = 0.5) -> None:
+        """Sweep every `interval` while holding the lease; release it when `stop` is set.
+        Only a round that swept marks ``lapor_sla_sweep_last_success_timestamp_seconds``
+        (the stall alert takes the newest of the job: the holder's)."""
         while not stop.is_set():
             try:
-                await self.sweep_once()
-                SWEEP_LAST_SUCCESS.set_to_current_time()
+                if await self._leading():
+                    await self.sweep_once()
+                    SWEEP_LAST_SUCCESS.set_to_current_time()
             except Exception:
                 log.exception("sweep failed; retrying")
             if await sleep_until_or_stop(stop, interval):
-                return
+                break
+        if self.lease is not None:
+            await self.lease.release()  # another replica sweeps at once, not after the TTL

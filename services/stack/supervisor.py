@@ -249,6 +249,9 @@ class Stack:
                 # The embedded broker keeps nothing across its restarts: a service's
                 # first start on a broker republishes what its outbox published before.
                 "LAPOR_OUTBOX_REPLAY": "0" if name in self._replayed else "1",
+                # A lease holder's name that a restart keeps (its ports are kept too): a
+                # service restarted after a crash takes its leases back at once.
+                "LAPOR_INSTANCE_ID": f"{name}@{grpc_port}",
             }
         )
         self._replayed.add(name)
@@ -294,6 +297,7 @@ class Stack:
                     "LAPOR_MONGODB_URI",
                     "LAPOR_GRPC_PORT",
                     "LAPOR_METRICS_PORT",
+                    "LAPOR_INSTANCE_ID",
                 )
             },
         )

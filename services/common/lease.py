@@ -1,0 +1,181 @@
+"""A lease: one process of a service does a job the others stand by for.
+
+Work that every replica could do but only one should (the outbox relay, which would publish
+the same events once per replica; sla's deadline sweep, which would race itself) runs only
+in the process that holds the job's lease. The lease is one document in the service's own
+database, collection ``leases``::
+
+    {_id: <lease name>, holder: <instance id>, until: <datetime>, since: <datetime>}
+
+The holder renews it (``until`` = now + TTL) whenever it checks with less than half the TTL
+left, so a working holder keeps it for good. A holder that stops (killed, paused, cut off
+from the database) stops renewing, and another process takes the lease once ``until`` has
+passed: failover takes up to the TTL. A holder that shuts down cleanly deletes the
+document (`Lease.release`), and another takes over at its next check.
+
+Times come from the injected clock and are compared across processes: the replicas' clocks
+must agree to well within the TTL (NTP on the nodes). A clock ahead by more than the TTL
+takes a lease that is still held, and two processes then do the job at once for a while:
+the work guarded by a lease must stay safe (at least once, idempotent, compare-and-set)
+when that happens, and it is. The lease only saves the duplicated work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from datetime import UTC, datetime, timedelta
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from services.common.clock import Clock
+from services.common.metrics import LEASE_HELD
+from services.common.mongo import Doc
+
+log = logging.getLogger(__name__)
+
+LEASES = "leases"
+#: Default time a lease lasts without renewal: the failover time (LAPOR_LEASE_TTL_SECONDS).
+DEFAULT_TTL = timedelta(seconds=10)
+
+_instance: tuple[int, str] | None = None
+
+
+def instance_id() -> str:
+    """This process's holder id: host name, process id and a random suffix (a restarted
+    process, even with the same pid in a new container, is a new holder)."""
+    global _instance
+    pid = os.getpid()
+    if _instance is None or _instance[0] != pid:
+        _instance = (pid, f"{socket.gethostname()}:{pid}:{secrets.token_hex(4)}")
+    return _instance[1]
+
+
+def _millis(when: datetime) -> datetime:
+    """`when` as the database stores it (milliseconds), so both sides compare the same."""
+    return when.replace(microsecond=when.microsecond // 1000 * 1000)
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+class Lease:
+    """Lease `name` in `db` for `holder` (by default this process)."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        name: str,
+        clock: Clock,
+        ttl: timedelta = DEFAULT_TTL,
+        holder: str | None = None,
+    ) -> None:
+        if ttl <= timedelta(0):
+            raise ValueError(f"lease {name}: the TTL must be positive, not {ttl}")
+        self.name = name
+        self.holder = holder or instance_id()
+        self._leases: AsyncCollection[Doc] = db[LEASES]
+        self._clock = clock
+        self._ttl = ttl
+        self._until: datetime | None = None  # our lease's end, as we last wrote it
+        self._lock = asyncio.Lock()  # one check at a time (sla's two relay loops share one)
+        #: The database error of the last check, None when it got an answer.
+        self.error: PyMongoError | None = None
+        self._held = False  # what the gauge and the log last said
+        LEASE_HELD.labels(lease=name).set(0)  # the series exists from the start
+
+    @property
+    def holding(self) -> bool:
+        """Whether we held the lease at the last check and it has not run out since (no
+        database call)."""
+        return self._until is not None and self._clock.now() < self._until
+
+    async def held(self) -> bool:
+        """Whether this process holds the lease now; takes or renews it when it may.
+
+        No database call while we hold it with more than half the TTL left. Otherwise one
+        read, and a conditional write only when the lease is ours, has run out or does not
+        exist: a process standing by makes no write while another holds it. A database
+        error is not raised (`error` keeps it): we still hold the lease until our own
+        ``until`` has passed, and not after."""
+        if self._fresh(self._clock.now()):
+            return True
+        async with self._lock:
+            now = self._clock.now()
+            if self._fresh(now):
+                return True
+            try:
+                held = await self._take(now)
+            except PyMongoError as exc:
+                if self.error is None:
+                    log.warning(
+                        "lease check failed; holding only until the lease runs out",
+                        extra={"lease": self.name, "error": type(exc).__name__},
+                    )
+                self.error = exc
+                held = self._until is not None and now < self._until
+            else:
+                if self.error is not None:
+                    log.info("lease check works again", extra={"lease": self.name})
+                self.error = None
+            if not held:
+                self._until = None
+            self._report(held)
+            return held
+
+    async def release(self) -> None:
+        """Give the lease up (clean shutdown): delete its document if we hold it, so another
+        process takes over at its next check instead of after the TTL."""
+        async with self._lock:
+            self._until = None
+            try:
+                result = await self._leases.delete_one({"_id": self.name, "holder": self.holder})
+            except PyMongoError as exc:
+                log.warning(
+                    "could not release the lease; another process takes it when it runs out",
+                    extra={"lease": self.name, "error": type(exc).__name__},
+                )
+            else:
+                if result.deleted_count:
+                    log.info("lease released", extra={"lease": self.name})
+            self._report(False, quiet=True)
+
+    def _fresh(self, now: datetime) -> bool:
+        return self._until is not None and self._until - now > self._ttl / 2
+
+    async def _take(self, now: datetime) -> bool:
+        doc = await self._leases.find_one({"_id": self.name})
+        ours = doc is not None and doc.get("holder") == self.holder
+        runs_until = doc.get("until") if doc is not None else None
+        if not ours and isinstance(runs_until, datetime) and _aware(runs_until) > now:
+            return False  # another holder's lease runs: no write
+        until = _millis(now + self._ttl)
+        since = doc.get("since", now) if doc is not None and ours else now
+        try:
+            # Ours, run out or missing: a holder that took it since our read makes the
+            # filter miss, and the upsert then hits the unique _id.
+            result = await self._leases.update_one(
+                {"_id": self.name, "$or": [{"holder": self.holder}, {"until": {"$lte": now}}]},
+                {"$set": {"holder": self.holder, "until": until, "since": since}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        if not result.matched_count and result.upserted_id is None:
+            return False
+        self._until = until
+        return True
+
+    def _report(self, held: bool, quiet: bool = False) -> None:
+        if held == self._held:
+            return
+        self._held = held
+        LEASE_HELD.labels(lease=self.name).set(1 if held else 0)
+        if not quiet:
+            log.info("lease taken" if held else "lease lost", extra={"lease": self.name})

@@ -1,0 +1,155 @@
+"""One sla replica sweeps: two sweepers on the same database (two replicas), each with its
+own lease object for ``sla-sweep``, against the real database process. Only the holder's
+sweep moves reports; it renews the lease through a long sweep, stops part-way when it has
+lost it, and hands it over when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common.clock import ManualClock
+from services.common.lease import LEASES, Lease
+from services.sla.domain.actions import Rules
+from services.sla.domain.calendar import WorkingCalendar
+from services.sla.domain.policy import parse_policy
+from services.sla.handlers import SlaHandlers
+from services.sla.sweep import SWEEP_LEASE, Sweeper
+from tests.integration.test_sla_store import T0, delivery, routed, swept_events
+from tests.unit.test_sla_actions import POLICY
+
+TTL = timedelta(seconds=10)
+PER_REPORT = 9  # 2 warnings, 2 x 3 rungs, 1 escalation when everything is due
+
+
+class Replicas:
+    """Two sla replicas' sweepers: the deadlines' clock and the leases' clock apart, so a
+    test moves each on its own."""
+
+    def __init__(self, db: Any, **sizes: int) -> None:
+        self.db = db
+        self.clock = ManualClock(T0)
+        self.lease_clock = ManualClock()
+        policy = parse_policy(POLICY, Path("."))
+        self.handlers = SlaHandlers(db["clocks"], Rules(policy, WorkingCalendar()), self.clock)
+        self.a, self.b = (
+            Sweeper(
+                db["clocks"],
+                policy,
+                self.clock,
+                lease=Lease(db, SWEEP_LEASE, self.lease_clock, TTL, name),
+                **sizes,  # type: ignore[arg-type]
+            )
+            for name in ("a", "b")
+        )
+
+    async def route(self, n: int) -> list[str]:
+        tids = [uuid.uuid4().hex[:8] for _ in range(n)]
+        await self.handlers.handle_routed([delivery(routed(t)) for t in tids])
+        return tids
+
+    async def still_due(self, tids: list[str]) -> int:
+        return await self.db["clocks"].count_documents(
+            {"_id": {"$in": tids}, "next_due_at": {"$lte": self.clock.now()}}
+        )
+
+
+@pytest.fixture
+def replicas(db: Any) -> Replicas:
+    return Replicas(db)
+
+
+def lease_of(sweeper: Sweeper) -> Lease:
+    assert sweeper.lease is not None
+    return sweeper.lease
+
+
+async def test_only_the_holder_sweeps(replicas: Replicas) -> None:
+    tids = await replicas.route(30)
+    moved = {"a": 0, "b": 0}
+    for step in (24, 30, 40, 50, 70, 1000):
+        replicas.clock.set(T0 + timedelta(seconds=step))
+        a, b = await asyncio.gather(replicas.a.sweep_once(), replicas.b.sweep_once())
+        moved["a"] += a
+        moved["b"] += b
+    holder = "a" if lease_of(replicas.a).holding else "b"
+    other = "b" if holder == "a" else "a"
+    assert moved[other] == 0 and moved[holder] > 0
+    emitted = [e["id"] for e in await swept_events(replicas.db, tids)]
+    assert len(emitted) == len(set(emitted)) == 30 * PER_REPORT
+    assert await replicas.still_due(tids) == 0
+
+
+async def test_the_other_sweeps_once_the_holder_stopped_renewing(replicas: Replicas) -> None:
+    tids = await replicas.route(10)
+    assert await lease_of(replicas.a).held()
+    replicas.clock.set(T0 + timedelta(seconds=1000))
+    assert await replicas.b.sweep_once() == 0  # a holds the lease
+    assert await replicas.still_due(tids) == 10
+    replicas.lease_clock.advance(TTL)  # a stopped (killed, paused): its lease ran out
+    assert await replicas.b.sweep_once() == 10
+    assert await replicas.a.sweep_once() == 0  # a is back, and stands by
+    assert await replicas.still_due(tids) == 0
+
+
+async def test_a_long_sweep_renews_its_lease_between_writes(db: Any) -> None:
+    """Batches of 7 written in chunks of 3: each write takes 3 s of the lease's time, so the
+    sweep lasts far longer than the TTL; the other replica tries to take over after each
+    write and never can."""
+    replicas = Replicas(db, batch=7, write_chunk=3)
+    tids = await replicas.route(40)
+    assert await lease_of(replicas.a).held()
+    store = replicas.a._store
+    tries: list[bool] = []
+
+    async def slow_store(*args: Any) -> set[Any]:
+        won = await store(*args)
+        replicas.lease_clock.advance(timedelta(seconds=3))
+        tries.append(await lease_of(replicas.b).held())
+        return won
+
+    replicas.a._store = slow_store  # type: ignore[method-assign]
+    replicas.clock.set(T0 + timedelta(seconds=1000))
+    assert await replicas.a.sweep_once() == 40
+    assert len(tries) >= 14 and not any(tries)  # 40 reports in chunks of 3: 42 s or more
+    assert await replicas.still_due(tids) == 0
+
+
+async def test_a_sweep_stops_part_way_when_its_lease_was_taken(db: Any) -> None:
+    replicas = Replicas(db, batch=7, write_chunk=3)
+    tids = await replicas.route(20)
+    assert await lease_of(replicas.a).held()
+    store = replicas.a._store
+
+    async def paused_after_the_first_write(*args: Any) -> set[Any]:
+        won = await store(*args)
+        replicas.lease_clock.advance(TTL)  # a paused past its TTL, and b took over
+        assert await lease_of(replicas.b).held()
+        return won
+
+    replicas.a._store = paused_after_the_first_write  # type: ignore[method-assign]
+    replicas.clock.set(T0 + timedelta(seconds=1000))
+    assert await replicas.a.sweep_once() == 3  # the first write only
+    assert await replicas.still_due(tids) == 17
+    assert await replicas.b.sweep_once() == 17
+    emitted = [e["id"] for e in await swept_events(db, tids)]
+    assert len(emitted) == len(set(emitted)) == 20 * PER_REPORT
+
+
+async def test_a_stopped_sweeper_hands_its_lease_over_at_once(replicas: Replicas) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(replicas.a.run(stop, interval=0.01))
+    for _ in range(500):
+        if lease_of(replicas.a).holding:
+            break
+        await asyncio.sleep(0.01)
+    assert lease_of(replicas.a).holding
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert await replicas.db[LEASES].find_one({"_id": SWEEP_LEASE}) is None
+    assert await lease_of(replicas.b).held()  # no TTL to wait out
