@@ -26,6 +26,7 @@ from services.common.metrics import LATENCY_BUCKETS
 from services.common.mongo import Doc
 from services.common.outbox import (
     PENDING,
+    PUBLISHED,
     OutboxMessage,
     ensure_queue,
     insert_queued,
@@ -256,8 +257,11 @@ class MongoComplaintStore:
         """Erase the sealed identity of reports whose case reached a final state (closed,
         archived) before `closed_before` (``retention_from``, set from routing's case
         action, removed here): nothing is left that names or reaches the reporter, who keeps
-        the follow-up code. The sparse index holds only reports still waiting, so each round
-        reads no more than those. Returns how many identities were erased; idempotent."""
+        the follow-up code. The report's published events (``_published``, kept for an
+        outbox replay: a copy of its title, body and the reporter's texts) go with it, so an
+        outbox replay after that republishes none of them. The sparse index holds only
+        reports still waiting, so each round reads no more than those. Returns how many
+        identities were erased; idempotent."""
         return await self._erase({RETENTION_FROM: {"$lt": closed_before}})
 
     async def forget_stale_identities(self, received_before: datetime) -> int:
@@ -271,13 +275,16 @@ class MongoComplaintStore:
         """Erase the identity of the reports matching `due` and what leads back to the
         reporter with it: the keyed hash of a post or an institution system's reference in
         the scope (it becomes ``forgotten:<tracking id>``, as an anonymous report's does)
-        and the names the reporter gave their files. A report whose scope a concurrent write
-        kept is left, still due, for the next round. Returns how many identities went."""
+        and the names the reporter gave their files; and its published events kept for an
+        outbox replay, which then republishes none of them. A report whose scope a
+        concurrent write kept is left, still due, for the next round. Returns how many
+        identities went."""
         named = {**due, "reporter": {"$exists": True}}
         await self._rewrite_scopes(
             named, TRACE_SCOPES, lambda doc, _value: f"{FORGOTTEN_SCOPE}{doc['_id']}"
         )
-        gone = {RETENTION_FROM: "", IDENTITY_SINCE: ""}
+        # Out of the sparse indexes, and without the replay copy of what it published.
+        gone = {RETENTION_FROM: "", IDENTITY_SINCE: "", PUBLISHED: ""}
         erasable = {**named, "idem": {"$not": _TRACE}}
         # The identity and the file names in one write per report (an upload between two
         # writes would list its name on a report that no longer keeps the identity, and

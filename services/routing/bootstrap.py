@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -16,7 +17,7 @@ from services.common.kafka import EventConsumer, KafkaPublisher
 from services.common.mongo import create_client
 from services.common.outbox import OutboxRelay, queue_for, relay_lease
 from services.common.regions import default_regions
-from services.common.runtime import MONGODB_ONLY, ServiceParts
+from services.common.runtime import MONGODB_ONLY, ServiceParts, logged_backfill
 from services.common.settings import CommonSettings, Env, SettingsError
 from services.routing.actions import CaseActions
 from services.routing.case_events import CaseEventHandlers
@@ -29,6 +30,7 @@ from services.routing.grpc_api import register as register_api
 from services.routing.handlers import RoutingHandlers
 from services.routing.institutions import InstitutionRegistry
 from services.routing.queries import CaseQueries
+from services.routing.retention import DEFAULT_TRIM_DAYS, ClosedCaseTrim
 from services.routing.rules_source import RulesSource
 
 DIRECTORY_REFRESH_SECONDS = 10.0
@@ -40,6 +42,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     verifier = TokenVerifier.from_env(env)
     rules_path = Path(env.text("LAPOR_ROUTING_RULES_FILE", str(DEFAULT_RULES_FILE)))
     poll = env.number("LAPOR_ROUTING_RULES_POLL_SECONDS", 1.0, low=0.05, high=3600)
+    trim_days = env.integer("LAPOR_ROUTING_CLOSED_TRIM_DAYS", DEFAULT_TRIM_DAYS, low=0, high=36500)
     regions = default_regions()
     client = create_client(s.mongodb_uri, "lapor-routing")
     db = client[s.mongodb_database]
@@ -67,6 +70,12 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     handlers.after_stored = case_events.apply_early_privacy
     api = Api(verifier, actions, CaseQueries(store, registry), registry, rules)
     dead = DeadLetters(db["dead_letters"], s.dead_letter_retention_days)
+    trim = ClosedCaseTrim(store.cases, clock, timedelta(days=trim_days))
+    date_closures = logged_backfill(
+        "date_undated_case_closures",
+        trim.date_undated_closures,
+        "cases closed before closed_at existed are trimmed from their last change",
+    )
 
     def consumer(topic: str, message: type, handle: object) -> EventConsumer:  # type: ignore[type-arg]
         return EventConsumer(s.kafka, topic, "lapor-routing", message, handle, dead.park)  # type: ignore[arg-type]
@@ -96,8 +105,10 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
         register=register,
         startup=[handlers.ensure_indexes, dead.ensure_indexes, registry.load, rules.recheck],
         workers=[relay.run, *(c.run for c in consumers)],
-        # Rule reloads and directory refreshes go on through a broker outage.
-        mongo_workers=[rules.watch, refresh_directory],
+        # Rule reloads, directory refreshes and the hourly trim of closed cases go on
+        # through a broker outage.
+        mongo_workers=[rules.watch, refresh_directory, trim.run],
+        backfills=[date_closures],
         close=[close],
         # The officers' and admins' API reads and writes MongoDB only (case actions go out
         # through the outbox): a broker outage keeps it serving.

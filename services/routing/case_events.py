@@ -49,7 +49,13 @@ from services.common.mongo import (
 from services.common.outbox import OutboxMessage, outbox_update
 from services.common.topics import CASE_ACTIONS, REPORTER_ACTIONS, SLA_EVENTS
 from services.routing.actions import MAX_ATTEMPTS, CaseActions
-from services.routing.case_store import FAR_FUTURE, CaseStore, early_privacy_of, status_of
+from services.routing.case_store import (
+    FAR_FUTURE,
+    CaseStore,
+    closed_since,
+    early_privacy_of,
+    status_of,
+)
 from services.routing.codec import holder_fields
 from services.routing.domain.case import PRIVACY_RANK, RAISED_PRIVACIES, Command, Role, apply
 from services.routing.domain.directory import Directory
@@ -116,6 +122,7 @@ def refusal_update(
         "evidence": [],
         "handling_class": status.handling_class,
     }
+    closed_since(update, status.state, now)  # most refusals come after the case closed
     return remember_event(update, refused.meta.event_id)
 
 

@@ -18,11 +18,15 @@ from services.common.outbox import (
     ensure_queue,
     outbox_update,
 )
-from services.common.status import CaseState
+from services.common.status import FINAL_STATES, CaseState
 from services.routing.domain.case import PRIVACY_RANK, CaseStatus, Outcome
 
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 HIDDEN = {OUTBOX: 0, PUBLISHED: 0, "_applied": 0, "fingerprint": 0, PENDING: 0}
+#: When the case entered a final state (closed, archived): the trim of what a closed case
+#: keeps only for a while (services/routing/retention.py) counts from it and removes it, so
+#: the sparse index holds only the cases still to trim.
+CLOSED_AT = "closed_at"
 
 
 PRIVACY_PREFIX = "PRIVACY_"
@@ -69,6 +73,15 @@ def history_entry(outcome: Outcome, now: datetime) -> Doc:
     }
 
 
+def closed_since(update: Doc, state: CaseState, now: datetime) -> Doc:
+    """`update`, which writes the case in `state`, with ``closed_at`` when that state is final
+    (no action leads out of one): the earliest such write counts. A case trimmed already gets
+    it again from this write, so the event the write publishes is trimmed in its turn."""
+    if state in FINAL_STATES:
+        update.setdefault("$min", {})[CLOSED_AT] = now
+    return update
+
+
 def early_privacy_of(cases: AsyncCollection[Doc]) -> AsyncCollection[Doc]:
     """Privacy raised by reporters before routing stored their case (``_id`` tracking id,
     ``rank`` the highest level asked for), applied once the case is stored."""
@@ -86,6 +99,7 @@ class CaseStore:
         await self.cases.create_index([("state", 1), ("received_at", 1)])
         await self.cases.create_index([("region_code", 1), ("topic", 1), ("received_at", -1)])
         await self.cases.create_index("similar")
+        await self.cases.create_index(CLOSED_AT, sparse=True)
 
     async def get(self, tracking_id: str) -> Doc | None:
         return await self.cases.find_one({"_id": tracking_id})
@@ -118,6 +132,7 @@ class CaseStore:
             update["$set"]["privacy"] = stored_privacy(after.privacy)
         update["$inc"] = {"version": 1}
         update["$push"]["history"] = history_entry(outcome, now)
+        closed_since(update, after.state, now)
         query: Doc = {"_id": doc["_id"], "version": doc.get("version", 0)}
         if applied_event_id:
             update = remember_event(update, applied_event_id)

@@ -18,3 +18,8 @@ RULES_RELOADS = Counter(
     ["outcome"],
 )
 RULES_COUNT = Gauge("lapor_routing_rules", "Routing rules in force")
+CASES_TRIMMED = Counter(
+    "lapor_routing_cases_trimmed_total",
+    "Closed cases whose published events and text fingerprint were dropped "
+    "(LAPOR_ROUTING_CLOSED_TRIM_DAYS after closing)",
+)

@@ -1,0 +1,93 @@
+"""What a closed case keeps only for a while: its published events (``_published``, up to 50,
+kept for an outbox replay) and its text's fingerprint (word-bigram hashes, compared only with
+reports received within 14 days of it, services/routing/domain/similarity.py). Both go
+``LAPOR_ROUTING_CLOSED_TRIM_DAYS`` after the case entered a final state (``closed_at``,
+case_store.py). The default, 90 days, is longer than the 14-day similarity window, sla's
+30-day replay of its own batches and the longest an event can come back (about 60 days: a
+30-day topic, then 30 days among the dead letters), so no consumer can still need the events
+and no new report can be a near-duplicate of the case. The case itself, its history and its
+links to similar reports stay, and so do the applied event ids (``_applied``), which keep
+consumed events from being applied twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from services.common.clock import Clock, sleep_until_or_stop
+from services.common.mongo import Doc
+from services.common.outbox import PENDING, PUBLISHED
+from services.common.status import FINAL_STATES
+from services.routing.case_store import CLOSED_AT
+from services.routing.metrics import CASES_TRIMMED
+
+log = logging.getLogger(__name__)
+
+TRIM_INTERVAL_SECONDS = 3600.0
+TRIM_BATCH = 500  # cases per write: a first trim of a national backlog goes in short writes
+DEFAULT_TRIM_DAYS = 90
+_TRIMMED = {PUBLISHED: "", "fingerprint": "", CLOSED_AT: ""}
+
+
+@dataclass
+class ClosedCaseTrim:
+    cases: AsyncCollection[Doc]
+    clock: Clock
+    keep: timedelta = timedelta(days=DEFAULT_TRIM_DAYS)  # 0: keep for good
+    batch: int = TRIM_BATCH
+
+    async def trim(self) -> int:
+        """Drop ``_published`` and ``fingerprint`` of the cases closed longer than `keep`
+        ago, `batch` cases per write. A case whose events wait in its outbox is left for the
+        next round: the relay would put them back into ``_published`` after publishing.
+        Returns how many cases were trimmed; idempotent."""
+        if self.keep <= timedelta(0):
+            return 0
+        due = {CLOSED_AT: {"$lt": self.clock.now() - self.keep}, PENDING: {"$ne": True}}
+        trimmed = 0
+        while True:
+            found = await self.cases.find(due, {"_id": 1}).limit(self.batch).to_list(self.batch)
+            if not found:
+                break
+            ids = [d["_id"] for d in found]
+            result = await self.cases.update_many(
+                {"_id": {"$in": ids}, **due}, {"$unset": _TRIMMED}
+            )
+            trimmed += result.modified_count
+            if len(found) < self.batch:
+                break
+        if trimmed:
+            CASES_TRIMMED.inc(trimmed)
+            log.info("closed cases trimmed", extra={"cases": trimmed})
+        return trimmed
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Trim at start and then every hour; a failed round waits for the next."""
+        while True:
+            try:
+                await self.trim()
+            except Exception as exc:  # noqa: BLE001 - next round
+                log.warning(
+                    "could not trim closed cases; retrying", extra={"error": repr(exc)[:200]}
+                )
+            if await sleep_until_or_stop(stop, TRIM_INTERVAL_SECONDS):
+                return
+
+    async def date_undated_closures(self) -> int:
+        """Give cases that reached a final state before ``closed_at`` existed that field from
+        their last change (``updated_at``: never before the closure), so the trim sees them.
+        Cases trimmed already (nothing left to trim) are left alone. A backfill (run in the
+        background after start); idempotent. Returns how many cases changed."""
+        result = await self.cases.update_many(
+            {
+                "state": {"$in": [s.value for s in FINAL_STATES]},
+                CLOSED_AT: {"$exists": False},
+                "$or": [{PUBLISHED: {"$exists": True}}, {"fingerprint": {"$exists": True}}],
+            },
+            [{"$set": {CLOSED_AT: {"$ifNull": ["$updated_at", "$routed_at"]}}}],
+        )
+        return result.modified_count

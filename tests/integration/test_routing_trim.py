@@ -1,0 +1,203 @@
+"""What a closed case keeps only for a while goes LAPOR_ROUTING_CLOSED_TRIM_DAYS after it
+closed: its published events (the outbox replay's copy) and its text's fingerprint, against
+the real database process. The officers' view of the case does not change, a case closed
+more recently and an open one keep both, and 0 keeps everything (docs/officers-api.md)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from lapor.v1 import common_pb2, events_pb2
+from prometheus_client import REGISTRY
+
+from services.common.clock import ManualClock
+from services.common.kafka import Delivery
+from services.common.outbox import PENDING, PUBLISHED, OutboxRelay, queue_for
+from services.common.regions import default_regions
+from services.routing.case_store import CaseStore
+from services.routing.domain.access import Actor
+from services.routing.domain.case import Command, Role
+from services.routing.domain.directory import Directory
+from services.routing.queries import CaseQueries
+from services.routing.retention import ClosedCaseTrim
+from services.routing.views import report_view
+from tests.integration.test_routing_early_privacy import raised, received, wired
+from tests.integration.test_sla_store import T0
+from tests.support import RecordingPublisher
+
+D = timedelta(days=90)
+DIRECTORY = Directory.seed(default_regions())
+ADMIN = Actor("admin", "", Role.NATIONAL_ADMIN)
+
+
+def confirmed(tid: str, n: int = 1) -> Delivery[events_pb2.ReporterAction]:
+    message = events_pb2.ReporterAction(
+        meta=common_pb2.EventMeta(event_id=f"{tid}:confirmed:{n}", tracking_id=tid),
+        action="confirmed",
+        rating=5,
+    )
+    return Delivery(message, tid, 0, 0)
+
+
+def trimmed_total() -> float:
+    return REGISTRY.get_sample_value("lapor_routing_cases_trimmed_total") or 0.0
+
+
+class Routing:
+    """Routing's handlers on the real database, its outbox relayed to a recorder."""
+
+    def __init__(self, db: Any, clock: ManualClock) -> None:
+        self.clock = clock
+        self.handlers, self.events = wired(db, clock)
+        self.cases = db["cases"]
+        self.store = CaseStore(self.cases)
+        self.publisher = RecordingPublisher()
+        self.relay = OutboxRelay([self.cases], self.publisher, queues=[queue_for(self.cases)])
+
+    async def case(self) -> tuple[str, Actor]:
+        tid = uuid.uuid4().hex[:10]
+        await self.handlers.handle_received([received(tid)])
+        case = await self.cases.find_one({"_id": tid})
+        return tid, Actor("petugas", case["institution_id"], Role.OFFICER)
+
+    async def act(self, actor: Actor | None, tid: str, command: Command) -> None:
+        await self.events.actions.act(actor, tid, command)
+
+    async def resolved(self) -> str:
+        tid, officer = await self.case()
+        await self.act(officer, tid, Command("accepted", Role.OFFICER))
+        await self.act(officer, tid, Command("resolved", Role.OFFICER, text="Sudah diaspal."))
+        return tid
+
+    async def views(self) -> dict[str, Any]:
+        """Every case as the officers' API shows it to a national admin."""
+        page = await CaseQueries(self.store, lambda: DIRECTORY).reports(ADMIN, page_size=100)
+        back = await self.store.linked_from([d["_id"] for d in page.docs])
+        return {
+            d["_id"]: report_view(d, ADMIN, DIRECTORY, [*d.get("similar", []), *back[d["_id"]]])
+            for d in page.docs
+        }
+
+    async def doc(self, tid: str) -> Any:
+        return await self.cases.find_one({"_id": tid})
+
+
+async def test_a_case_closed_longer_ago_than_the_trim_keeps_no_events_or_fingerprint(
+    db: Any,
+) -> None:
+    routing = Routing(db, ManualClock(T0))
+    await routing.handlers.ensure_indexes()
+    closed, recent = await routing.resolved(), await routing.resolved()
+    archived, officer = await routing.case()
+    still_open = await routing.resolved()
+    routing.clock.advance(timedelta(days=1))
+    await routing.act(None, closed, Command("confirmed", Role.REPORTER, rating=5))
+    await routing.act(officer, archived, Command("declined", Role.OFFICER, reason="Bukan kami."))
+    await routing.act(ADMIN, archived, Command("archived", Role.NATIONAL_ADMIN, reason="Ganda."))
+    closed_at = routing.clock.now()
+    routing.clock.advance(timedelta(days=50))
+    await routing.act(None, recent, Command("confirmed", Role.REPORTER, rating=4))
+    await routing.relay.relay_once()
+    for tid in (closed, archived, recent, still_open):
+        doc = await routing.doc(tid)
+        assert doc[PUBLISHED] and doc["fingerprint"], tid
+    assert (await routing.doc(closed))["closed_at"] == closed_at
+    assert (await routing.doc(archived))["closed_at"] == closed_at
+    assert (await routing.doc(recent))["closed_at"] == closed_at + timedelta(days=50)
+    assert "closed_at" not in await routing.doc(still_open)
+    assert (await routing.doc(recent))["similar"]  # linked as near-duplicates at receipt
+    indexes = await routing.cases.index_information()
+    assert indexes["closed_at_1"].get("sparse") is True  # the trim reads only cases to trim
+
+    trim = ClosedCaseTrim(routing.cases, routing.clock, D, batch=1)  # a batch per case
+    routing.clock.set(closed_at + D - timedelta(minutes=1))
+    assert await trim.trim() == 0
+    routing.clock.set(closed_at + D + timedelta(minutes=1))
+    # An event of the archived case still waits in its outbox: the relay would put it
+    # back into the replay copy after a trim, so that case waits for the next round.
+    await routing.events.handle_reporter([raised(archived, "confidential")])
+    assert (await routing.doc(archived))[PENDING] is True
+    views = await routing.views()
+    before = trimmed_total()
+
+    assert await trim.trim() == 1
+    await routing.relay.relay_once()
+    assert await trim.trim() == 1
+    assert await trim.trim() == 0
+    assert trimmed_total() - before == 2
+    for tid in (closed, archived):
+        doc = await routing.doc(tid)
+        assert PUBLISHED not in doc and "fingerprint" not in doc and "closed_at" not in doc
+        assert doc["history"] and doc["_applied"]  # the record and the de-duplication stay
+    for tid in (recent, still_open):
+        doc = await routing.doc(tid)
+        assert doc[PUBLISHED] and doc["fingerprint"], tid
+    assert await routing.views() == views  # officers see the same reports, links included
+
+    # A replay no longer republishes the trimmed cases' events.
+    routing.publisher.sent.clear()
+    await routing.relay.replay()
+    assert {m.key for m in routing.publisher.sent} == {recent, still_open}
+
+
+async def test_an_event_published_after_the_trim_is_trimmed_in_its_turn(db: Any) -> None:
+    routing = Routing(db, ManualClock(T0))
+    await routing.handlers.ensure_indexes()
+    tid = await routing.resolved()
+    await routing.act(None, tid, Command("confirmed", Role.REPORTER, rating=5))
+    await routing.relay.relay_once()
+    trim = ClosedCaseTrim(routing.cases, routing.clock, D)
+    routing.clock.advance(D + timedelta(days=1))
+    assert await trim.trim() == 1
+
+    # The reporter confirms again long after: routing refuses and publishes the refusal.
+    late = routing.clock.now()
+    await routing.events.handle_reporter([confirmed(tid, 2)])
+    await routing.relay.relay_once()
+    doc = await routing.doc(tid)
+    assert [e["id"] for e in doc[PUBLISHED]] == [f"{tid}:confirmed:2:refused"]
+    assert doc["closed_at"] == late
+    routing.clock.set(late + D + timedelta(minutes=1))
+    assert await trim.trim() == 1
+    assert PUBLISHED not in await routing.doc(tid)
+
+
+async def test_a_trim_of_0_days_keeps_everything(db: Any) -> None:
+    routing = Routing(db, ManualClock(T0))
+    await routing.handlers.ensure_indexes()
+    tid = await routing.resolved()
+    await routing.act(None, tid, Command("confirmed", Role.REPORTER, rating=5))
+    await routing.relay.relay_once()
+    routing.clock.advance(timedelta(days=3650))
+    assert await ClosedCaseTrim(routing.cases, routing.clock, timedelta(0)).trim() == 0
+    doc = await routing.doc(tid)
+    assert doc[PUBLISHED] and doc["fingerprint"] and doc["closed_at"] == T0
+
+
+async def test_cases_closed_before_the_upgrade_are_dated_from_their_last_change(
+    db: Any,
+) -> None:
+    routing = Routing(db, ManualClock(T0))
+    await routing.handlers.ensure_indexes()
+    old, trimmed = await routing.resolved(), await routing.resolved()
+    still_open = await routing.resolved()
+    routing.clock.advance(timedelta(days=2))
+    for tid in (old, trimmed):
+        await routing.act(None, tid, Command("confirmed", Role.REPORTER, rating=5))
+    await routing.relay.relay_once()
+    # As an older version stored them: no closed_at; one trimmed already.
+    await routing.cases.update_many({}, {"$unset": {"closed_at": ""}})
+    await routing.cases.update_one({"_id": trimmed}, {"$unset": {PUBLISHED: "", "fingerprint": ""}})
+    trim = ClosedCaseTrim(routing.cases, routing.clock, D)
+
+    assert await trim.date_undated_closures() == 1
+    assert await trim.date_undated_closures() == 0  # idempotent
+    doc = await routing.doc(old)
+    assert doc["closed_at"] == doc["updated_at"] == T0 + timedelta(days=2)
+    assert "closed_at" not in await routing.doc(trimmed)  # nothing left to trim
+    assert "closed_at" not in await routing.doc(still_open)
+    routing.clock.advance(D + timedelta(minutes=1))
+    assert await trim.trim() == 1
+    assert PUBLISHED not in await routing.doc(old)
