@@ -344,6 +344,8 @@ def test_alerts_cover_the_failure_modes() -> None:
         "increase(lapor_sla_escalations_total[1h])",
         "lapor_sla_detection_lag_seconds_bucket",
         "max by (job) (lapor_sla_sweep_last_success_timestamp_seconds)",
+        "sum by (job, lease) (lapor_lease_held) == 0",
+        "sum by (job, lease) (lapor_lease_held) > 1",
         *(f'absent(up{{job="{service}"}})' for service in SERVICE_NAMES),
     ):
         assert fragment in joined, f"no alert on {fragment}"
