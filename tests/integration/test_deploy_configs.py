@@ -820,3 +820,24 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))  # JSON is YAML
     result = promtool("check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+_METRIC_ROW = re.compile(r"^\| `(lapor_\w+)` \|[^|]+\| (\w+) \|([^|]*)\|", re.MULTILINE)
+_KINDS = {"counter": "Counter", "gauge": "Gauge", "histogram": "Histogram", "summary": "Summary"}
+
+
+def test_the_metrics_table_lists_every_metric_with_its_type_and_labels() -> None:
+    """deploy/README.md "Monitoring" has one row per metric the code defines: the name as
+    exposed (a counter with ``_total``), its type and its labels (each in backticks)."""
+    rows = {name: (kind, labels) for name, kind, labels in _METRIC_ROW.findall(README.read_text())}
+    defined = {
+        (m.name + "_total" if m.kind == "Counter" else m.name): m for m in code().metrics.values()
+    }
+    assert sorted(set(defined) - set(rows)) == [], "metrics without a row"
+    assert sorted(set(rows) - set(defined)) == [], "rows for metrics the code does not define"
+    for name, metric in defined.items():
+        kind, labels = rows[name]
+        assert _KINDS.get(kind) == metric.kind, f"{name}: documented as {kind}"
+        # The label names in backticks; the values some rows list follow in parentheses.
+        names = set(re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", labels)))
+        assert names == set(metric.labels), f"{name}: labels {sorted(names)}"
