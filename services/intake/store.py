@@ -65,8 +65,9 @@ WRITE_LATENCY = Histogram(
 
 
 FOLLOW_UP_KEEP = 20  # follow-up code hashes kept per report (a retry adds one)
-# When the report received the identity it keeps: present only while ``reporter`` is
-# (sparse index), so the age backstop reads only reports that still keep one.
+# When the report received the identity it keeps: present while ``reporter`` is, and after
+# its erasure only until the replay copy goes too (`_erase`), so the age backstop (sparse
+# index) reads only reports that keep one or are still being erased.
 IDENTITY_SINCE = "identity_since"
 # Scopes that are keyed hashes of something leading to the reporter (a social-media post, an
 # institution system's record): given up with the identity, or after a while if anonymous.
@@ -75,6 +76,9 @@ _TRACE = {"$regex": "^(" + "|".join(re.escape(p) for p in TRACE_SCOPES) + ")"}
 # The reporter's own file names on the listing (officers and GridFS get the neutral name).
 _NAMED_EVIDENCE = {"evidence.name": {"$exists": True}}
 _UNNAME_EVIDENCE = {"evidence.$[].name": ""}
+# What a report gives up once its erasure is complete: out of the sparse indexes, and without
+# the replay copy of what it published.
+_ERASED = {RETENTION_FROM: "", IDENTITY_SINCE: "", PUBLISHED: ""}
 
 
 @dataclass
@@ -258,17 +262,18 @@ class MongoComplaintStore:
         archived) before `closed_before` (``retention_from``, set from routing's case
         action, removed here): nothing is left that names or reaches the reporter, who keeps
         the follow-up code. The report's published events (``_published``, kept for an
-        outbox replay: a copy of its title, body and the reporter's texts) go with it, so an
-        outbox replay after that republishes none of them. The sparse index holds only
-        reports still waiting, so each round reads no more than those. Returns how many
-        identities were erased; idempotent."""
+        outbox replay: a copy of its title, body and the reporter's texts) go with it, or in
+        a later round if some still wait in its outbox, so an outbox replay after that
+        republishes none of them. The sparse index holds only reports still waiting, so each
+        round reads no more than those. Returns how many identities were erased; idempotent."""
         return await self._erase({RETENTION_FROM: {"$lt": closed_before}})
 
     async def forget_stale_identities(self, received_before: datetime) -> int:
         """The backstop: erase, as `forget_identities` does, the sealed identity of reports
         received before `received_before`, whatever their case's state (one that never
         reached a final state, or never had a case). Reads only reports that still keep an
-        identity (``identity_since``, sparse). Returns how many were erased; idempotent."""
+        identity, or whose erasure waits for their outbox (``identity_since``, sparse).
+        Returns how many were erased; idempotent."""
         return await self._erase({IDENTITY_SINCE: {"$lt": received_before}})
 
     async def _erase(self, due: Doc) -> int:
@@ -278,13 +283,14 @@ class MongoComplaintStore:
         and the names the reporter gave their files; and its published events kept for an
         outbox replay, which then republishes none of them. A report whose scope a
         concurrent write kept is left, still due, for the next round. Returns how many
-        identities went."""
+        identities went (each counted once, in the round that erased it)."""
+        # No hints: unhinted, SecantusDB (0.7) looks up the `due` range in its sparse index;
+        # hinted, a find reads that whole index (identity_since: every report keeping an
+        # identity). Its explain reports a COLLSCAN for these filters all the same.
         named = {**due, "reporter": {"$exists": True}}
         await self._rewrite_scopes(
             named, TRACE_SCOPES, lambda doc, _value: f"{FORGOTTEN_SCOPE}{doc['_id']}"
         )
-        # Out of the sparse indexes, and without the replay copy of what it published.
-        gone = {RETENTION_FROM: "", IDENTITY_SINCE: "", PUBLISHED: ""}
         erasable = {**named, "idem": {"$not": _TRACE}}
         # The identity and the file names in one write per report (an upload between two
         # writes would list its name on a report that no longer keeps the identity, and
@@ -293,17 +299,22 @@ class MongoComplaintStore:
         for evidence, names in (({"$exists": True}, _UNNAME_EVIDENCE), ({"$exists": False}, {})):
             result = await self._collection.update_many(
                 {**erasable, "evidence": evidence},
-                {"$unset": {"reporter": "", **gone, **names}, "$set": {"reachable": False}},
+                {"$unset": {"reporter": "", **names}, "$set": {"reachable": False}},
             )
             erased += result.modified_count
-        # Reports without an identity (anonymous, or given up) lose any names older versions
-        # listed and leave the indexes too; an anonymous report's scope follows
+        # Then every due report without an identity (erased just now or in an earlier round,
+        # anonymous, or given up) loses any names older versions listed, and its replay copy
+        # once no event of it waits in its outbox: the relay would push those back into the
+        # copy after publishing them. Until then it keeps its dates, so it stays due and a
+        # later round finds it here again. An anonymous report's scope follows
         # LAPOR_INTAKE_ANONYMOUS_SCOPE_DAYS.
         nameless = {**due, "reporter": {"$exists": False}}
         await self._collection.update_many(
-            {**nameless, **_NAMED_EVIDENCE}, {"$unset": {**_UNNAME_EVIDENCE, **gone}}
+            {**nameless, **_NAMED_EVIDENCE}, {"$unset": _UNNAME_EVIDENCE}
         )
-        await self._collection.update_many(nameless, {"$unset": gone})
+        await self._collection.update_many(
+            {**nameless, PENDING: {"$ne": True}}, {"$unset": _ERASED}
+        )
         return erased
 
     async def date_undated_identities(self) -> int:

@@ -30,7 +30,7 @@ from services.routing.grpc_api import register as register_api
 from services.routing.handlers import RoutingHandlers
 from services.routing.institutions import InstitutionRegistry
 from services.routing.queries import CaseQueries
-from services.routing.retention import DEFAULT_TRIM_DAYS, ClosedCaseTrim
+from services.routing.retention import ClosedCaseTrim, closed_trim_days
 from services.routing.rules_source import RulesSource
 
 DIRECTORY_REFRESH_SECONDS = 10.0
@@ -42,7 +42,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     verifier = TokenVerifier.from_env(env)
     rules_path = Path(env.text("LAPOR_ROUTING_RULES_FILE", str(DEFAULT_RULES_FILE)))
     poll = env.number("LAPOR_ROUTING_RULES_POLL_SECONDS", 1.0, low=0.05, high=3600)
-    trim_days = env.integer("LAPOR_ROUTING_CLOSED_TRIM_DAYS", DEFAULT_TRIM_DAYS, low=0, high=36500)
+    trim_days = closed_trim_days(env)
     regions = default_regions()
     client = create_client(s.mongodb_uri, "lapor-routing")
     db = client[s.mongodb_database]

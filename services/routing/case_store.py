@@ -23,9 +23,10 @@ from services.routing.domain.case import PRIVACY_RANK, CaseStatus, Outcome
 
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 HIDDEN = {OUTBOX: 0, PUBLISHED: 0, "_applied": 0, "fingerprint": 0, PENDING: 0}
-#: When the case entered a final state (closed, archived): the trim of what a closed case
-#: keeps only for a while (services/routing/retention.py) counts from it and removes it, so
-#: the sparse index holds only the cases still to trim.
+#: When the case was last written in a final state (closed, archived): its closure, or a
+#: later write that published an event (a refused reporter action, a privacy raise). The trim
+#: of what a closed case keeps only for a while (services/routing/retention.py) counts from it
+#: and removes it, so the sparse index holds only the cases still to trim.
 CLOSED_AT = "closed_at"
 
 
@@ -75,10 +76,10 @@ def history_entry(outcome: Outcome, now: datetime) -> Doc:
 
 def closed_since(update: Doc, state: CaseState, now: datetime) -> Doc:
     """`update`, which writes the case in `state`, with ``closed_at`` when that state is final
-    (no action leads out of one): the earliest such write counts. A case trimmed already gets
-    it again from this write, so the event the write publishes is trimmed in its turn."""
+    (no action leads out of one): the latest such write counts, so the event it publishes is
+    kept as long after it as the closure's (a case trimmed already gets the field again)."""
     if state in FINAL_STATES:
-        update.setdefault("$min", {})[CLOSED_AT] = now
+        update.setdefault("$max", {})[CLOSED_AT] = now
     return update
 
 

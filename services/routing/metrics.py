@@ -21,5 +21,5 @@ RULES_COUNT = Gauge("lapor_routing_rules", "Routing rules in force")
 CASES_TRIMMED = Counter(
     "lapor_routing_cases_trimmed_total",
     "Closed cases whose published events and text fingerprint were dropped "
-    "(LAPOR_ROUTING_CLOSED_TRIM_DAYS after closing)",
+    "(LAPOR_ROUTING_CLOSED_TRIM_DAYS after the last event written in a final state)",
 )

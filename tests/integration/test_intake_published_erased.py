@@ -11,11 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 from services.common.clock import ManualClock
-from services.common.outbox import PUBLISHED, OutboxRelay, queue_for
+from services.common.outbox import PENDING, PUBLISHED, OutboxRelay, queue_for
 from services.intake.channel_wiring import forget_expired
 from services.intake.domain import Privacy
 from tests.integration.test_identity_retention import SETTINGS, T0
-from tests.integration.test_identity_traces import WEB, add, close, docs
+from tests.integration.test_identity_traces import WEB, add, close, docs, erased
 from tests.integration.test_intake_store_channels import make_store
 from tests.support import RecordingPublisher
 
@@ -51,4 +51,49 @@ async def test_erased_reports_keep_no_published_events(db: Any) -> None:
     publisher = RecordingPublisher()
     await OutboxRelay([complaints], publisher, queues=[queue_for(complaints)]).replay()
     assert {m.key for m in publisher.sent} == {recent_closed, recent_open}
+    await store.close()
+
+
+async def test_a_report_whose_events_wait_gives_up_its_replay_copy_once_they_are_out(
+    db: Any,
+) -> None:
+    """The identity goes at once; the replay copy waits for the events still in the report's
+    outbox, which the relay would push back into it after publishing them."""
+    store = await make_store(db)
+    complaints = db["complaints"]
+    public_web = replace(WEB, privacy=Privacy.PUBLIC)
+    closed, stale = await add(store, public_web), await add(store, public_web)
+    await close(complaints, closed)
+    # Both reporters raise their report's privacy; the events wait (the broker is away).
+    for tid in (closed, stale):
+        assert await store.raise_privacy(tid, Privacy.PUBLIC, Privacy.CONFIDENTIAL, T0)
+    settings = replace(SETTINGS, identity_max_age=timedelta(days=1095))
+    clock = ManualClock(T0 + timedelta(days=1096))
+    before = erased("final"), erased("age")
+
+    for _round in range(2):  # nothing more goes while the events wait
+        await forget_expired(settings, store, clock)
+        kept = await docs(complaints)
+        for tid in (closed, stale):
+            assert "reporter" not in kept[tid] and kept[tid]["reachable"] is False, tid
+            assert kept[tid][PUBLISHED] and kept[tid][PENDING] is True, tid
+        assert kept[closed]["retention_from"] == T0  # still due: a later round comes back
+        assert kept[stale]["identity_since"] == T0  # the age backstop's
+    assert (erased("final"), erased("age")) == (before[0] + 1, before[1] + 1)
+
+    publisher = RecordingPublisher()
+    relay = OutboxRelay([complaints], publisher, queues=[queue_for(complaints)])
+    await relay.relay_once()
+    kept = await docs(complaints)
+    for tid in (closed, stale):  # the relay put the events back into the replay copy
+        assert kept[tid][PENDING] is False and len(kept[tid][PUBLISHED]) == 2, tid
+
+    await forget_expired(settings, store, clock)
+    kept = await docs(complaints)
+    for tid in (closed, stale):
+        assert not {PUBLISHED, "retention_from", "identity_since"} & set(kept[tid]), tid
+    assert (erased("final"), erased("age")) == (before[0] + 1, before[1] + 1)  # counted once
+    publisher.sent.clear()
+    await relay.replay()
+    assert not publisher.sent
     await store.close()

@@ -97,9 +97,12 @@ async def test_a_case_closed_longer_ago_than_the_trim_keeps_no_events_or_fingerp
     await routing.act(officer, archived, Command("declined", Role.OFFICER, reason="Bukan kami."))
     await routing.act(ADMIN, archived, Command("archived", Role.NATIONAL_ADMIN, reason="Ganda."))
     closed_at = routing.clock.now()
+    await routing.relay.relay_once()
+    # The archived case's reporter raises its privacy at once, and that event is still
+    # waiting in its outbox when the trim comes (a relay held up that long).
+    await routing.events.handle_reporter([raised(archived, "confidential")])
     routing.clock.advance(timedelta(days=50))
     await routing.act(None, recent, Command("confirmed", Role.REPORTER, rating=4))
-    await routing.relay.relay_once()
     for tid in (closed, archived, recent, still_open):
         doc = await routing.doc(tid)
         assert doc[PUBLISHED] and doc["fingerprint"], tid
@@ -115,9 +118,8 @@ async def test_a_case_closed_longer_ago_than_the_trim_keeps_no_events_or_fingerp
     routing.clock.set(closed_at + D - timedelta(minutes=1))
     assert await trim.trim() == 0
     routing.clock.set(closed_at + D + timedelta(minutes=1))
-    # An event of the archived case still waits in its outbox: the relay would put it
-    # back into the replay copy after a trim, so that case waits for the next round.
-    await routing.events.handle_reporter([raised(archived, "confidential")])
+    # The relay would put the archived case's waiting event back into the replay copy after
+    # a trim, so that case waits for the round after the relay's.
     assert (await routing.doc(archived))[PENDING] is True
     views = await routing.views()
     before = trimmed_total()
@@ -162,6 +164,36 @@ async def test_an_event_published_after_the_trim_is_trimmed_in_its_turn(db: Any)
     routing.clock.set(late + D + timedelta(minutes=1))
     assert await trim.trim() == 1
     assert PUBLISHED not in await routing.doc(tid)
+
+
+async def test_an_event_published_after_the_closure_is_kept_as_long_as_from_the_closure(
+    db: Any,
+) -> None:
+    routing = Routing(db, ManualClock(T0))
+    await routing.handlers.ensure_indexes()
+    tid = await routing.resolved()
+    await routing.act(None, tid, Command("confirmed", Role.REPORTER, rating=5))  # day 0
+    closed = routing.clock.now()
+    await routing.relay.relay_once()
+    trim = ClosedCaseTrim(routing.cases, routing.clock, D)
+
+    # On day 89 the reporter confirms again: routing refuses and publishes the refusal.
+    routing.clock.set(closed + timedelta(days=89))
+    await routing.events.handle_reporter([confirmed(tid, 2)])
+    await routing.relay.relay_once()
+    late = routing.clock.now()
+    assert (await routing.doc(tid))["closed_at"] == late
+    routing.clock.set(closed + timedelta(days=91))
+    assert await trim.trim() == 0
+    doc = await routing.doc(tid)
+    assert f"{tid}:confirmed:2:refused" in [e["id"] for e in doc[PUBLISHED]]
+    assert doc["fingerprint"]
+    routing.clock.set(late + D - timedelta(minutes=1))
+    assert await trim.trim() == 0
+    routing.clock.set(late + D + timedelta(minutes=1))  # day 179
+    assert await trim.trim() == 1
+    doc = await routing.doc(tid)
+    assert PUBLISHED not in doc and "fingerprint" not in doc and "closed_at" not in doc
 
 
 async def test_a_trim_of_0_days_keeps_everything(db: Any) -> None:
