@@ -8,10 +8,15 @@ database, collection ``leases``::
     {_id: <lease name>, holder: <instance id>, until: <datetime>, since: <datetime>}
 
 The holder renews it (``until`` = now + TTL) whenever it checks with less than half the TTL
-left, so a working holder keeps it for good. A holder that stops (killed, paused, cut off
-from the database) stops renewing, and another process takes the lease once ``until`` has
-passed: failover takes up to the TTL. A holder that shuts down cleanly deletes the
-document (`Lease.release`), and another takes over at its next check.
+left, so a working holder keeps it for good. Its job checks it as it goes (before each
+round, batch or write), and a keeper (`Lease.keep`) checks it every quarter of the TTL
+beside the job, so a step of the job that outlasts the TTL (a publish waiting out the
+broker's timeout, a slow check before a sweep's batch) does not hand the lease over. A
+holder that stops (killed, paused, cut off from the database) stops renewing, and another
+process takes the lease once ``until`` has passed: failover takes up to the TTL. A holder
+that shuts down cleanly deletes the document (`Lease.release`), and another takes over at
+its next check; one that cannot do the job steps down (`Lease.step_down`: releases it and
+does not take it again for a TTL), so that another process gets to try.
 
 Times come from the injected clock and are compared across processes: the replicas' clocks
 must agree to well within the TTL (NTP on the nodes). A clock ahead by more than the TTL
@@ -33,7 +38,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from services.common.clock import Clock
+from services.common.clock import Clock, sleep_until_or_stop
 from services.common.metrics import LEASE_HELD
 from services.common.mongo import Doc
 
@@ -75,7 +80,10 @@ class Lease:
         clock: Clock,
         ttl: timedelta = DEFAULT_TTL,
         holder: str | None = None,
+        keep_every: float | None = None,
     ) -> None:
+        """`keep_every`: seconds between the keeper's checks (`keep`; by default a quarter of
+        the TTL: tests on a manual clock pass a short one)."""
         if ttl <= timedelta(0):
             raise ValueError(f"lease {name}: the TTL must be positive, not {ttl}")
         self.name = name
@@ -83,12 +91,22 @@ class Lease:
         self._leases: AsyncCollection[Doc] = db[LEASES]
         self._clock = clock
         self._ttl = ttl
+        self._keep_every = ttl.total_seconds() / 4 if keep_every is None else keep_every
         self._until: datetime | None = None  # our lease's end, as we last wrote it
+        self._resting_until: datetime | None = None  # stepped down: not taken before this
         self._lock = asyncio.Lock()  # one check at a time (sla's two relay loops share one)
         #: The database error of the last check, None when it got an answer.
         self.error: PyMongoError | None = None
         self._held = False  # what the gauge and the log last said
         LEASE_HELD.labels(lease=name).set(0)  # the series exists from the start
+
+    @property
+    def ttl(self) -> timedelta:
+        return self._ttl
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     @property
     def holding(self) -> bool:
@@ -103,13 +121,31 @@ class Lease:
         read, and a conditional write only when the lease is ours, has run out or does not
         exist: a process standing by makes no write while another holds it. A database
         error is not raised (`error` keeps it): we still hold the lease until our own
-        ``until`` has passed, and not after."""
+        ``until`` has passed, and not after. For a TTL after `step_down`: False, with no
+        database call."""
+        return await self._check(take=True)
+
+    async def keep(self, stop: asyncio.Event) -> None:
+        """Renew the lease while this process holds it, until `stop`: a check every quarter
+        of the TTL, run beside the job, so the lease outlives a step of the job that takes
+        longer than the TTL. It never takes a lease it does not hold (the job's own checks
+        do), nor one given up meanwhile (`release`, `step_down`)."""
+        while not await sleep_until_or_stop(stop, self._keep_every):
+            if self.holding:
+                await self._check(take=False)
+
+    async def _check(self, take: bool) -> bool:
+        """`held`; with `take` False, only while we hold it (the keeper)."""
         if self._fresh(self._clock.now()):
             return True
         async with self._lock:
             now = self._clock.now()
             if self._fresh(now):
                 return True
+            if self._resting_until is not None and now < self._resting_until:
+                return False  # stepped down (also while we waited)
+            if not take and not self.holding:  # released or lost while we waited
+                return False
             try:
                 held = await self._take(now)
             except PyMongoError as exc:
@@ -146,6 +182,13 @@ class Lease:
                     log.info("lease released", extra={"lease": self.name})
             self._report(False, quiet=True)
 
+    async def step_down(self) -> None:
+        """Give the lease up because this process cannot do the job (its relay keeps
+        failing): `release` it, and answer False without a database call for one TTL, so
+        another process takes it over and this one does not take it straight back."""
+        self._resting_until = self._clock.now() + self._ttl
+        await self.release()
+
     def _fresh(self, now: datetime) -> bool:
         return self._until is not None and self._until - now > self._ttl / 2
 
@@ -159,9 +202,17 @@ class Lease:
         since = doc.get("since", now) if doc is not None and ours else now
         try:
             # Ours, run out or missing: a holder that took it since our read makes the
-            # filter miss, and the upsert then hits the unique _id.
+            # filter miss, and the upsert then hits the unique _id. An ``until`` removed or
+            # set to null by hand (None matches both) counts as run out, as above.
             result = await self._leases.update_one(
-                {"_id": self.name, "$or": [{"holder": self.holder}, {"until": {"$lte": now}}]},
+                {
+                    "_id": self.name,
+                    "$or": [
+                        {"holder": self.holder},
+                        {"until": {"$lte": now}},
+                        {"until": None},
+                    ],
+                },
                 {"$set": {"holder": self.holder, "until": until, "since": since}},
                 upsert=True,
             )

@@ -23,9 +23,12 @@ rounds check the lease (one read of one document) and publish nothing, and write
 process do not wake them. The active relay picks up the events written on other replicas at
 its next poll (`LAPOR_OUTBOX_POLL_SECONDS`), its own process's at once (`OutboxRelay.wake`).
 When the active process stops cleanly its relay releases the lease and another takes over
-at its next poll; when it dies, once the lease has run out (`LAPOR_LEASE_TTL_SECONDS`). Two
-relays may still overlap briefly (a paused holder that resumes, clocks further apart than
-the TTL): they then publish some events twice, which consumers drop.
+at its next poll; when it dies, once the lease has run out (`LAPOR_LEASE_TTL_SECONDS`). The
+lease's keeper renews it while a round takes long (a publish waiting out the broker's
+timeout); an active relay whose rounds have failed for `STEP_DOWN_AFTER` TTLs steps down, so
+a replica that can reach the broker takes over. Two relays may still overlap briefly (a
+paused holder that resumes, clocks further apart than the TTL): they then publish some
+events twice, which consumers drop.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from bson import ObjectId
@@ -286,6 +289,56 @@ async def active(lease: Lease | None, queues: list[str]) -> bool:
     return False
 
 
+#: An active relay whose rounds have failed for this many TTLs in a row steps down.
+STEP_DOWN_AFTER = 2
+
+
+class Failing:
+    """How long the rounds of one relay loop have failed in a row while it held its lease.
+
+    Past `STEP_DOWN_AFTER` TTLs (this process cannot reach the broker, its producer is
+    broken) the relay steps down (`Lease.step_down`): another replica, which may reach the
+    broker, takes the lease over, and this one does not take it back for a TTL. When every
+    replica fails (the broker is down), the lease then moves every 2 to 3 TTLs, not on every
+    round. Times come from the lease's clock."""
+
+    def __init__(self, lease: Lease | None, name: str) -> None:
+        self._lease = lease
+        self._name = name
+        self._since: datetime | None = None  # the start of the first failed round in a row
+
+    async def round(self, work: Callable[[], Awaitable[int]]) -> int:
+        """Run `work`, a round of the active relay, and return what it returned; raise what
+        it raised, after stepping down once it has failed for long enough."""
+        if self._lease is None:
+            return await work()
+        started = self._lease.clock.now()
+        try:
+            result = await work()
+        except Exception:
+            await self._failed(self._lease, started)
+            raise
+        self._since = None
+        return result
+
+    def standing_by(self) -> None:
+        """A round that found the lease held elsewhere: a later failure starts a new count."""
+        self._since = None
+
+    async def _failed(self, lease: Lease, started: datetime) -> None:
+        self._since = self._since or started
+        failing = lease.clock.now() - self._since
+        if failing < lease.ttl * STEP_DOWN_AFTER:
+            return
+        self._since = None
+        if lease.holding:
+            log.warning(
+                f"stepping down: {self._name} failing for {failing.total_seconds():.0f} s",
+                extra={"lease": lease.name},
+            )
+            await lease.step_down()
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -306,6 +359,7 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         #: Only the holder publishes (None: this relay always does, e.g. a single process).
         self.lease = lease
+        self._failing = Failing(lease, "outbox relay")
         self._wakeup = asyncio.Event()
         self.replay_on_start = False
         self.full = False  # the last round read a full batch: more may be waiting
@@ -316,7 +370,9 @@ class OutboxRelay:
         if self.lease is None or self.lease.holding:
             self._wakeup.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, keeper: bool = True) -> None:
+        """Relay until `stop`, with the lease's keeper beside the loop (`keeper` False: the
+        caller runs it, as sla's relay does for the lease its two loops share)."""
         if self.replay_on_start:
             # Not gated by the lease: a replay is an operator's one-off in its own process
             # (or the embedded stack's single one), beside the active relay.
@@ -324,14 +380,19 @@ class OutboxRelay:
             # Cleared once done: a replay that failed part-way (the broker timed out) runs
             # again, from the start, when the runtime restarts this worker.
             self.replay_on_start = False
-        await relay_loop(
-            stop,
-            self.relay_once,
-            self._wakeup,
-            self._poll_interval,
-            "outbox relay",
-            more=lambda: self.full,
-        )
+        async with asyncio.TaskGroup() as tasks:
+            if keeper and self.lease is not None:  # a round may outlast the TTL
+                tasks.create_task(self.lease.keep(stop))
+            tasks.create_task(
+                relay_loop(
+                    stop,
+                    self.relay_once,
+                    self._wakeup,
+                    self._poll_interval,
+                    "outbox relay",
+                    more=lambda: self.full,
+                )
+            )
         # Stopped (shutdown): hand over at once instead of after the TTL. Not after a crash:
         # the runtime restarts this worker a second later and it carries on.
         if self.lease is not None:
@@ -366,11 +427,12 @@ class OutboxRelay:
         of events published; records the round's end and each queue's oldest entry's age
         (for the alert on an outbox that falls behind or a relay that stopped). A relay
         standing by (another process holds its lease) publishes nothing and reports no
-        more waiting."""
+        more waiting; an active one that keeps failing steps down (`Failing`)."""
         published = 0
         if await active(self.lease, [q.name for q in self._queues]):
-            published = await self._round()
+            published = await self._failing.round(self._round)
         else:
+            self._failing.standing_by()
             self.full = False
         OUTBOX_LAST_ROUND.set_to_current_time()
         return published

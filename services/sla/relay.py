@@ -25,7 +25,9 @@ can publish them again to a broker that lost its data.
 Both relays share one lease (services/common/lease.py): one sla process publishes both
 outboxes and the others stand by. One lease rather than one each: a single process to look
 for (``lapor_lease_held{lease="outbox-relay"}``), one lease document read per poll by each
-process standing by, and the two loops hand over together at shutdown.
+process standing by, and the two loops hand over together at shutdown. One keeper renews it
+for both, and either loop failing for two TTLs steps down for both (services/common/outbox.py,
+``Failing``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from services.common.lease import Lease
 from services.common.metrics import OUTBOX_OLDEST
 from services.common.mongo import Doc, ensure_ttl_index
 from services.common.outbox import (
+    Failing,
     OutboxMessage,
     OutboxRelay,
     Publisher,
@@ -85,6 +88,7 @@ class SlaRelay:
             lease=lease,
         )
         self.lease = lease  # the documents' relay's too: both loops run in its holder
+        self._failing = Failing(lease, "batch outbox relay")
         OUTBOX_OLDEST.labels(queue=BATCH_OUTBOX).set(0)  # the series exists from the start
         self.outbox = batch_outbox_of(cases)
         self._publisher = publisher
@@ -113,8 +117,12 @@ class SlaRelay:
 
     async def relay_batches_once(self) -> int:
         if not await active(self.lease, [BATCH_OUTBOX]):
+            self._failing.standing_by()
             self._full = False
             return 0
+        return await self._failing.round(self._relay_batches)
+
+    async def _relay_batches(self) -> int:
         docs = await self.outbox.find({"pending": True}).sort("at", 1).to_list(self._batches)
         oldest = docs[0]["at"].replace(tzinfo=UTC) if docs else None  # stored in UTC
         waited = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
@@ -150,7 +158,9 @@ class SlaRelay:
             self.replay_on_start = False
         # One loop failing stops the other, so the runtime's restart runs exactly two again.
         async with asyncio.TaskGroup() as loops:
-            loops.create_task(self.documents.run(stop))
+            if self.lease is not None:  # one keeper for the lease both loops share
+                loops.create_task(self.lease.keep(stop))
+            loops.create_task(self.documents.run(stop, keeper=False))
             loops.create_task(self._run_batches(stop))
         # Both stopped (shutdown): the documents' relay released the lease as it stopped;
         # again, in case the batch loop's last round renewed it meanwhile.

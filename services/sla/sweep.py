@@ -18,9 +18,11 @@ reports twice stops until the next round instead of spinning.
 
 With several replicas, only the holder of the ``sla-sweep`` lease (services/common/lease.py)
 sweeps; the others stand by. The holder checks the lease before each batch and each write,
-which renews it through a long backlog sweep, and stops the sweep when it has lost it. The
-compare-and-set writes stay: they keep a paused former holder, which may write once more
-before it notices, from storing a transition twice.
+and the lease's keeper renews it every quarter of the TTL beside the sweep, so neither a long
+backlog sweep nor a slow batch (the escalation gate waiting for the broker while it plans)
+loses it; the sweep stops when it has lost it all the same. The compare-and-set writes stay:
+they keep a paused former holder, which may write once more before it notices, from storing
+a transition twice.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -246,6 +248,9 @@ class Sweeper:
     hold_retry: timedelta = HOLD_RETRY
     #: Only its holder sweeps (None: this sweeper always does).
     lease: Lease | None = None
+    #: The last `sweep_once` went through as the holder: it neither stood by nor lost the
+    #: lease part-way.
+    swept_through: bool = field(default=False, init=False)
 
     async def _leading(self) -> bool:
         return self.lease is None or await self.lease.held()
@@ -353,15 +358,18 @@ class Sweeper:
     async def sweep_once(self) -> int:
         """Apply every due transition; return how many reports moved. Without the lease
         (another replica holds it), or once it is lost, no more."""
+        self.swept_through = False
         if not await self._leading():
             return 0
         started = time.perf_counter()
         now = self.clock.now()
         moved = 0
         previous: list[Any] = []
+        whole = True
         while True:
             if previous and not await self._leading():  # also renews it between batches
                 log.warning(LEASE_LOST)
+                whole = False
                 break
             due = (
                 await self.cases.find({"next_due_at": {"$lte": now}}, SWEEP_PROJECTION)
@@ -392,26 +400,36 @@ class Sweeper:
                 self.on_stored()
             if lost:
                 log.warning(LEASE_LOST)
+                whole = False
                 break
             if failed:
                 await self._set_aside(failed, now)
             if len(due) < self.batch:
                 break
         SWEEP_DURATION.observe(time.perf_counter() - started)
+        self.swept_through = whole
         return moved
 
     async def run(self, stop: asyncio.Event, interval: float = 0.5) -> None:
-        """Sweep every `interval` while holding the lease; release it when `stop` is set.
-        Only a round that swept marks ``lapor_sla_sweep_last_success_timestamp_seconds``
-        (the stall alert takes the newest of the job: the holder's)."""
+        """Sweep every `interval` while holding the lease, with the lease's keeper beside
+        the sweeps (a batch may outlast the TTL); release it when `stop` is set. Only a
+        round that swept through marks ``lapor_sla_sweep_last_success_timestamp_seconds``
+        (the stall alert takes the newest of the job: the holder's): not one standing by,
+        nor one cut short by a lost lease."""
+        async with asyncio.TaskGroup() as tasks:
+            if self.lease is not None:
+                tasks.create_task(self.lease.keep(stop))
+            tasks.create_task(self._sweeps(stop, interval))
+        if self.lease is not None:
+            await self.lease.release()  # another replica sweeps at once, not after the TTL
+
+    async def _sweeps(self, stop: asyncio.Event, interval: float) -> None:
         while not stop.is_set():
             try:
-                if await self._leading():
-                    await self.sweep_once()
+                await self.sweep_once()
+                if self.swept_through:
                     SWEEP_LAST_SUCCESS.set_to_current_time()
             except Exception:
                 log.exception("sweep failed; retrying")
             if await sleep_until_or_stop(stop, interval):
                 break
-        if self.lease is not None:
-            await self.lease.release()  # another replica sweeps at once, not after the TTL

@@ -1,14 +1,15 @@
 """The lease (services/common/lease.py) against the real database process: one holder at a
 time, takeover after the TTL, an immediate handover on release, no write from a process
-standing by, and a database that goes away."""
+standing by, a database that goes away, the keeper and stepping down."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from services.common.clock import ManualClock
@@ -25,6 +26,30 @@ def pair(db: Any, name: str = "job") -> tuple[ManualClock, Lease, Lease]:
 
 def gauge(name: str) -> float | None:
     return REGISTRY.get_sample_value("lapor_lease_held", {"lease": name})
+
+
+async def renewed(db: Any, name: str, clock: ManualClock, holder: str) -> None:
+    """Wait until `holder`'s lease `name` runs for more than half the TTL from the clock's
+    time: its keeper renewed it (or had no need to yet)."""
+    stored = None
+    for _ in range(500):
+        stored = await db[LEASES].find_one({"_id": name})
+        if stored and stored["holder"] == holder and stored["until"] - clock.now() > TTL / 2:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"lease {name} of {holder} not renewed at {clock.now()}: {stored}")
+
+
+class CountingClock(ManualClock):
+    """A manual clock that counts how often it was read: a keeper reads it on each check."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def now(self) -> datetime:
+        self.reads += 1
+        return super().now()
 
 
 async def test_only_one_holds_and_the_other_takes_over_after_the_ttl(db: Any) -> None:
@@ -151,3 +176,78 @@ async def test_a_restarted_process_with_the_same_name_takes_its_lease_back_at_on
     assert not await b.held()
     stored = await db[LEASES].find_one({"_id": "job"})
     assert stored["holder"] == "a" and stored["until"] == clock.now() + TTL
+
+
+@pytest.mark.parametrize(
+    "change", [{"$unset": {"until": ""}}, {"$set": {"until": None}}], ids=["removed", "null"]
+)
+async def test_a_lease_whose_until_was_removed_by_hand_can_be_taken(
+    db: Any, change: dict[str, Any]
+) -> None:
+    """An operator who "frees" a lease by removing its ``until`` instead of deleting the
+    document: the lease counts as run out, in the write's filter as in the read before it
+    (a filter on ``until: None`` matches both, on the embedded database as on MongoDB)."""
+    clock, a, b = pair(db)
+    assert await a.held()
+    await db[LEASES].update_one({"_id": "job"}, change)
+    assert await b.held()
+    stored = await db[LEASES].find_one({"_id": "job"})
+    assert stored["holder"] == "b" and stored["until"] == clock.now() + TTL
+
+
+async def test_the_keeper_renews_the_lease_while_the_job_does_not_check_it(db: Any) -> None:
+    clock = ManualClock()
+    a = Lease(db, "job", clock, TTL, "a", keep_every=0.01)
+    b = Lease(db, "job", clock, TTL, "b")
+    assert await a.held()
+    stop = asyncio.Event()
+    keeper = asyncio.create_task(a.keep(stop))
+    try:
+        for _ in range(12):  # 30 s in steps of a quarter of the TTL; the job is stuck
+            clock.advance(TTL / 4)
+            await renewed(db, "job", clock, "a")
+            assert not await b.held()
+    finally:
+        stop.set()
+        await asyncio.wait_for(keeper, 10)
+    assert a.holding
+
+
+async def test_the_keeper_takes_no_lease_it_does_not_hold(db: Any) -> None:
+    clock = CountingClock()
+    a = Lease(db, "job", clock, TTL, "a")
+    b = Lease(db, "job", clock, TTL, "b", keep_every=0.01)
+    assert await b.held()
+    clock.advance(TTL)  # b's job paused past the TTL: its keeper no longer holds the lease
+    before = await db[LEASES].find_one({"_id": "job"})
+    stop = asyncio.Event()
+    keeper = asyncio.create_task(b.keep(stop))
+    try:
+        reads = clock.reads
+        for _ in range(500):
+            if clock.reads >= reads + 5:  # the keeper checked five times
+                break
+            await asyncio.sleep(0.01)
+        assert clock.reads >= reads + 5
+    finally:
+        stop.set()
+        await asyncio.wait_for(keeper, 10)
+    assert not b.holding
+    assert await db[LEASES].find_one({"_id": "job"}) == before  # not renewed: a may take it
+    assert await a.held()
+
+
+async def test_a_process_that_stepped_down_takes_the_lease_again_only_after_a_ttl(
+    db: Any,
+) -> None:
+    clock, a, b = pair(db)
+    assert await a.held()
+    await a.step_down()
+    assert not a.holding and gauge("job") == 0
+    assert await db[LEASES].find_one({"_id": "job"}) is None  # released: b may take it
+    clock.advance(TTL - timedelta(milliseconds=1))
+    assert not await a.held()  # no database call: the lease is free, and a leaves it so
+    assert await db[LEASES].find_one({"_id": "job"}) is None
+    clock.advance(timedelta(milliseconds=1))
+    assert await a.held()
+    assert not await b.held()

@@ -1,11 +1,14 @@
 """One active outbox relay per service: two relays on the same outbox (two replicas), each
 with its own lease object on the service's database, against the real database and broker
 processes. Only the holder publishes, so every event goes out once; when it stops, it
-releases the lease and the other takes over at its next poll."""
+releases the lease and the other takes over at its next poll. The keeper keeps the lease of
+a holder whose round takes longer than the TTL; a holder whose rounds keep failing steps
+down."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -17,9 +20,10 @@ from bson import ObjectId
 from lapor.v1 import common_pb2
 from prometheus_client import REGISTRY
 
+from services.common import outbox
 from services.common.clock import ManualClock
 from services.common.kafka import KafkaPublisher
-from services.common.lease import Lease
+from services.common.lease import LEASES, Lease
 from services.common.outbox import (
     RELAY_LEASE,
     LeaseUnknown,
@@ -34,6 +38,7 @@ from services.common.outbox import (
 from services.common.settings import KafkaSettings
 from services.sla.relay import BATCH_OUTBOX, SlaRelay
 from services.stack.supervisor import Stack
+from tests.integration.test_lease import renewed
 from tests.support import RecordingPublisher, read_topic
 
 TOPIC = "lapor.complaints.received"  # an existing topic of the embedded broker
@@ -162,12 +167,14 @@ async def test_a_relay_standing_by_publishes_nothing_and_reports_no_more(db: Any
     await ensure_queue(things)
     queue = queue_for(things)
     old = datetime.now(UTC) - timedelta(minutes=5)
-    await queue.insert_one(
-        {"_id": ObjectId.from_datetime(old), **OutboxMessage("e", "t", "k", b"").as_doc()}
-    )
+    for i, event_id in enumerate(("e", "f")):  # five minutes old, a second apart
+        await queue.insert_one(
+            {
+                "_id": ObjectId.from_datetime(old + timedelta(seconds=i)),
+                **OutboxMessage(event_id, "t", "k", b"").as_doc(),
+            }
+        )
     clock = ManualClock()
-    holder = Lease(db, RELAY_LEASE, clock, TTL, "a")
-    assert await holder.held()
     recorder = RecordingPublisher()
     relay = OutboxRelay(
         [things],
@@ -177,15 +184,20 @@ async def test_a_relay_standing_by_publishes_nothing_and_reports_no_more(db: Any
         lease=Lease(db, RELAY_LEASE, clock, TTL, "b"),
     )
     oldest = {"queue": queue.name}
+    assert await relay.relay_once() == 1  # the holder: it tells the queue's age
+    assert [m.id for m in recorder.sent] == ["e"]
+    assert REGISTRY.get_sample_value("lapor_outbox_oldest_pending_seconds", oldest) >= 299
+    clock.advance(TTL)  # it stopped renewing (paused): another process takes over
+    assert await Lease(db, RELAY_LEASE, clock, TTL, "a").held()
     assert await relay.relay_once() == 0
-    assert recorder.sent == [] and not relay.full
-    # Its process reports nothing waiting: the holder's gauge tells the queue's age.
+    assert [m.id for m in recorder.sent] == ["e"] and not relay.full
+    # Its process reports nothing waiting any more: the holder's gauge tells the queue's age.
     assert REGISTRY.get_sample_value("lapor_outbox_oldest_pending_seconds", oldest) == 0
     relay.wake()  # a write in its process does not wake it
     assert not relay._wakeup.is_set()
-    clock.advance(TTL)  # the holder stopped renewing: this one takes over
+    clock.advance(TTL)  # the holder stopped renewing: this one takes over again
     assert await relay.relay_once() == 1
-    assert [m.id for m in recorder.sent] == ["e"]
+    assert [m.id for m in recorder.sent] == ["e", "f"]
     relay.wake()
     assert relay._wakeup.is_set()
 
@@ -239,3 +251,250 @@ async def test_a_lease_check_the_database_fails_is_a_failed_round(
     clock.advance(TTL)  # our lease ran out and cannot be renewed
     with pytest.raises(LeaseUnknown):  # counted and retried by the relay loop
         await relay.relay_once()
+
+
+async def test_sla_releases_the_lease_its_batch_loop_took_back_as_it_stopped(db: Any) -> None:
+    """The documents' loop releases the shared lease as it stops; the batch loop's last
+    round, under way, checks the lease after that and takes it again; the relay releases
+    it once more when both loops have stopped."""
+    cases = db["clocks"]
+    await db[BATCH_OUTBOX].insert_one(
+        {
+            "_id": "batch-1",
+            "at": datetime.now(UTC),
+            "pending": True,
+            "events": [OutboxMessage("late:batch", TOPIC, "late", b"b").as_doc()],
+        }
+    )
+    publisher = RecordingPublisher()
+    relay = SlaRelay(
+        cases,
+        publisher,
+        poll_interval=0.01,
+        lease=Lease(db, RELAY_LEASE, ManualClock(), TTL, "a"),
+    )
+    stop = asyncio.Event()
+    batches_once = relay.relay_batches_once
+
+    async def last_round_after_the_release() -> int:
+        await stop.wait()
+        for _ in range(500):  # until the documents' loop has released the lease
+            if await db[LEASES].find_one({"_id": RELAY_LEASE}) is None:
+                break
+            await asyncio.sleep(0.01)
+        return await batches_once()
+
+    relay.relay_batches_once = last_round_after_the_release  # type: ignore[method-assign]
+    task = asyncio.create_task(relay.run(stop))
+    assert relay.lease is not None
+    for _ in range(500):  # the documents' loop takes the lease
+        if relay.lease.holding:
+            break
+        await asyncio.sleep(0.01)
+    assert relay.lease.holding
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert [m.id for m in publisher.sent] == ["late:batch"]  # that round held the lease
+    assert await db[LEASES].find_one({"_id": RELAY_LEASE}) is None
+    assert not relay.lease.holding
+
+
+class Hanging:
+    """A publisher whose publish hangs until `go` is set: a broker that takes longer than
+    the lease's TTL to answer (aiokafka's request timeout is the default TTL, 10 s)."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+        self.sent: list[OutboxMessage] = []
+        self.hanging = 0  # publishes under way
+
+    async def publish_many(self, messages: list[OutboxMessage]) -> None:
+        self.entered.set()
+        self.hanging += 1
+        await self.go.wait()
+        self.sent.extend(messages)
+
+
+async def test_the_keeper_keeps_the_lease_of_a_relay_whose_round_outlasts_the_ttl(
+    db: Any,
+) -> None:
+    things = db["things"]
+    await ensure_queue(things)
+    event = OutboxMessage("slow", TOPIC, "k", b"")
+    assert await insert_queued(things, [({"_id": "d", **queued_fields([event])}, [event])]) == {}
+    clock = ManualClock()
+    hanging, standing_by = Hanging(), RecordingPublisher()
+
+    def relay(name: str, publisher: Any) -> OutboxRelay:
+        lease = Lease(db, RELAY_LEASE, clock, TTL, name, keep_every=0.01)
+        return OutboxRelay(
+            [things], publisher, poll_interval=0.01, queues=[queue_for(things)], lease=lease
+        )
+
+    a, b = relay("a", hanging), relay("b", standing_by)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(a.run(stop))]
+    try:
+        await asyncio.wait_for(hanging.entered.wait(), 10)  # a holds the lease, and hangs
+        tasks.append(asyncio.create_task(b.run(stop)))  # b polls the lease meanwhile
+        for _ in range(12):  # 30 s of the lease's time in steps of a quarter of the TTL
+            clock.advance(TTL / 4)
+            await renewed(db, RELAY_LEASE, clock, "a")
+            assert b.lease is not None and not b.lease.holding
+        hanging.go.set()  # the broker answers at last
+        for _ in range(500):
+            if not await queue_for(things).count_documents({}):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        hanging.go.set()
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert [m.id for m in hanging.sent] == ["slow"]
+    assert standing_by.sent == []
+    assert await queue_for(things).count_documents({}) == 0
+
+
+async def test_sla_keeps_its_lease_while_its_publishes_outlast_the_ttl(db: Any) -> None:
+    """Both loops hang in a publish (the documents' loop alone would renew the lease as it
+    polls): the one keeper keeps the lease for both."""
+    cases = db["clocks"]
+    await cases.insert_one({"_id": "slow", **queued_fields([]), "version": 1})
+    await cases.update_one(
+        {"_id": "slow"}, outbox_update([OutboxMessage("slow:doc", TOPIC, "slow", b"d")])
+    )
+    await db[BATCH_OUTBOX].insert_one(
+        {
+            "_id": "batch-1",
+            "at": datetime.now(UTC),
+            "pending": True,
+            "events": [OutboxMessage("slow:batch", TOPIC, "slow", b"b").as_doc()],
+        }
+    )
+    clock = ManualClock()
+    hanging, standing_by = Hanging(), RecordingPublisher()
+
+    def relay(name: str, publisher: Any) -> SlaRelay:
+        lease = Lease(db, RELAY_LEASE, clock, TTL, name, keep_every=0.01)
+        return SlaRelay(cases, publisher, poll_interval=0.01, lease=lease)
+
+    a, b = relay("a", hanging), relay("b", standing_by)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(a.run(stop))]
+    try:
+        for _ in range(500):  # both loops hold the lease, and hang
+            if hanging.hanging == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert hanging.hanging == 2
+        tasks.append(asyncio.create_task(b.run(stop)))
+        for _ in range(12):
+            clock.advance(TTL / 4)
+            await renewed(db, RELAY_LEASE, clock, "a")
+            assert b.lease is not None and not b.lease.holding
+        hanging.go.set()
+        for _ in range(500):
+            if not await db[BATCH_OUTBOX].count_documents(
+                {"pending": True}
+            ) and not await cases.count_documents({"_outbox_pending": True}):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        hanging.go.set()
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert sorted(m.id for m in hanging.sent) == ["slow:batch", "slow:doc"]
+    assert standing_by.sent == []
+
+
+class Broken:
+    """A publisher that fails at once: a producer that cannot reach the broker from this
+    process, or a broken one."""
+
+    async def publish_many(self, messages: list[OutboxMessage]) -> None:
+        raise ConnectionError("broker unreachable")
+
+
+def stepped_down(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("stepping down")]
+
+
+async def test_a_relay_failing_for_two_ttls_steps_down_and_another_takes_over(
+    db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    things = db["things"]
+    await ensure_queue(things)
+    event = OutboxMessage("e", TOPIC, "k", b"")
+    assert await insert_queued(things, [({"_id": "d", **queued_fields([event])}, [event])]) == {}
+    clock = ManualClock()
+    healthy = RecordingPublisher()
+    failing, other = (
+        OutboxRelay(
+            [things],
+            publisher,
+            queues=[queue_for(things)],
+            lease=Lease(db, RELAY_LEASE, clock, TTL, name),
+        )
+        for name, publisher in (("a", Broken()), ("b", healthy))
+    )
+    assert failing.lease is not None and other.lease is not None
+    caplog.set_level(logging.INFO, logger=outbox.__name__)
+    for _ in range(4):  # rounds at 0, 5, 10 and 15 s fail; each renews the lease
+        with pytest.raises(ConnectionError):
+            await failing.relay_once()
+        assert failing.lease.holding
+        assert await other.relay_once() == 0  # stands by
+        clock.advance(TTL / 2)
+    assert stepped_down(caplog) == []
+    with pytest.raises(ConnectionError):  # 20 s: two TTLs of failed rounds
+        await failing.relay_once()
+    assert not failing.lease.holding
+    assert stepped_down(caplog) == ["stepping down: outbox relay failing for 20 s"]
+    assert await other.relay_once() == 1  # at its next poll
+    assert [m.id for m in healthy.sent] == ["e"]
+    # It does not take the lease back for a TTL, even when free.
+    await other.lease.release()
+    clock.advance(TTL - timedelta(milliseconds=1))
+    assert await failing.relay_once() == 0
+    assert await db[LEASES].find_one({"_id": RELAY_LEASE}) is None
+    clock.advance(timedelta(milliseconds=1))
+    assert await failing.relay_once() == 0  # holds it again; nothing left to publish
+    assert failing.lease.holding
+    assert stepped_down(caplog) == ["stepping down: outbox relay failing for 20 s"]
+
+
+async def test_sla_steps_down_when_its_batch_loop_keeps_failing(
+    db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The documents' loop works (nothing to publish) while the batch loop fails: the batch
+    loop's failures alone make both loops step down."""
+    cases = db["clocks"]
+    await db[BATCH_OUTBOX].insert_one(
+        {
+            "_id": "batch-1",
+            "at": datetime.now(UTC),
+            "pending": True,
+            "events": [OutboxMessage("b1:batch", TOPIC, "b1", b"b").as_doc()],
+        }
+    )
+    clock = ManualClock()
+    healthy = RecordingPublisher()
+    failing = SlaRelay(cases, Broken(), lease=Lease(db, RELAY_LEASE, clock, TTL, "a"))
+    other = SlaRelay(cases, healthy, lease=Lease(db, RELAY_LEASE, clock, TTL, "b"))
+    assert failing.lease is not None
+    caplog.set_level(logging.INFO, logger=outbox.__name__)
+    for _ in range(4):
+        with pytest.raises(ConnectionError):
+            await failing.relay_batches_once()
+        assert await failing.documents.relay_once() == 0  # works, and holds the lease
+        assert await other.relay_once() == 0
+        clock.advance(TTL / 2)
+    with pytest.raises(ConnectionError):
+        await failing.relay_batches_once()
+    assert stepped_down(caplog) == ["stepping down: batch outbox relay failing for 20 s"]
+    assert not failing.lease.holding
+    assert await failing.documents.relay_once() == 0  # stands by too
+    assert not failing.lease.holding
+    assert await other.relay_once() == 1
+    assert [m.id for m in healthy.sent] == ["b1:batch"]

@@ -1,17 +1,19 @@
 """One sla replica sweeps: two sweepers on the same database (two replicas), each with its
 own lease object for ``sla-sweep``, against the real database process. Only the holder's
-sweep moves reports; it renews the lease through a long sweep, stops part-way when it has
-lost it, and hands it over when it stops."""
+sweep moves reports; it renews the lease through a long sweep (and its keeper through a slow
+batch), stops part-way when it has lost it, and hands it over when it stops. Only a round
+it swept through marks the sweep's success."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.common.clock import ManualClock
 from services.common.lease import LEASES, Lease
@@ -19,7 +21,9 @@ from services.sla.domain.actions import Rules
 from services.sla.domain.calendar import WorkingCalendar
 from services.sla.domain.policy import parse_policy
 from services.sla.handlers import SlaHandlers
+from services.sla.metrics import SWEEP_LAST_SUCCESS
 from services.sla.sweep import SWEEP_LEASE, Sweeper
+from tests.integration.test_lease import renewed
 from tests.integration.test_sla_store import T0, delivery, routed, swept_events
 from tests.unit.test_sla_actions import POLICY
 
@@ -31,7 +35,9 @@ class Replicas:
     """Two sla replicas' sweepers: the deadlines' clock and the leases' clock apart, so a
     test moves each on its own."""
 
-    def __init__(self, db: Any, **sizes: int) -> None:
+    def __init__(
+        self, db: Any, gate: Any = None, keep_every: float | None = None, **sizes: int
+    ) -> None:
         self.db = db
         self.clock = ManualClock(T0)
         self.lease_clock = ManualClock()
@@ -42,7 +48,8 @@ class Replicas:
                 db["clocks"],
                 policy,
                 self.clock,
-                lease=Lease(db, SWEEP_LEASE, self.lease_clock, TTL, name),
+                gate=gate,
+                lease=Lease(db, SWEEP_LEASE, self.lease_clock, TTL, name, keep_every),
                 **sizes,  # type: ignore[arg-type]
             )
             for name in ("a", "b")
@@ -153,3 +160,113 @@ async def test_a_stopped_sweeper_hands_its_lease_over_at_once(replicas: Replicas
     await asyncio.wait_for(task, 10)
     assert await replicas.db[LEASES].find_one({"_id": SWEEP_LEASE}) is None
     assert await lease_of(replicas.b).held()  # no TTL to wait out
+
+
+def last_success() -> float | None:
+    return REGISTRY.get_sample_value("lapor_sla_sweep_last_success_timestamp_seconds")
+
+
+async def rounds_of(sweeper: Sweeper, n: int) -> None:
+    """Run `sweeper` until it has checked its lease at the start of `n` rounds."""
+    checks = 0
+    leading = sweeper._leading
+
+    async def counted() -> bool:
+        nonlocal checks
+        checks += 1
+        return await leading()
+
+    sweeper._leading = counted  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(sweeper.run(stop, interval=0.01))
+    try:
+        for _ in range(500):
+            if checks >= n:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert checks >= n
+
+
+async def test_a_sweeper_standing_by_does_not_mark_a_success(replicas: Replicas) -> None:
+    await replicas.route(3)
+    replicas.clock.set(T0 + timedelta(seconds=1000))
+    assert await lease_of(replicas.a).held()
+    SWEEP_LAST_SUCCESS.set(0)
+    await rounds_of(replicas.b, 5)
+    assert last_success() == 0  # the holder's gauge is the one that moves
+    assert not lease_of(replicas.b).holding
+
+
+async def test_a_sweep_cut_short_by_a_lost_lease_does_not_mark_a_success(db: Any) -> None:
+    replicas = Replicas(db, batch=7, write_chunk=3)
+    tids = await replicas.route(20)
+    store = replicas.a._store
+    writes = 0
+
+    async def paused_after_the_first_write(*args: Any) -> set[Any]:
+        nonlocal writes
+        won = await store(*args)
+        writes += 1
+        if writes == 1:
+            replicas.lease_clock.advance(TTL)  # a paused past its TTL, and b took over
+            assert await lease_of(replicas.b).held()
+        return won
+
+    replicas.a._store = paused_after_the_first_write  # type: ignore[method-assign]
+    replicas.clock.set(T0 + timedelta(seconds=1000))
+    SWEEP_LAST_SUCCESS.set(0)
+    await rounds_of(replicas.a, 4)  # the round cut short, then rounds standing by
+    assert writes == 1 and await replicas.still_due(tids) == 17
+    assert last_success() == 0
+
+
+class SlowGate:
+    """An escalation gate (services/sla/watermark.py's port) whose refresh waits until `go`
+    is set: the broker slow to answer while the sweep plans its batch. It has heard no case
+    action (no horizon): every Ombudsman escalation is held."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def horizon(self) -> datetime | None:
+        return None
+
+    @property
+    def known_unreachable(self) -> bool:
+        return False
+
+    async def refresh(self) -> datetime | None:
+        self.entered.set()
+        await self.go.wait()
+        return None
+
+
+async def test_the_keeper_keeps_the_sweep_lease_through_a_slow_plan(db: Any) -> None:
+    gate = SlowGate()
+    replicas = Replicas(db, gate=gate, keep_every=0.01)
+    tids = await replicas.route(5)
+    replicas.clock.set(T0 + timedelta(seconds=1000))  # all due, the escalations too
+    stop = asyncio.Event()
+    task = asyncio.create_task(replicas.a.run(stop, interval=0.01))
+    try:
+        await asyncio.wait_for(gate.entered.wait(), 10)  # a holds the lease and plans
+        for _ in range(12):  # 30 s of the lease's time in steps of a quarter of the TTL
+            replicas.lease_clock.advance(TTL / 4)
+            await renewed(db, SWEEP_LEASE, replicas.lease_clock, "a")
+            assert await replicas.b.sweep_once() == 0  # stands by
+        gate.go.set()
+        for _ in range(500):
+            if not await replicas.still_due(tids):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        gate.go.set()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert await replicas.still_due(tids) == 0  # a swept them (escalations held for later)
+    emitted = [e["id"] for e in await swept_events(db, tids)]
+    assert len(emitted) == len(set(emitted)) == 5 * (PER_REPORT - 1)
