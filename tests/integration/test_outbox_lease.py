@@ -109,6 +109,18 @@ async def drained(things: Any) -> None:
     raise AssertionError("the relays did not empty the outbox")
 
 
+async def pending_batch(db: Any, event_id: str, key: str) -> None:
+    """One pending ``sla_outbox`` batch holding one event."""
+    await db[BATCH_OUTBOX].insert_one(
+        {
+            "_id": "batch-1",
+            "at": datetime.now(UTC),
+            "pending": True,
+            "events": [OutboxMessage(event_id, TOPIC, key, b"b").as_doc()],
+        }
+    )
+
+
 def published(infra: Stack, tag: str) -> Counter[str]:
     """How often each of the test's events is on the topic, read by an independent client."""
     ids = (
@@ -209,14 +221,7 @@ async def test_sla_relays_share_one_lease_and_stand_by_together(db: Any) -> None
     await cases.update_one(
         {"_id": tid}, outbox_update([OutboxMessage(f"{tid}:doc", TOPIC, tid, b"d")])
     )
-    await db[BATCH_OUTBOX].insert_one(
-        {
-            "_id": "batch-1",
-            "at": datetime.now(UTC),
-            "pending": True,
-            "events": [OutboxMessage(f"{tid}:batch", TOPIC, tid, b"b").as_doc()],
-        }
-    )
+    await pending_batch(db, f"{tid}:batch", tid)
     clock = ManualClock()
     first, second = RecordingPublisher(), RecordingPublisher()
     active = SlaRelay(cases, first, lease=Lease(db, RELAY_LEASE, clock, TTL, "a"))
@@ -258,14 +263,7 @@ async def test_sla_releases_the_lease_its_batch_loop_took_back_as_it_stopped(db:
     round, under way, checks the lease after that and takes it again; the relay releases
     it once more when both loops have stopped."""
     cases = db["clocks"]
-    await db[BATCH_OUTBOX].insert_one(
-        {
-            "_id": "batch-1",
-            "at": datetime.now(UTC),
-            "pending": True,
-            "events": [OutboxMessage("late:batch", TOPIC, "late", b"b").as_doc()],
-        }
-    )
+    await pending_batch(db, "late:batch", "late")
     publisher = RecordingPublisher()
     relay = SlaRelay(
         cases,
@@ -364,14 +362,7 @@ async def test_sla_keeps_its_lease_while_its_publishes_outlast_the_ttl(db: Any) 
     await cases.update_one(
         {"_id": "slow"}, outbox_update([OutboxMessage("slow:doc", TOPIC, "slow", b"d")])
     )
-    await db[BATCH_OUTBOX].insert_one(
-        {
-            "_id": "batch-1",
-            "at": datetime.now(UTC),
-            "pending": True,
-            "events": [OutboxMessage("slow:batch", TOPIC, "slow", b"b").as_doc()],
-        }
-    )
+    await pending_batch(db, "slow:batch", "slow")
     clock = ManualClock()
     hanging, standing_by = Hanging(), RecordingPublisher()
 
@@ -470,14 +461,7 @@ async def test_sla_steps_down_when_its_batch_loop_keeps_failing(
     """The documents' loop works (nothing to publish) while the batch loop fails: the batch
     loop's failures alone make both loops step down."""
     cases = db["clocks"]
-    await db[BATCH_OUTBOX].insert_one(
-        {
-            "_id": "batch-1",
-            "at": datetime.now(UTC),
-            "pending": True,
-            "events": [OutboxMessage("b1:batch", TOPIC, "b1", b"b").as_doc()],
-        }
-    )
+    await pending_batch(db, "b1:batch", "b1")
     clock = ManualClock()
     healthy = RecordingPublisher()
     failing = SlaRelay(cases, Broken(), lease=Lease(db, RELAY_LEASE, clock, TTL, "a"))
