@@ -121,6 +121,15 @@ async def pending_batch(db: Any, event_id: str, key: str) -> None:
     )
 
 
+async def one_queued(db: Any, event_id: str) -> Any:
+    """Collection ``things`` with one new document whose event `event_id` waits in its queue."""
+    things = db["things"]
+    await ensure_queue(things)
+    event = OutboxMessage(event_id, TOPIC, "k", b"")
+    assert await insert_queued(things, [({"_id": "d", **queued_fields([event])}, [event])]) == {}
+    return things
+
+
 def published(infra: Stack, tag: str) -> Counter[str]:
     """How often each of the test's events is on the topic, read by an independent client."""
     ids = (
@@ -317,10 +326,7 @@ class Hanging:
 async def test_the_keeper_keeps_the_lease_of_a_relay_whose_round_outlasts_the_ttl(
     db: Any,
 ) -> None:
-    things = db["things"]
-    await ensure_queue(things)
-    event = OutboxMessage("slow", TOPIC, "k", b"")
-    assert await insert_queued(things, [({"_id": "d", **queued_fields([event])}, [event])]) == {}
+    things = await one_queued(db, "slow")
     clock = ManualClock()
     hanging, standing_by = Hanging(), RecordingPublisher()
 
@@ -414,10 +420,7 @@ def stepped_down(caplog: pytest.LogCaptureFixture) -> list[str]:
 async def test_a_relay_failing_for_two_ttls_steps_down_and_another_takes_over(
     db: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    things = db["things"]
-    await ensure_queue(things)
-    event = OutboxMessage("e", TOPIC, "k", b"")
-    assert await insert_queued(things, [({"_id": "d", **queued_fields([event])}, [event])]) == {}
+    things = await one_queued(db, "e")
     clock = ManualClock()
     healthy = RecordingPublisher()
     failing, other = (
