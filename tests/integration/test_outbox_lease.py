@@ -323,6 +323,15 @@ class Hanging:
         self.sent.extend(messages)
 
 
+async def kept_by_a(db: Any, clock: ManualClock, other: Lease | None) -> None:
+    """30 s of the lease's time in steps of a quarter of the TTL: each time holder "a"'s
+    keeper renews it, and `other` never holds it."""
+    for _ in range(12):
+        clock.advance(TTL / 4)
+        await renewed(db, RELAY_LEASE, clock, "a")
+        assert other is not None and not other.holding
+
+
 async def test_the_keeper_keeps_the_lease_of_a_relay_whose_round_outlasts_the_ttl(
     db: Any,
 ) -> None:
@@ -342,10 +351,7 @@ async def test_the_keeper_keeps_the_lease_of_a_relay_whose_round_outlasts_the_tt
     try:
         await asyncio.wait_for(hanging.entered.wait(), 10)  # a holds the lease, and hangs
         tasks.append(asyncio.create_task(b.run(stop)))  # b polls the lease meanwhile
-        for _ in range(12):  # 30 s of the lease's time in steps of a quarter of the TTL
-            clock.advance(TTL / 4)
-            await renewed(db, RELAY_LEASE, clock, "a")
-            assert b.lease is not None and not b.lease.holding
+        await kept_by_a(db, clock, b.lease)
         hanging.go.set()  # the broker answers at last
         for _ in range(500):
             if not await queue_for(things).count_documents({}):
@@ -386,10 +392,7 @@ async def test_sla_keeps_its_lease_while_its_publishes_outlast_the_ttl(db: Any) 
             await asyncio.sleep(0.01)
         assert hanging.hanging == 2
         tasks.append(asyncio.create_task(b.run(stop)))
-        for _ in range(12):
-            clock.advance(TTL / 4)
-            await renewed(db, RELAY_LEASE, clock, "a")
-            assert b.lease is not None and not b.lease.holding
+        await kept_by_a(db, clock, b.lease)
         hanging.go.set()
         for _ in range(500):
             if not await db[BATCH_OUTBOX].count_documents(
