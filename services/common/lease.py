@@ -109,6 +109,12 @@ class Lease:
         return self._clock
 
     @property
+    def keep_every(self) -> float:
+        """Seconds between the keeper's checks: also how often a job that waits for the
+        lease should ask for it."""
+        return self._keep_every
+
+    @property
     def holding(self) -> bool:
         """Whether we held the lease at the last check and it has not run out since (no
         database call)."""

@@ -14,6 +14,7 @@ from services.common.auth import TokenVerifier
 from services.common.clock import SystemClock, sleep_until_or_stop
 from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
+from services.common.lease import Lease
 from services.common.mongo import create_client
 from services.common.outbox import OutboxRelay, queue_for, relay_lease
 from services.common.regions import default_regions
@@ -30,7 +31,7 @@ from services.routing.grpc_api import register as register_api
 from services.routing.handlers import RoutingHandlers
 from services.routing.institutions import InstitutionRegistry
 from services.routing.queries import CaseQueries
-from services.routing.retention import ClosedCaseTrim, closed_trim_days
+from services.routing.retention import TRIM_LEASE, ClosedCaseTrim, closed_trim_days
 from services.routing.rules_source import RulesSource
 
 DIRECTORY_REFRESH_SECONDS = 10.0
@@ -70,7 +71,12 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
     handlers.after_stored = case_events.apply_early_privacy
     api = Api(verifier, actions, CaseQueries(store, registry), registry, rules)
     dead = DeadLetters(db["dead_letters"], s.dead_letter_retention_days)
-    trim = ClosedCaseTrim(store.cases, clock, timedelta(days=trim_days))
+    trim = ClosedCaseTrim(
+        store.cases,
+        clock,
+        timedelta(days=trim_days),
+        lease=Lease(db, TRIM_LEASE, clock, timedelta(seconds=s.lease_ttl_seconds), s.instance_id),
+    )
     date_closures = logged_backfill(
         "date_undated_case_closures",
         trim.date_undated_closures,

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.clock import Clock, sleep_until_or_stop
+from services.common.lease import Lease
 from services.common.mongo import Doc
 from services.common.outbox import PENDING, PUBLISHED
 from services.common.settings import Env, SettingsError
@@ -31,6 +33,8 @@ from services.routing.metrics import CASES_TRIMMED
 log = logging.getLogger(__name__)
 
 TRIM_INTERVAL_SECONDS = 3600.0
+#: The lease whose holder trims (services/common/lease.py): one routing replica, not each.
+TRIM_LEASE = "routing-trim"
 TRIM_BATCH = 500  # cases per write: a first trim of a national backlog goes in short writes
 DEFAULT_TRIM_DAYS = 90
 TRIM_DAYS_SETTING = "LAPOR_ROUTING_CLOSED_TRIM_DAYS"
@@ -59,6 +63,8 @@ class ClosedCaseTrim:
     clock: Clock
     keep: timedelta = timedelta(days=DEFAULT_TRIM_DAYS)  # 0: keep for good
     batch: int = TRIM_BATCH
+    #: Only its holder trims (None: this process always does).
+    lease: Lease | None = None
 
     async def trim(self) -> int:
         """Drop ``_published`` and ``fingerprint`` of the cases closed longer than `keep`
@@ -89,16 +95,37 @@ class ClosedCaseTrim:
         return trimmed
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Trim at start and then every hour; a failed round waits for the next."""
+        """Trim at start and then every hour, in the holder of the `lease` only; a failed
+        round waits for the next. The lease is checked every quarter of its TTL (and kept
+        by its keeper through a long first trim), so another replica takes over soon after
+        the holder stops, and trims at once; a clean stop releases it."""
+        if self.lease is None:
+            while True:
+                await self._trim_logged()
+                if await sleep_until_or_stop(stop, TRIM_INTERVAL_SECONDS):
+                    return
+        lease = self.lease
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(lease.keep(stop))
+            tasks.create_task(self._run_held(lease, stop))
+        await lease.release()
+
+    async def _run_held(self, lease: Lease, stop: asyncio.Event) -> None:
+        last: float | None = None  # monotonic time of this holder's last trim
         while True:
-            try:
-                await self.trim()
-            except Exception as exc:  # noqa: BLE001 - next round
-                log.warning(
-                    "could not trim closed cases; retrying", extra={"error": repr(exc)[:200]}
-                )
-            if await sleep_until_or_stop(stop, TRIM_INTERVAL_SECONDS):
+            if not await lease.held():
+                last = None  # taken over: a new turn as holder trims at once
+            elif last is None or time.monotonic() - last >= TRIM_INTERVAL_SECONDS:
+                last = time.monotonic()
+                await self._trim_logged()
+            if await sleep_until_or_stop(stop, lease.keep_every):
                 return
+
+    async def _trim_logged(self) -> None:
+        try:
+            await self.trim()
+        except Exception as exc:  # noqa: BLE001 - next round
+            log.warning("could not trim closed cases; retrying", extra={"error": repr(exc)[:200]})
 
     async def date_undated_closures(self) -> int:
         """Give cases that reached a final state before ``closed_at`` existed that field from

@@ -5,6 +5,7 @@ more recently and an open one keep both, and 0 keeps everything (docs/officers-a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from services.common.clock import ManualClock
 from services.common.kafka import Delivery
+from services.common.lease import LEASES, Lease
 from services.common.outbox import PENDING, PUBLISHED, OutboxRelay, queue_for
 from services.common.regions import default_regions
 from services.routing.case_store import CaseStore
@@ -21,7 +23,7 @@ from services.routing.domain.access import Actor
 from services.routing.domain.case import Command, Role
 from services.routing.domain.directory import Directory
 from services.routing.queries import CaseQueries
-from services.routing.retention import ClosedCaseTrim
+from services.routing.retention import TRIM_LEASE, ClosedCaseTrim
 from services.routing.views import report_view
 from tests.integration.test_routing_early_privacy import raised, received, wired
 from tests.integration.test_sla_store import T0
@@ -233,3 +235,63 @@ async def test_cases_closed_before_the_upgrade_are_dated_from_their_last_change(
     routing.clock.advance(D + timedelta(minutes=1))
     assert await trim.trim() == 1
     assert PUBLISHED not in await routing.doc(old)
+
+
+async def test_one_replica_trims_and_another_takes_over_when_it_stops(db: Any) -> None:
+    """Each routing replica runs the trim loop; only the holder of the ``routing-trim`` lease
+    trims (every replica scanning the same cases each hour would only repeat its work). The
+    holder releases the lease as it stops, and another replica trims at once."""
+    routing = Routing(db, ManualClock(T0))
+    await routing.handlers.ensure_indexes()
+    first = await routing.resolved()
+    await routing.act(None, first, Command("confirmed", Role.REPORTER, rating=5))
+    await routing.relay.relay_once()
+    routing.clock.advance(D + timedelta(minutes=1))
+
+    calls: dict[str, int] = {"a": 0, "b": 0}
+
+    def replica(name: str) -> ClosedCaseTrim:
+        lease = Lease(db, TRIM_LEASE, routing.clock, timedelta(seconds=10), name, keep_every=0.01)
+        trim = ClosedCaseTrim(routing.cases, routing.clock, D, lease=lease)
+        counted = trim.trim
+
+        async def trim_counted() -> int:
+            calls[name] += 1
+            return await counted()
+
+        trim.trim = trim_counted  # type: ignore[method-assign]
+        return trim
+
+    a, b = replica("a"), replica("b")
+    stop_a, stop_b = asyncio.Event(), asyncio.Event()
+    task_a = asyncio.create_task(a.run(stop_a))
+    await eventually_async(lambda: calls["a"] == 1)
+    task_b = asyncio.create_task(b.run(stop_b))
+    for _ in range(20):  # b checks the lease every 10 ms meanwhile
+        await asyncio.sleep(0.01)
+    assert calls == {"a": 1, "b": 0}  # a trimmed at start; b stands by
+    assert PUBLISHED not in await routing.doc(first)
+
+    second = await routing.resolved()  # closed on a day D ago as well
+    await routing.act(None, second, Command("confirmed", Role.REPORTER, rating=5))
+    await routing.relay.relay_once()
+    await routing.cases.update_one(
+        {"_id": second}, {"$set": {"closed_at": T0}}
+    )  # closed as long ago as the first
+    stop_a.set()
+    await asyncio.wait_for(task_a, 10)
+    assert await db[LEASES].find_one({"_id": TRIM_LEASE}) is None  # released
+    await eventually_async(lambda: calls["b"] == 1)  # b takes over and trims at once
+    stop_b.set()
+    await asyncio.wait_for(task_b, 10)
+    assert PUBLISHED not in await routing.doc(second)
+    assert calls == {"a": 1, "b": 1}
+
+
+async def eventually_async(condition: Any) -> None:
+    """Wait (up to about 10 s) until `condition()` holds."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")

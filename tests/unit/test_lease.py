@@ -17,6 +17,7 @@ from services.common.clock import ManualClock
 from services.common.lease import DEFAULT_TTL, Lease, instance_id
 from services.common.outbox import RELAY_LEASE, OutboxRelay
 from services.common.settings import CommonSettings, Env, SettingsError
+from services.routing.retention import TRIM_LEASE, ClosedCaseTrim
 from services.sla.relay import SlaRelay
 from services.sla.sweep import SWEEP_LEASE, Sweeper
 from services.stack.devsecrets import generate, service_env
@@ -122,6 +123,12 @@ async def test_every_service_relays_under_its_lease(
         assert relay.lease._ttl == timedelta(seconds=20)
         assert relay._poll_interval == 0.1
         assert relay.lease.holder == f"{service}-7f9c-2"
+        if service == "routing":  # the hourly trim of closed cases: one replica too
+            trims = [t for w in parts.mongo_workers if (t := _found(w, ClosedCaseTrim))]
+            assert len(trims) == 1 and trims[0].lease is not None
+            assert trims[0].lease.name == TRIM_LEASE
+            assert trims[0].lease.holder == "routing-7f9c-2"
+            assert trims[0].lease.ttl == timedelta(seconds=20)
         if isinstance(relay, SlaRelay):  # one lease for both of its loops
             assert relay.documents.lease is relay.lease
             assert relay.documents._poll_interval == 0.1
