@@ -10,13 +10,15 @@ database, collection ``leases``::
 The holder renews it (``until`` = now + TTL) whenever it checks with less than half the TTL
 left, so a working holder keeps it for good. Its job checks it as it goes (before each
 round, batch or write), and a keeper (`Lease.keep`) checks it every quarter of the TTL
-beside the job, so a step of the job that outlasts the TTL (a publish waiting out the
-broker's timeout, a slow check before a sweep's batch) does not hand the lease over. A
-holder that stops (killed, paused, cut off from the database) stops renewing, and another
-process takes the lease once ``until`` has passed: failover takes up to the TTL. A holder
-that shuts down cleanly deletes the document (`Lease.release`), and another takes over at
-its next check; one that cannot do the job steps down (`Lease.step_down`: releases it and
-does not take it again for a TTL), so that another process gets to try.
+beside the job, so a step of the job that outlasts what is left of the lease (a slow
+publish, a slow check before a sweep's batch) does not hand the lease over; a relay bounds
+its rounds itself, so that a relay stuck for good does not keep the lease
+(services/common/outbox.py, ``Failing``). A holder that stops (killed, paused, cut off from
+the database) stops renewing, and another process takes the lease once ``until`` has
+passed: failover takes up to the TTL. A holder that shuts down deletes the document
+(`Lease.release`; `handed_over` around a worker, also when it is cancelled), and another
+takes over at its next check; one that cannot do the job steps down (`Lease.step_down`:
+releases it and does not take it again for a TTL), so that another process gets to try.
 
 Times come from the injected clock and are compared across processes: the replicas' clocks
 must agree to well within the TTL (NTP on the nodes). A clock ahead by more than the TTL
@@ -28,10 +30,12 @@ when that happens, and it is. The lease only saves the duplicated work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import socket
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -47,6 +51,9 @@ log = logging.getLogger(__name__)
 LEASES = "leases"
 #: Default time a lease lasts without renewal: the failover time (LAPOR_LEASE_TTL_SECONDS).
 DEFAULT_TTL = timedelta(seconds=10)
+
+#: Seconds a worker's release of its lease as it ends may take (`Lease.hand_over`).
+RELEASE_TIMEOUT = 2.0
 
 _instance: tuple[int, str] | None = None
 
@@ -176,6 +183,9 @@ class Lease:
         process takes over at its next check instead of after the TTL."""
         async with self._lock:
             self._until = None
+            # A check's error is about a lease we no longer hold: kept, it would make every
+            # round of a step-down's rest fail (`LeaseUnknown`) with no database call made.
+            self.error = None
             try:
                 result = await self._leases.delete_one({"_id": self.name, "holder": self.holder})
             except PyMongoError as exc:
@@ -194,6 +204,19 @@ class Lease:
         another process takes it over and this one does not take it straight back."""
         self._resting_until = self._clock.now() + self._ttl
         await self.release()
+
+    async def hand_over(self) -> None:
+        """`release` as the job's worker ends (stopped, or cancelled by a shutdown that
+        stopped waiting for it), within `RELEASE_TIMEOUT`: a database that does not answer
+        cannot hold the shutdown up (the lease then runs out within the TTL)."""
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                await self.release()
+        except TimeoutError:
+            log.warning(
+                "could not release the lease in time; another process takes it when it runs out",
+                extra={"lease": self.name},
+            )
 
     def _fresh(self, now: datetime) -> bool:
         return self._until is not None and self._until - now > self._ttl / 2
@@ -236,3 +259,21 @@ class Lease:
         LEASE_HELD.labels(lease=self.name).set(1 if held else 0)
         if not quiet:
             log.info("lease taken" if held else "lease lost", extra={"lease": self.name})
+
+
+@contextlib.asynccontextmanager
+async def handed_over(lease: Lease | None) -> AsyncIterator[None]:
+    """Around a worker that does `lease`'s job: hand the lease over (`Lease.hand_over`) when
+    the worker stops, or is cancelled (a shutdown that stopped waiting), so another process
+    takes over at once instead of after the TTL. Not when it crashed: the runtime restarts
+    it a second later and it carries on as the holder."""
+    if lease is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # cancelled
+            await lease.hand_over()
+        raise
+    await lease.hand_over()

@@ -24,8 +24,9 @@ process do not wake them. The active relay picks up the events written on other 
 its next poll (`LAPOR_OUTBOX_POLL_SECONDS`), its own process's at once (`OutboxRelay.wake`).
 When the active process stops cleanly its relay releases the lease and another takes over
 at its next poll; when it dies, once the lease has run out (`LAPOR_LEASE_TTL_SECONDS`). The
-lease's keeper renews it while a round takes long (a publish waiting out the broker's
-timeout); an active relay whose rounds have failed for `STEP_DOWN_AFTER` TTLs steps down, so
+lease's keeper renews it while a round takes long (a slow broker), but a round still running
+after a TTL counts as failed (a publish that hangs: the producer retries until a broker
+answers); an active relay whose rounds have failed for `STEP_DOWN_AFTER` TTLs steps down, so
 a replica that can reach the broker takes over. Two relays may still overlap briefly (a
 paused holder that resumes, clocks further apart than the TTL): they then publish some
 events twice, which consumers drop.
@@ -52,7 +53,7 @@ from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import BulkWriteError, CollectionInvalid, PyMongoError
 
 from services.common.clock import SystemClock, doubling, sleep_until_or_stop
-from services.common.lease import Lease
+from services.common.lease import Lease, handed_over
 from services.common.logging import loggable
 from services.common.metrics import (
     OUTBOX_LAST_ROUND,
@@ -296,11 +297,13 @@ STEP_DOWN_AFTER = 2
 class Failing:
     """How long the rounds of one relay loop have failed in a row while it held its lease.
 
-    Past `STEP_DOWN_AFTER` TTLs (this process cannot reach the broker, its producer is
-    broken) the relay steps down (`Lease.step_down`): another replica, which may reach the
-    broker, takes the lease over, and this one does not take it back for a TTL. When every
-    replica fails (the broker is down), the lease then moves every 2 to 3 TTLs, not on every
-    round. Times come from the lease's clock."""
+    A round still running after a TTL is stopped and counts as failed (a publish that hangs:
+    the producer retries until a broker answers). Past `STEP_DOWN_AFTER` TTLs (this process
+    cannot reach the broker, its producer is broken) the relay steps down
+    (`Lease.step_down`): another replica, which may reach the broker, takes the lease over,
+    and this one does not take it back for a TTL. When every replica fails (the broker is
+    down), the lease then moves every 2 to 3 TTLs, not on every round. Times come from the
+    lease's clock; the bound on a round, from the event loop's."""
 
     def __init__(self, lease: Lease | None, name: str) -> None:
         self._lease = lease
@@ -314,7 +317,15 @@ class Failing:
             return await work()
         started = self._lease.clock.now()
         try:
-            result = await work()
+            # Bounded: aiokafka's idempotent producer retries a send until a broker answers,
+            # so a publish to a broker this process cannot reach never fails by itself, and
+            # the keeper would renew the lease for it meanwhile. A round still running after
+            # a TTL (of the event loop's time) is a failed round. Cancelling it part-way is
+            # safe: entries it published but had not yet deleted or marked stay pending and
+            # are published again later, and a cancelled send the producer still delivers
+            # in the background is one more copy: consumers drop duplicates on the event id.
+            async with asyncio.timeout(self._lease.ttl.total_seconds()):
+                result = await work()
         except Exception:
             await self._failed(self._lease, started)
             raise
@@ -380,7 +391,9 @@ class OutboxRelay:
             # Cleared once done: a replay that failed part-way (the broker timed out) runs
             # again, from the start, when the runtime restarts this worker.
             self.replay_on_start = False
-        async with asyncio.TaskGroup() as tasks:
+        # Stopped or cancelled (shutdown): hand over at once instead of after the TTL. Not
+        # after a crash: the runtime restarts this worker a second later and it carries on.
+        async with handed_over(self.lease), asyncio.TaskGroup() as tasks:
             if keeper and self.lease is not None:  # a round may outlast the TTL
                 tasks.create_task(self.lease.keep(stop))
             tasks.create_task(
@@ -393,10 +406,6 @@ class OutboxRelay:
                     more=lambda: self.full,
                 )
             )
-        # Stopped (shutdown): hand over at once instead of after the TTL. Not after a crash:
-        # the runtime restarts this worker a second later and it carries on.
-        if self.lease is not None:
-            await self.lease.release()
 
     async def replay(self) -> int:
         """Publish again every event these collections ever published (and kept).

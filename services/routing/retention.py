@@ -22,7 +22,7 @@ from datetime import timedelta
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.clock import Clock, sleep_until_or_stop
-from services.common.lease import Lease
+from services.common.lease import Lease, handed_over
 from services.common.mongo import Doc
 from services.common.outbox import PENDING, PUBLISHED
 from services.common.settings import Env, SettingsError
@@ -98,17 +98,17 @@ class ClosedCaseTrim:
         """Trim at start and then every hour, in the holder of the `lease` only; a failed
         round waits for the next. The lease is checked every quarter of its TTL (and kept
         by its keeper through a long first trim), so another replica takes over soon after
-        the holder stops, and trims at once; a clean stop releases it."""
+        the holder stops, and trims at once; a clean stop, or a cancel at shutdown,
+        releases it."""
         if self.lease is None:
             while True:
                 await self._trim_logged()
                 if await sleep_until_or_stop(stop, TRIM_INTERVAL_SECONDS):
                     return
         lease = self.lease
-        async with asyncio.TaskGroup() as tasks:
+        async with handed_over(lease), asyncio.TaskGroup() as tasks:
             tasks.create_task(lease.keep(stop))
             tasks.create_task(self._run_held(lease, stop))
-        await lease.release()
 
     async def _run_held(self, lease: Lease, stop: asyncio.Event) -> None:
         last: float | None = None  # monotonic time of this holder's last trim

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.common.lease import Lease
+from services.common.lease import Lease, handed_over
 from services.common.metrics import OUTBOX_OLDEST
 from services.common.mongo import Doc, ensure_ttl_index
 from services.common.outbox import (
@@ -157,15 +157,13 @@ class SlaRelay:
             self._replay_batches = True
             self.replay_on_start = False
         # One loop failing stops the other, so the runtime's restart runs exactly two again.
-        async with asyncio.TaskGroup() as loops:
+        # Both stopped or cancelled (shutdown): the documents' relay released the lease as it
+        # stopped; again, in case the batch loop's last round renewed it meanwhile.
+        async with handed_over(self.lease), asyncio.TaskGroup() as loops:
             if self.lease is not None:  # one keeper for the lease both loops share
                 loops.create_task(self.lease.keep(stop))
             loops.create_task(self.documents.run(stop, keeper=False))
             loops.create_task(self._run_batches(stop))
-        # Both stopped (shutdown): the documents' relay released the lease as it stopped;
-        # again, in case the batch loop's last round renewed it meanwhile.
-        if self.lease is not None:
-            await self.lease.release()
 
     async def _run_batches(self, stop: asyncio.Event) -> None:
         if self._replay_batches:

@@ -41,7 +41,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.clock import Clock, doubling, sleep_until_or_stop
-from services.common.lease import Lease
+from services.common.lease import Lease, handed_over
 from services.common.mongo import Doc
 from services.common.outbox import OutboxMessage
 from services.sla.codec import (
@@ -381,6 +381,7 @@ class Sweeper:
             ids = [doc.get("_id") for doc in due]
             if ids == previous:  # nothing moved since the last read: never spin on it
                 log.warning("sweep made no progress; pausing until the next round")
+                whole = False  # what is due behind them was not swept: no success mark
                 break
             previous = ids
             token = uuid.uuid4().hex
@@ -412,16 +413,16 @@ class Sweeper:
 
     async def run(self, stop: asyncio.Event, interval: float = 0.5) -> None:
         """Sweep every `interval` while holding the lease, with the lease's keeper beside
-        the sweeps (a batch may outlast the TTL); release it when `stop` is set. Only a
-        round that swept through marks ``lapor_sla_sweep_last_success_timestamp_seconds``
-        (the stall alert takes the newest of the job: the holder's): not one standing by,
-        nor one cut short by a lost lease."""
-        async with asyncio.TaskGroup() as tasks:
+        the sweeps (a batch may outlast the TTL); release it when `stop` is set, or when
+        cancelled at shutdown. Only a round that swept through marks
+        ``lapor_sla_sweep_last_success_timestamp_seconds`` (the stall alert takes the newest
+        of the job: the holder's): not one standing by, one cut short by a lost lease, nor
+        one that stopped on due reports none of its writes moved."""
+        # Stopped or cancelled (shutdown): another replica sweeps at once, not after the TTL.
+        async with handed_over(self.lease), asyncio.TaskGroup() as tasks:
             if self.lease is not None:
                 tasks.create_task(self.lease.keep(stop))
             tasks.create_task(self._sweeps(stop, interval))
-        if self.lease is not None:
-            await self.lease.release()  # another replica sweeps at once, not after the TTL
 
     async def _sweeps(self, stop: asyncio.Event, interval: float) -> None:
         while not stop.is_set():

@@ -5,13 +5,14 @@ standing by, a database that goes away, the keeper and stepping down."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
+from services.common import lease as lease_module
 from services.common.clock import ManualClock
 from services.common.lease import LEASES, Lease
 
@@ -251,3 +252,36 @@ async def test_a_process_that_stepped_down_takes_the_lease_again_only_after_a_tt
     clock.advance(timedelta(milliseconds=1))
     assert await a.held()
     assert not await b.held()
+
+
+async def hands_over_when_cancelled(
+    db: Any, lease: Lease, run: Callable[[asyncio.Event], Awaitable[None]]
+) -> None:
+    """Run worker `run` until it holds `lease`, cancel it (a shutdown that stopped waiting
+    for it): the lease's document is gone, so another process takes over at once."""
+    task = asyncio.create_task(run(asyncio.Event()))
+    try:
+        for _ in range(500):
+            if lease.holding:
+                break
+            await asyncio.sleep(0.01)
+        assert lease.holding
+    finally:
+        task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert await db[LEASES].find_one({"_id": lease.name}) is None
+    assert not lease.holding
+
+
+async def test_a_hand_over_that_cannot_finish_gives_up(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release as a worker ends waits on the database at most `RELEASE_TIMEOUT`: here a
+    check that never ends holds the lease's lock."""
+    monkeypatch.setattr(lease_module, "RELEASE_TIMEOUT", 0.05)
+    _, a, _ = pair(db)
+    assert await a.held()
+    async with a._lock:  # a check stuck on the database
+        await asyncio.wait_for(a.hand_over(), 10)
+    assert await db[LEASES].find_one({"_id": "job"}) is not None  # runs out in its TTL

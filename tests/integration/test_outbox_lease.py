@@ -11,7 +11,7 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from lapor.v1 import common_pb2
 from prometheus_client import REGISTRY
 
 from services.common import outbox
-from services.common.clock import ManualClock
+from services.common.clock import ManualClock, SystemClock
 from services.common.kafka import KafkaPublisher
 from services.common.lease import LEASES, Lease
 from services.common.outbox import (
@@ -38,7 +38,7 @@ from services.common.outbox import (
 from services.common.settings import KafkaSettings
 from services.sla.relay import BATCH_OUTBOX, SlaRelay
 from services.stack.supervisor import Stack
-from tests.integration.test_lease import renewed
+from tests.integration.test_lease import hands_over_when_cancelled, renewed
 from tests.support import RecordingPublisher, read_topic
 
 TOPIC = "lapor.complaints.received"  # an existing topic of the embedded broker
@@ -307,8 +307,10 @@ async def test_sla_releases_the_lease_its_batch_loop_took_back_as_it_stopped(db:
 
 
 class Hanging:
-    """A publisher whose publish hangs until `go` is set: a broker that takes longer than
-    the lease's TTL to answer (aiokafka's request timeout is the default TTL, 10 s)."""
+    """A publisher whose publish hangs until `go` is set: a slow broker. The lease's clock
+    is a manual one that the tests move by more than the TTL while the event loop's moves by
+    far less, so the round's own bound (a TTL of the loop's time, `Failing`) is not reached:
+    what keeps the lease meanwhile is the keeper alone."""
 
     def __init__(self) -> None:
         self.entered = asyncio.Event()
@@ -488,3 +490,99 @@ async def test_sla_steps_down_when_its_batch_loop_keeps_failing(
     assert not failing.lease.holding
     assert await other.relay_once() == 1
     assert [m.id for m in healthy.sent] == ["b1:batch"]
+
+
+async def test_a_step_down_right_after_a_failed_check_stands_by_for_its_rest(
+    db_to_kill: tuple[Any, Callable[[], None]],
+) -> None:
+    """The renewal in the round that steps down hits a database error: the rest that follows
+    stands by (no database call) instead of failing each round with `LeaseUnknown`."""
+    client, kill = db_to_kill
+    db = client["lapor_test"]
+    clock = ManualClock()
+    lease = Lease(db, RELAY_LEASE, clock, TTL, "a")
+    relay = OutboxRelay([db["things"]], RecordingPublisher(), lease=lease)
+    assert await relay.relay_once() == 0
+    kill()
+    clock.advance(TTL * 0.6)
+    assert await lease.held() and lease.error is not None  # ours until it runs out
+    await lease.step_down()  # the round failed for the second TTL
+    for _ in range(3):
+        clock.advance(TTL / 4)
+        assert await relay.relay_once() == 0  # stands by
+
+
+async def broken_round() -> int:
+    raise ConnectionError("broker unreachable")
+
+
+async def good_round() -> int:
+    return 0
+
+
+@pytest.mark.parametrize("between", ["a round that worked", "a round standing by"])
+async def test_a_round_between_failures_starts_the_count_again(
+    db: Any, caplog: pytest.LogCaptureFixture, between: str
+) -> None:
+    clock = ManualClock()
+    lease = Lease(db, RELAY_LEASE, clock, TTL, "a")
+    failing = outbox.Failing(lease, "outbox relay")
+    caplog.set_level(logging.INFO, logger=outbox.__name__)
+    for second in range(0, 40, 5):  # failed rounds every 5 s, but at 15 s
+        assert await lease.held()
+        if second != 15:
+            with pytest.raises(ConnectionError):
+                await failing.round(broken_round)
+        elif between == "a round that worked":
+            await failing.round(good_round)
+        else:
+            failing.standing_by()
+        clock.advance(TTL / 2)
+    assert stepped_down(caplog) == []  # failing for 15 s, since 20 s
+    assert await lease.held()
+    with pytest.raises(ConnectionError):
+        await failing.round(broken_round)
+    assert stepped_down(caplog) == ["stepping down: outbox relay failing for 20 s"]
+
+
+class Stuck:
+    """A publish that never returns: aiokafka's idempotent producer retrying a send until a
+    broker answers (tests/integration/test_relay_broker_down.py has the real one)."""
+
+    async def publish_many(self, messages: list[OutboxMessage]) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_round_still_running_after_a_ttl_fails(db: Any) -> None:
+    """In both of sla's loops; the lease's clock is the system's, so the round's bound (a
+    TTL of the event loop's time) and the count of failed time agree."""
+    cases = db["clocks"]
+    await cases.insert_one({"_id": "s", **queued_fields([]), "version": 1})
+    await cases.update_one({"_id": "s"}, outbox_update([OutboxMessage("s:doc", TOPIC, "s", b"")]))
+    await pending_batch(db, "s:batch", "s")
+    lease = Lease(db, RELAY_LEASE, SystemClock(), timedelta(milliseconds=200), "a")
+    relay = SlaRelay(cases, Stuck(), lease=lease)
+
+    async def timed_out(round: Callable[[], Awaitable[int]]) -> bool:
+        try:
+            await round()
+        except TimeoutError:
+            return True
+        return False
+
+    for round in (relay.relay_batches_once, relay.documents.relay_once):
+        assert await asyncio.wait_for(timed_out(round), 10)  # not this test's own limit
+    assert await cases.count_documents({"_outbox_pending": True}) == 1  # published later
+    assert await db[BATCH_OUTBOX].count_documents({"pending": True}) == 1
+
+
+async def test_a_relay_cancelled_at_shutdown_hands_its_lease_over(db: Any) -> None:
+    lease = Lease(db, RELAY_LEASE, ManualClock(), TTL, "a")
+    relay = OutboxRelay([db["things"]], RecordingPublisher(), poll_interval=0.01, lease=lease)
+    await hands_over_when_cancelled(db, lease, relay.run)
+
+
+async def test_sla_relays_cancelled_at_shutdown_hand_their_lease_over(db: Any) -> None:
+    lease = Lease(db, RELAY_LEASE, ManualClock(), TTL, "a")
+    relay = SlaRelay(db["clocks"], RecordingPublisher(), poll_interval=0.01, lease=lease)
+    await hands_over_when_cancelled(db, lease, relay.run)

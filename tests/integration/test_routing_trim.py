@@ -25,6 +25,7 @@ from services.routing.domain.directory import Directory
 from services.routing.queries import CaseQueries
 from services.routing.retention import TRIM_LEASE, ClosedCaseTrim
 from services.routing.views import report_view
+from tests.integration.test_lease import hands_over_when_cancelled
 from tests.integration.test_routing_early_privacy import raised, received, wired
 from tests.integration.test_sla_store import T0
 from tests.support import RecordingPublisher
@@ -295,3 +296,72 @@ async def eventually_async(condition: Any) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition not met in time")
+
+
+class FailingTrim(ClosedCaseTrim):
+    """Its trim fails every time (the database away), counting the attempts."""
+
+    attempts = 0
+
+    async def trim(self) -> int:
+        self.attempts += 1
+        raise ConnectionError("database unreachable")
+
+
+async def test_a_failed_trim_waits_for_the_next_interval_and_the_loop_lives_on(
+    db: Any,
+) -> None:
+    clock = ManualClock(T0)
+    lease = Lease(db, TRIM_LEASE, clock, timedelta(seconds=10), "a", keep_every=0.01)
+    trim = FailingTrim(db["cases"], clock, D, lease=lease)
+    stop = asyncio.Event()
+    task = asyncio.create_task(trim.run(stop))
+    checks = 0
+    held = lease.held
+
+    async def counted() -> bool:
+        nonlocal checks
+        checks += 1
+        return await held()
+
+    lease.held = counted  # type: ignore[method-assign]
+    await eventually_async(lambda: checks >= 20 or task.done())  # 20 checks as holder
+    stop.set()
+    await asyncio.wait_for(task, 10)  # ended by stop, not by the error
+    assert trim.attempts == 1  # the next try is an hour later
+
+
+async def test_a_replica_that_takes_the_lease_back_trims_at_once(db: Any) -> None:
+    clock = ManualClock(T0)
+    ttl = timedelta(seconds=10)
+    a = Lease(db, TRIM_LEASE, clock, ttl, "a", keep_every=0.01)
+    b = Lease(db, TRIM_LEASE, clock, ttl, "b")
+    trim = FailingTrim(db["cases"], clock, D, lease=a)  # its failure changes nothing here
+    answers: list[bool] = []
+    held = a.held
+
+    async def recorded() -> bool:
+        answers.append(await held())
+        return answers[-1]
+
+    a.held = recorded  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(trim.run(stop))
+    try:
+        await eventually_async(lambda: trim.attempts == 1)  # trims as it takes the lease
+        # b took the lease over (a paused past its TTL), and a checks it again.
+        until = clock.now() + 2 * ttl
+        await db[LEASES].update_one({"_id": TRIM_LEASE}, {"$set": {"holder": "b", "until": until}})
+        clock.advance(ttl * 0.6)
+        await eventually_async(lambda: False in answers)  # a stands by
+        await b.release()  # b stops: a takes the lease back
+        await eventually_async(lambda: trim.attempts == 2)  # a new turn trims at once
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_trim_cancelled_at_shutdown_hands_its_lease_over(db: Any) -> None:
+    lease = Lease(db, TRIM_LEASE, ManualClock(T0), timedelta(seconds=10), "a", keep_every=0.01)
+    trim = ClosedCaseTrim(db["cases"], lease.clock, D, lease=lease)
+    await hands_over_when_cancelled(db, lease, trim.run)

@@ -23,7 +23,7 @@ from services.sla.domain.policy import parse_policy
 from services.sla.handlers import SlaHandlers
 from services.sla.metrics import SWEEP_LAST_SUCCESS
 from services.sla.sweep import SWEEP_LEASE, Sweeper
-from tests.integration.test_lease import renewed
+from tests.integration.test_lease import hands_over_when_cancelled, renewed
 from tests.integration.test_sla_store import T0, delivery, routed, swept_events
 from tests.unit.test_sla_actions import POLICY
 
@@ -270,3 +270,27 @@ async def test_the_keeper_keeps_the_sweep_lease_through_a_slow_plan(db: Any) -> 
     assert await replicas.still_due(tids) == 0  # a swept them (escalations held for later)
     emitted = [e["id"] for e in await swept_events(db, tids)]
     assert len(emitted) == len(set(emitted)) == 5 * (PER_REPORT - 1)
+
+
+async def test_a_sweep_that_moves_none_of_a_full_batch_does_not_mark_a_success(
+    db: Any,
+) -> None:
+    """A full batch of due reports none of the writes moves (every compare-and-set lost):
+    the sweep stops on it, and what is due behind it is not swept."""
+    replicas = Replicas(db, batch=3)
+    await replicas.route(5)
+
+    async def moves_nothing(*args: Any) -> set[Any]:
+        return set()
+
+    replicas.a._store = moves_nothing  # type: ignore[method-assign]
+    replicas.clock.set(T0 + timedelta(seconds=1000))
+    SWEEP_LAST_SUCCESS.set(0)
+    await rounds_of(replicas.a, 4)
+    assert last_success() == 0
+
+
+async def test_a_sweeper_cancelled_at_shutdown_hands_its_lease_over(replicas: Replicas) -> None:
+    await hands_over_when_cancelled(
+        replicas.db, lease_of(replicas.a), lambda stop: replicas.a.run(stop, interval=0.01)
+    )
