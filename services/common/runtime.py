@@ -37,6 +37,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import sleep_until_or_stop
 from services.common.kafka import KafkaPublisher
+from services.common.lease import RELEASE_TIMEOUT
 from services.common.logging import configure_logging
 from services.common.metrics import (
     BACKFILL_PENDING,
@@ -143,9 +144,11 @@ class ServiceRuntime:
         await self._set_serving(False)
         await server.stop(grace=5)
         await asyncio.wait(self._tasks, timeout=10)
-        for task in self._tasks:
-            if not task.done():
-                task.cancel()
+        cancelled = [task for task in self._tasks if not task.done()]
+        for task in cancelled:
+            task.cancel()
+        if cancelled:  # let them hand their leases over (bounded) before MongoDB closes
+            await asyncio.wait(cancelled, timeout=RELEASE_TIMEOUT + 1)
         try:
             await asyncio.wait_for(self.parts.publisher.stop(), PUBLISHER_STOP_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - unsent events are still in the outbox
