@@ -164,3 +164,18 @@ class RecordingPublisher:
 
     async def publish_many(self, messages: list[OutboxMessage]) -> None:
         self.sent.extend(messages)
+
+
+class Calls:
+    """Counts the calls of the async method `name` of `obj`, which it replaces with one that
+    counts and then calls the original."""
+
+    def __init__(self, obj: Any, name: str) -> None:
+        self.count = 0
+        original = getattr(obj, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await original(*args, **kwargs)
+
+        setattr(obj, name, counted)

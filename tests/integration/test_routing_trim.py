@@ -28,7 +28,7 @@ from services.routing.views import report_view
 from tests.integration.test_lease import hands_over_when_cancelled
 from tests.integration.test_routing_early_privacy import raised, received, wired
 from tests.integration.test_sla_store import T0
-from tests.support import RecordingPublisher
+from tests.support import Calls, RecordingPublisher
 
 D = timedelta(days=90)
 DIRECTORY = Directory.seed(default_regions())
@@ -249,28 +249,19 @@ async def test_one_replica_trims_and_another_takes_over_when_it_stops(db: Any) -
     await routing.relay.relay_once()
     routing.clock.advance(D + timedelta(minutes=1))
 
-    calls: dict[str, int] = {"a": 0, "b": 0}
-
-    def replica(name: str) -> ClosedCaseTrim:
+    def replica(name: str) -> tuple[ClosedCaseTrim, Calls]:
         lease = Lease(db, TRIM_LEASE, routing.clock, timedelta(seconds=10), name, keep_every=0.01)
         trim = ClosedCaseTrim(routing.cases, routing.clock, D, lease=lease)
-        counted = trim.trim
+        return trim, Calls(trim, "trim")
 
-        async def trim_counted() -> int:
-            calls[name] += 1
-            return await counted()
-
-        trim.trim = trim_counted  # type: ignore[method-assign]
-        return trim
-
-    a, b = replica("a"), replica("b")
+    (a, trims_a), (b, trims_b) = replica("a"), replica("b")
     stop_a, stop_b = asyncio.Event(), asyncio.Event()
     task_a = asyncio.create_task(a.run(stop_a))
-    await eventually_async(lambda: calls["a"] == 1)
+    await eventually_async(lambda: trims_a.count == 1)
     task_b = asyncio.create_task(b.run(stop_b))
     for _ in range(20):  # b checks the lease every 10 ms meanwhile
         await asyncio.sleep(0.01)
-    assert calls == {"a": 1, "b": 0}  # a trimmed at start; b stands by
+    assert (trims_a.count, trims_b.count) == (1, 0)  # a trimmed at start; b stands by
     assert PUBLISHED not in await routing.doc(first)
 
     second = await routing.resolved()  # closed on a day D ago as well
@@ -282,11 +273,11 @@ async def test_one_replica_trims_and_another_takes_over_when_it_stops(db: Any) -
     stop_a.set()
     await asyncio.wait_for(task_a, 10)
     assert await db[LEASES].find_one({"_id": TRIM_LEASE}) is None  # released
-    await eventually_async(lambda: calls["b"] == 1)  # b takes over and trims at once
+    await eventually_async(lambda: trims_b.count == 1)  # b takes over and trims at once
     stop_b.set()
     await asyncio.wait_for(task_b, 10)
     assert PUBLISHED not in await routing.doc(second)
-    assert calls == {"a": 1, "b": 1}
+    assert (trims_a.count, trims_b.count) == (1, 1)
 
 
 async def eventually_async(condition: Any) -> None:
@@ -316,16 +307,8 @@ async def test_a_failed_trim_waits_for_the_next_interval_and_the_loop_lives_on(
     trim = FailingTrim(db["cases"], clock, D, lease=lease)
     stop = asyncio.Event()
     task = asyncio.create_task(trim.run(stop))
-    checks = 0
-    held = lease.held
-
-    async def counted() -> bool:
-        nonlocal checks
-        checks += 1
-        return await held()
-
-    lease.held = counted  # type: ignore[method-assign]
-    await eventually_async(lambda: checks >= 20 or task.done())  # 20 checks as holder
+    checks = Calls(lease, "held")
+    await eventually_async(lambda: checks.count >= 20 or task.done())  # 20 checks as holder
     stop.set()
     await asyncio.wait_for(task, 10)  # ended by stop, not by the error
     assert trim.attempts == 1  # the next try is an hour later

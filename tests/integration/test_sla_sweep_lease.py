@@ -25,6 +25,7 @@ from services.sla.metrics import SWEEP_LAST_SUCCESS
 from services.sla.sweep import SWEEP_LEASE, Sweeper
 from tests.integration.test_lease import hands_over_when_cancelled, renewed
 from tests.integration.test_sla_store import T0, delivery, routed, swept_events
+from tests.support import Calls
 from tests.unit.test_sla_actions import POLICY
 
 TTL = timedelta(seconds=10)
@@ -168,26 +169,18 @@ def last_success() -> float | None:
 
 async def rounds_of(sweeper: Sweeper, n: int) -> None:
     """Run `sweeper` until it has checked its lease at the start of `n` rounds."""
-    checks = 0
-    leading = sweeper._leading
-
-    async def counted() -> bool:
-        nonlocal checks
-        checks += 1
-        return await leading()
-
-    sweeper._leading = counted  # type: ignore[method-assign]
+    checks = Calls(sweeper, "_leading")
     stop = asyncio.Event()
     task = asyncio.create_task(sweeper.run(stop, interval=0.01))
     try:
         for _ in range(500):
-            if checks >= n:
+            if checks.count >= n:
                 break
             await asyncio.sleep(0.01)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
-    assert checks >= n
+    assert checks.count >= n
 
 
 async def test_a_sweeper_standing_by_does_not_mark_a_success(replicas: Replicas) -> None:
