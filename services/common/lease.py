@@ -35,16 +35,17 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime, timedelta
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from services.common.clock import Clock, sleep_until_or_stop
+from services.common.clock import Clock, SystemClock, sleep_until_or_stop
 from services.common.metrics import LEASE_HELD
 from services.common.mongo import Doc
+from services.common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -277,3 +278,35 @@ async def handed_over(lease: Lease | None) -> AsyncIterator[None]:
             await lease.hand_over()
         raise
     await lease.hand_over()
+
+
+def service_lease(
+    db: AsyncDatabase[Doc], name: str, settings: CommonSettings, clock: Clock | None = None
+) -> Lease:
+    """Lease `name` of a service in its database `db`, as its settings say: lasting
+    ``LAPOR_LEASE_TTL_SECONDS`` without renewal, held as ``LAPOR_INSTANCE_ID`` (unset: a
+    name of this process's own), on `clock` (the system clock by default)."""
+    return Lease(
+        db,
+        name,
+        clock or SystemClock(),
+        timedelta(seconds=settings.lease_ttl_seconds),
+        settings.instance_id,
+    )
+
+
+async def run_holding(
+    lease: Lease | None,
+    stop: asyncio.Event,
+    *jobs: Coroutine[object, object, None],
+    keeper: bool = True,
+) -> None:
+    """Run `jobs` (a worker doing `lease`'s job, each checking the lease itself) until they
+    end, with the lease's keeper beside them until `stop` (`keeper` False: the caller runs
+    it), and hand the lease over when they stop or are cancelled (`handed_over`). One job
+    failing stops the others, so the runtime's restart runs them all again."""
+    async with handed_over(lease), asyncio.TaskGroup() as tasks:
+        if keeper and lease is not None:  # a step of a job may outlast the TTL
+            tasks.create_task(lease.keep(stop))
+        for job in jobs:
+            tasks.create_task(job)

@@ -41,19 +41,18 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import BulkWriteError, CollectionInvalid, PyMongoError
 
-from services.common.clock import SystemClock, doubling, sleep_until_or_stop
-from services.common.lease import Lease, handed_over
+from services.common.clock import doubling, sleep_until_or_stop
+from services.common.lease import Lease, run_holding
 from services.common.logging import loggable
 from services.common.metrics import (
     OUTBOX_LAST_ROUND,
@@ -264,13 +263,6 @@ async def publish_counted(publisher: Publisher, messages: list[OutboxMessage]) -
         OUTBOX_PUBLISHED.labels(topic=message.topic).inc()
 
 
-def relay_lease(db: AsyncDatabase[Doc], ttl_seconds: float, holder: str | None = None) -> Lease:
-    """The lease of the service's relay (`RELAY_LEASE` in its database `db`), on the
-    system clock, lasting `ttl_seconds` (``LAPOR_LEASE_TTL_SECONDS``) without renewal, held
-    as `holder` (``LAPOR_INSTANCE_ID``; None: a name of this process's own)."""
-    return Lease(db, RELAY_LEASE, SystemClock(), timedelta(seconds=ttl_seconds), holder)
-
-
 class LeaseUnknown(RuntimeError):
     """The relay could not tell whether it is the active one: the lease check failed."""
 
@@ -393,19 +385,19 @@ class OutboxRelay:
             self.replay_on_start = False
         # Stopped or cancelled (shutdown): hand over at once instead of after the TTL. Not
         # after a crash: the runtime restarts this worker a second later and it carries on.
-        async with handed_over(self.lease), asyncio.TaskGroup() as tasks:
-            if keeper and self.lease is not None:  # a round may outlast the TTL
-                tasks.create_task(self.lease.keep(stop))
-            tasks.create_task(
-                relay_loop(
-                    stop,
-                    self.relay_once,
-                    self._wakeup,
-                    self._poll_interval,
-                    "outbox relay",
-                    more=lambda: self.full,
-                )
-            )
+        await run_holding(
+            self.lease,
+            stop,
+            relay_loop(
+                stop,
+                self.relay_once,
+                self._wakeup,
+                self._poll_interval,
+                "outbox relay",
+                more=lambda: self.full,
+            ),
+            keeper=keeper,
+        )
 
     async def replay(self) -> int:
         """Publish again every event these collections ever published (and kept).

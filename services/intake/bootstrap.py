@@ -15,8 +15,9 @@ from services.common.clock import SystemClock
 from services.common.deadletter import DeadLetters
 from services.common.ids import new_tracking_id
 from services.common.kafka import EventConsumer, KafkaPublisher
+from services.common.lease import service_lease
 from services.common.mongo import create_client
-from services.common.outbox import OutboxRelay, queue_for, relay_lease
+from services.common.outbox import RELAY_LEASE, OutboxRelay, queue_for
 from services.common.regions import default_regions
 from services.common.runtime import MONGODB_ONLY, ServiceParts, logged_backfill
 from services.common.settings import CommonSettings, Env, Secret
@@ -91,7 +92,7 @@ def bootstrap(settings: IntakeSettings | None = None) -> ServiceParts:
         batch_size=RELAY_BATCH,
         poll_interval=s.outbox_poll_seconds,
         queues=[queue_for(complaints)],
-        lease=relay_lease(db, s.lease_ttl_seconds, s.instance_id),
+        lease=service_lease(db, RELAY_LEASE, s),
     )
     relay.replay_on_start = s.outbox_replay
     store = MongoComplaintStore(complaints, cipher, on_stored=relay.wake)

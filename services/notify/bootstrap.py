@@ -13,8 +13,9 @@ from services.common import topics
 from services.common.clock import SystemClock
 from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
+from services.common.lease import service_lease
 from services.common.mongo import create_client
-from services.common.outbox import OutboxRelay, queue_for, relay_lease
+from services.common.outbox import RELAY_LEASE, OutboxRelay, queue_for
 from services.common.runtime import MONGODB_AND_KAFKA, ServiceParts, logged_backfill
 from services.common.settings import CommonSettings, Env, SettingsError
 from services.notify.handlers import NotifyHandlers
@@ -78,7 +79,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
         publisher,
         poll_interval=s.outbox_poll_seconds,
         queues=[queue_for(notifications)],
-        lease=relay_lease(db, s.lease_ttl_seconds, s.instance_id),
+        lease=service_lease(db, RELAY_LEASE, s),
     )
     relay.replay_on_start = s.outbox_replay
     handlers = NotifyHandlers(

@@ -14,9 +14,9 @@ from services.common.auth import TokenVerifier
 from services.common.clock import SystemClock, sleep_until_or_stop
 from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
-from services.common.lease import Lease
+from services.common.lease import service_lease
 from services.common.mongo import create_client
-from services.common.outbox import OutboxRelay, queue_for, relay_lease
+from services.common.outbox import RELAY_LEASE, OutboxRelay, queue_for
 from services.common.regions import default_regions
 from services.common.runtime import MONGODB_ONLY, ServiceParts, logged_backfill
 from services.common.settings import CommonSettings, Env, SettingsError
@@ -59,7 +59,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
         publisher,
         poll_interval=s.outbox_poll_seconds,
         queues=[queue_for(store.cases)],
-        lease=relay_lease(db, s.lease_ttl_seconds, s.instance_id),
+        lease=service_lease(db, RELAY_LEASE, s),
     )
     relay.replay_on_start = s.outbox_replay
     clock = SystemClock()
@@ -75,7 +75,7 @@ def bootstrap(settings: CommonSettings | None = None, env: Env | None = None) ->
         store.cases,
         clock,
         timedelta(days=trim_days),
-        lease=Lease(db, TRIM_LEASE, clock, timedelta(seconds=s.lease_ttl_seconds), s.instance_id),
+        lease=service_lease(db, TRIM_LEASE, s, clock),
     )
     date_closures = logged_backfill(
         "date_undated_case_closures",

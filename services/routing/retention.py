@@ -22,7 +22,7 @@ from datetime import timedelta
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.clock import Clock, sleep_until_or_stop
-from services.common.lease import Lease, handed_over
+from services.common.lease import Lease, run_holding
 from services.common.mongo import Doc
 from services.common.outbox import PENDING, PUBLISHED
 from services.common.settings import Env, SettingsError
@@ -100,25 +100,19 @@ class ClosedCaseTrim:
         by its keeper through a long first trim), so another replica takes over soon after
         the holder stops, and trims at once; a clean stop, or a cancel at shutdown,
         releases it."""
-        if self.lease is None:
-            while True:
-                await self._trim_logged()
-                if await sleep_until_or_stop(stop, TRIM_INTERVAL_SECONDS):
-                    return
-        lease = self.lease
-        async with handed_over(lease), asyncio.TaskGroup() as tasks:
-            tasks.create_task(lease.keep(stop))
-            tasks.create_task(self._run_held(lease, stop))
+        await run_holding(self.lease, stop, self._trims(stop))
 
-    async def _run_held(self, lease: Lease, stop: asyncio.Event) -> None:
-        last: float | None = None  # monotonic time of this holder's last trim
+    async def _trims(self, stop: asyncio.Event) -> None:
+        last: float | None = None  # monotonic time of this process's last trim
         while True:
-            if not await lease.held():
+            if self.lease is not None and not await self.lease.held():
                 last = None  # taken over: a new turn as holder trims at once
             elif last is None or time.monotonic() - last >= TRIM_INTERVAL_SECONDS:
                 last = time.monotonic()
                 await self._trim_logged()
-            if await sleep_until_or_stop(stop, lease.keep_every):
+            # Without a lease nothing needs asking between trims.
+            wait = TRIM_INTERVAL_SECONDS if self.lease is None else self.lease.keep_every
+            if await sleep_until_or_stop(stop, wait):
                 return
 
     async def _trim_logged(self) -> None:

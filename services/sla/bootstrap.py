@@ -16,9 +16,9 @@ from services.common.auth import TokenVerifier
 from services.common.clock import SystemClock
 from services.common.deadletter import DeadLetters
 from services.common.kafka import EventConsumer, KafkaPublisher
-from services.common.lease import Lease
+from services.common.lease import service_lease
 from services.common.mongo import create_client
-from services.common.outbox import relay_lease
+from services.common.outbox import RELAY_LEASE
 from services.common.regions import default_regions
 from services.common.runtime import MONGODB_ONLY, ServiceParts, logged_backfill
 from services.common.settings import CommonSettings, Env, SettingsError
@@ -88,7 +88,7 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
         batch_size=200,
         poll_interval=s.outbox_poll_seconds,
         keep_days=settings.outbox_keep_days,
-        lease=relay_lease(db, s.lease_ttl_seconds, s.instance_id),
+        lease=service_lease(db, RELAY_LEASE, s),
     )
     relay.replay_on_start = s.outbox_replay
     clock = SystemClock()
@@ -117,7 +117,7 @@ def bootstrap(settings: SlaSettings | None = None) -> ServiceParts:
         hold_retry=timedelta(seconds=max(settings.watermark_interval, 1.0)),
         # One replica sweeps, the others stand by (its own lease: the relay's holder may be
         # another replica).
-        lease=Lease(db, SWEEP_LEASE, clock, timedelta(seconds=s.lease_ttl_seconds), s.instance_id),
+        lease=service_lease(db, SWEEP_LEASE, s, clock),
     )
     officers = Officers(cases, rules, directory, clock, relay.wake_documents)
     cards = ReportCards(cases, clock)

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.common.lease import Lease, handed_over
+from services.common.lease import Lease, run_holding
 from services.common.metrics import OUTBOX_OLDEST
 from services.common.mongo import Doc, ensure_ttl_index
 from services.common.outbox import (
@@ -159,11 +159,10 @@ class SlaRelay:
         # One loop failing stops the other, so the runtime's restart runs exactly two again.
         # Both stopped or cancelled (shutdown): the documents' relay released the lease as it
         # stopped; again, in case the batch loop's last round renewed it meanwhile.
-        async with handed_over(self.lease), asyncio.TaskGroup() as loops:
-            if self.lease is not None:  # one keeper for the lease both loops share
-                loops.create_task(self.lease.keep(stop))
-            loops.create_task(self.documents.run(stop, keeper=False))
-            loops.create_task(self._run_batches(stop))
+        # One keeper for the lease both loops share.
+        await run_holding(
+            self.lease, stop, self.documents.run(stop, keeper=False), self._run_batches(stop)
+        )
 
     async def _run_batches(self, stop: asyncio.Event) -> None:
         if self._replay_batches:

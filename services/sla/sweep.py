@@ -41,7 +41,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.common.clock import Clock, doubling, sleep_until_or_stop
-from services.common.lease import Lease, handed_over
+from services.common.lease import Lease, run_holding
 from services.common.mongo import Doc
 from services.common.outbox import OutboxMessage
 from services.sla.codec import (
@@ -419,10 +419,7 @@ class Sweeper:
         of the job: the holder's): not one standing by, one cut short by a lost lease, nor
         one that stopped on due reports none of its writes moved."""
         # Stopped or cancelled (shutdown): another replica sweeps at once, not after the TTL.
-        async with handed_over(self.lease), asyncio.TaskGroup() as tasks:
-            if self.lease is not None:
-                tasks.create_task(self.lease.keep(stop))
-            tasks.create_task(self._sweeps(stop, interval))
+        await run_holding(self.lease, stop, self._sweeps(stop, interval))
 
     async def _sweeps(self, stop: asyncio.Event, interval: float) -> None:
         while not stop.is_set():
