@@ -104,6 +104,10 @@ class EscalationGate(Protocol):
     async def refresh(self) -> datetime | None: ...
 
 
+class _LeaseLost(Exception):
+    """A sweep under way found its lease held by another process: it stops there."""
+
+
 #: The lease whose holder sweeps (services/common/lease.py).
 SWEEP_LEASE = "sla-sweep"
 LEASE_LOST = "sweep stopped part-way: this process no longer holds the sweep's lease"
@@ -255,6 +259,11 @@ class Sweeper:
     async def _leading(self) -> bool:
         return self.lease is None or await self.lease.held()
 
+    async def _still_leading(self) -> None:
+        """Within a sweep: raise `_LeaseLost` once this process no longer holds the lease."""
+        if not await self._leading():
+            raise _LeaseLost
+
     async def _store(self, chunk: list[Planned], token: str, now: datetime) -> set[Any]:
         """One transaction: the compare-and-set updates, the batch outbox document with the
         events of the writes that applied, and the counters' change. Returns the ids won."""
@@ -366,47 +375,42 @@ class Sweeper:
         moved = 0
         previous: list[Any] = []
         whole = True
-        while True:
-            if previous and not await self._leading():  # also renews it between batches
-                log.warning(LEASE_LOST)
-                whole = False
-                break
-            due = (
-                await self.cases.find({"next_due_at": {"$lte": now}}, SWEEP_PROJECTION)
-                .sort("next_due_at", 1)
-                .to_list(self.batch)
-            )
-            if not due:
-                break
-            ids = [doc.get("_id") for doc in due]
-            if ids == previous:  # nothing moved since the last read: never spin on it
-                log.warning("sweep made no progress; pausing until the next round")
-                whole = False  # what is due behind them was not swept: no success mark
-                break
-            previous = ids
-            token = uuid.uuid4().hex
-            planned, failed = await self._plan(due, now, token)
-            lost = False
-            for i in range(0, len(planned), self.write_chunk):
-                if not await self._leading():  # a batch may outlast half the TTL
-                    lost = True
+        try:
+            while True:
+                if previous:
+                    await self._still_leading()  # also renews it between batches
+                due = (
+                    await self.cases.find({"next_due_at": {"$lte": now}}, SWEEP_PROJECTION)
+                    .sort("next_due_at", 1)
+                    .to_list(self.batch)
+                )
+                if not due:
                     break
-                chunk = planned[i : i + self.write_chunk]
-                won = await self._store(chunk, token, now)
-                moved += len(won)
-                SWEEP_REPORTS.inc(len(won))
-                for p in chunk:
-                    if p.doc_id in won:
-                        count_transitions(p.transitions, now)
-                self.on_stored()
-            if lost:
-                log.warning(LEASE_LOST)
-                whole = False
-                break
-            if failed:
-                await self._set_aside(failed, now)
-            if len(due) < self.batch:
-                break
+                ids = [doc.get("_id") for doc in due]
+                if ids == previous:  # nothing moved since the last read: never spin on it
+                    log.warning("sweep made no progress; pausing until the next round")
+                    whole = False  # what is due behind them was not swept: no success mark
+                    break
+                previous = ids
+                token = uuid.uuid4().hex
+                planned, failed = await self._plan(due, now, token)
+                for i in range(0, len(planned), self.write_chunk):
+                    await self._still_leading()  # a batch may outlast half the TTL
+                    chunk = planned[i : i + self.write_chunk]
+                    won = await self._store(chunk, token, now)
+                    moved += len(won)
+                    SWEEP_REPORTS.inc(len(won))
+                    for p in chunk:
+                        if p.doc_id in won:
+                            count_transitions(p.transitions, now)
+                    self.on_stored()
+                if failed:
+                    await self._set_aside(failed, now)
+                if len(due) < self.batch:
+                    break
+        except _LeaseLost:
+            log.warning(LEASE_LOST)
+            whole = False
         SWEEP_DURATION.observe(time.perf_counter() - started)
         self.swept_through = whole
         return moved
