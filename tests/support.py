@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import Callable
@@ -179,3 +181,17 @@ class Calls:
             return await original(*args, **kwargs)
 
         setattr(obj, name, counted)
+
+
+async def polled(condition: Callable[[], object], tries: int = 500, pause: float = 0.01) -> bool:
+    """Ask `condition` (a function, or one returning an awaitable) up to `tries` times,
+    `pause` seconds apart, until it is true; return whether it became true. The async tests'
+    counterpart of `eventually`: the caller asserts what it needs."""
+    for _ in range(tries):
+        answer = condition()
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer:
+            return True
+        await asyncio.sleep(pause)
+    return False

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from services.common import lease as lease_module
 from services.common.clock import ManualClock
 from services.common.lease import LEASES, Lease
+from tests.support import polled
 
 TTL = timedelta(seconds=10)
 
@@ -225,10 +226,7 @@ async def test_the_keeper_takes_no_lease_it_does_not_hold(db: Any) -> None:
     keeper = asyncio.create_task(b.keep(stop))
     try:
         reads = clock.reads
-        for _ in range(500):
-            if clock.reads >= reads + 5:  # the keeper checked five times
-                break
-            await asyncio.sleep(0.01)
+        await polled(lambda: clock.reads >= reads + 5)  # the keeper checked five times
         assert clock.reads >= reads + 5
     finally:
         stop.set()
@@ -261,10 +259,7 @@ async def hands_over_when_cancelled(
     for it): the lease's document is gone, so another process takes over at once."""
     task = asyncio.create_task(run(asyncio.Event()))
     try:
-        for _ in range(500):
-            if lease.holding:
-                break
-            await asyncio.sleep(0.01)
+        await polled(lambda: lease.holding)
         assert lease.holding
     finally:
         task.cancel()

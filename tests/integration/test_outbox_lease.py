@@ -39,7 +39,7 @@ from services.common.settings import KafkaSettings
 from services.sla.relay import BATCH_OUTBOX, SlaRelay
 from services.stack.supervisor import Stack
 from tests.integration.test_lease import hands_over_when_cancelled, renewed
-from tests.support import RecordingPublisher, read_topic
+from tests.support import RecordingPublisher, polled, read_topic
 
 TOPIC = "lapor.complaints.received"  # an existing topic of the embedded broker
 TTL = timedelta(seconds=10)
@@ -99,14 +99,11 @@ async def store_wave(things: Any, tag: str, wave: int, n: int) -> list[str]:
 
 
 async def drained(things: Any) -> None:
-    for _ in range(300):
-        if (
-            await queue_for(things).count_documents({}) == 0
-            and await things.count_documents({"_outbox_pending": True}) == 0
-        ):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the relays did not empty the outbox")
+    async def done() -> bool:
+        return await empty(queue_for(things)) and await empty(things, {"_outbox_pending": True})
+
+    if not await polled(done, 300, 0.05):
+        raise AssertionError("the relays did not empty the outbox")
 
 
 async def pending_batch(db: Any, event_id: str, key: str) -> None:
@@ -128,6 +125,11 @@ async def one_queued(db: Any, event_id: str) -> Any:
     event = OutboxMessage(event_id, TOPIC, "k", b"")
     assert await insert_queued(things, [({"_id": "d", **queued_fields([event])}, [event])]) == {}
     return things
+
+
+async def empty(collection: Any, query: dict[str, Any] | None = None) -> bool:
+    """Whether no document of `collection` matches `query` (by default: none at all)."""
+    return not await collection.count_documents(query or {})
 
 
 def published(infra: Stack, tag: str) -> Counter[str]:
@@ -285,19 +287,17 @@ async def test_sla_releases_the_lease_its_batch_loop_took_back_as_it_stopped(db:
 
     async def last_round_after_the_release() -> int:
         await stop.wait()
-        for _ in range(500):  # until the documents' loop has released the lease
-            if await db[LEASES].find_one({"_id": RELAY_LEASE}) is None:
-                break
-            await asyncio.sleep(0.01)
+
+        async def released() -> bool:
+            return await db[LEASES].find_one({"_id": RELAY_LEASE}) is None
+
+        await polled(released)  # until the documents' loop has released the lease
         return await batches_once()
 
     relay.relay_batches_once = last_round_after_the_release  # type: ignore[method-assign]
     task = asyncio.create_task(relay.run(stop))
     assert relay.lease is not None
-    for _ in range(500):  # the documents' loop takes the lease
-        if relay.lease.holding:
-            break
-        await asyncio.sleep(0.01)
+    await polled(lambda: relay.lease.holding)  # the documents' loop takes the lease
     assert relay.lease.holding
     stop.set()
     await asyncio.wait_for(task, 10)
@@ -355,10 +355,7 @@ async def test_the_keeper_keeps_the_lease_of_a_relay_whose_round_outlasts_the_tt
         tasks.append(asyncio.create_task(b.run(stop)))  # b polls the lease meanwhile
         await kept_by_a(db, clock, b.lease)
         hanging.go.set()  # the broker answers at last
-        for _ in range(500):
-            if not await queue_for(things).count_documents({}):
-                break
-            await asyncio.sleep(0.01)
+        await polled(lambda: empty(queue_for(things)))
     finally:
         hanging.go.set()
         stop.set()
@@ -388,20 +385,18 @@ async def test_sla_keeps_its_lease_while_its_publishes_outlast_the_ttl(db: Any) 
     stop = asyncio.Event()
     tasks = [asyncio.create_task(a.run(stop))]
     try:
-        for _ in range(500):  # both loops hold the lease, and hang
-            if hanging.hanging == 2:
-                break
-            await asyncio.sleep(0.01)
+        await polled(lambda: hanging.hanging == 2)  # both loops hold the lease, and hang
         assert hanging.hanging == 2
         tasks.append(asyncio.create_task(b.run(stop)))
         await kept_by_a(db, clock, b.lease)
         hanging.go.set()
-        for _ in range(500):
-            if not await db[BATCH_OUTBOX].count_documents(
-                {"pending": True}
-            ) and not await cases.count_documents({"_outbox_pending": True}):
-                break
-            await asyncio.sleep(0.01)
+
+        async def relayed() -> bool:
+            return await empty(db[BATCH_OUTBOX], {"pending": True}) and await empty(
+                cases, {"_outbox_pending": True}
+            )
+
+        await polled(relayed)
     finally:
         hanging.go.set()
         stop.set()

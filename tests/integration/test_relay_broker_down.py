@@ -24,7 +24,7 @@ from services.common.outbox import RELAY_LEASE, OutboxMessage, OutboxRelay, queu
 from services.common.settings import KafkaSettings
 from services.stack.supervisor import Stack
 from tests.integration.test_outbox_lease import TOPIC, one_queued, stepped_down
-from tests.support import read_topic
+from tests.support import polled, read_topic
 
 TTL = timedelta(seconds=2)
 
@@ -34,11 +34,9 @@ def settings(bootstrap: str) -> KafkaSettings:
 
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(600):  # a minute: the review saw the holder keep its lease that long
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(what)
+    # A minute: the review saw the holder keep its lease that long.
+    if not await polled(condition, 600, 0.1):
+        raise AssertionError(what)
 
 
 async def test_a_holder_whose_broker_is_unreachable_steps_down_and_another_publishes(

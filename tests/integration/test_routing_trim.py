@@ -28,7 +28,7 @@ from services.routing.views import report_view
 from tests.integration.test_lease import hands_over_when_cancelled
 from tests.integration.test_routing_early_privacy import raised, received, wired
 from tests.integration.test_sla_store import T0
-from tests.support import Calls, RecordingPublisher
+from tests.support import Calls, RecordingPublisher, polled
 
 D = timedelta(days=90)
 DIRECTORY = Directory.seed(default_regions())
@@ -257,7 +257,7 @@ async def test_one_replica_trims_and_another_takes_over_when_it_stops(db: Any) -
     (a, trims_a), (b, trims_b) = replica("a"), replica("b")
     stop_a, stop_b = asyncio.Event(), asyncio.Event()
     task_a = asyncio.create_task(a.run(stop_a))
-    await eventually_async(lambda: trims_a.count == 1)
+    assert await polled(lambda: trims_a.count == 1, 1000)
     task_b = asyncio.create_task(b.run(stop_b))
     for _ in range(20):  # b checks the lease every 10 ms meanwhile
         await asyncio.sleep(0.01)
@@ -273,20 +273,11 @@ async def test_one_replica_trims_and_another_takes_over_when_it_stops(db: Any) -
     stop_a.set()
     await asyncio.wait_for(task_a, 10)
     assert await db[LEASES].find_one({"_id": TRIM_LEASE}) is None  # released
-    await eventually_async(lambda: trims_b.count == 1)  # b takes over and trims at once
+    assert await polled(lambda: trims_b.count == 1, 1000)  # b takes over and trims at once
     stop_b.set()
     await asyncio.wait_for(task_b, 10)
     assert PUBLISHED not in await routing.doc(second)
     assert (trims_a.count, trims_b.count) == (1, 1)
-
-
-async def eventually_async(condition: Any) -> None:
-    """Wait (up to about 10 s) until `condition()` holds."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 class FailingTrim(ClosedCaseTrim):
@@ -308,7 +299,7 @@ async def test_a_failed_trim_waits_for_the_next_interval_and_the_loop_lives_on(
     stop = asyncio.Event()
     task = asyncio.create_task(trim.run(stop))
     checks = Calls(lease, "held")
-    await eventually_async(lambda: checks.count >= 20 or task.done())  # 20 checks as holder
+    assert await polled(lambda: checks.count >= 20 or task.done(), 1000)  # 20 checks as holder
     stop.set()
     await asyncio.wait_for(task, 10)  # ended by stop, not by the error
     assert trim.attempts == 1  # the next try is an hour later
@@ -331,14 +322,14 @@ async def test_a_replica_that_takes_the_lease_back_trims_at_once(db: Any) -> Non
     stop = asyncio.Event()
     task = asyncio.create_task(trim.run(stop))
     try:
-        await eventually_async(lambda: trim.attempts == 1)  # trims as it takes the lease
+        assert await polled(lambda: trim.attempts == 1, 1000)  # trims as it takes the lease
         # b took the lease over (a paused past its TTL), and a checks it again.
         until = clock.now() + 2 * ttl
         await db[LEASES].update_one({"_id": TRIM_LEASE}, {"$set": {"holder": "b", "until": until}})
         clock.advance(ttl * 0.6)
-        await eventually_async(lambda: False in answers)  # a stands by
+        assert await polled(lambda: False in answers, 1000)  # a stands by
         await b.release()  # b stops: a takes the lease back
-        await eventually_async(lambda: trim.attempts == 2)  # a new turn trims at once
+        assert await polled(lambda: trim.attempts == 2, 1000)  # a new turn trims at once
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)

@@ -25,7 +25,7 @@ from services.sla.metrics import SWEEP_LAST_SUCCESS
 from services.sla.sweep import SWEEP_LEASE, Sweeper
 from tests.integration.test_lease import hands_over_when_cancelled, renewed
 from tests.integration.test_sla_store import T0, delivery, routed, swept_events
-from tests.support import Calls
+from tests.support import Calls, polled
 from tests.unit.test_sla_actions import POLICY
 
 TTL = timedelta(seconds=10)
@@ -152,10 +152,7 @@ async def test_a_sweep_stops_part_way_when_its_lease_was_taken(db: Any) -> None:
 async def test_a_stopped_sweeper_hands_its_lease_over_at_once(replicas: Replicas) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(replicas.a.run(stop, interval=0.01))
-    for _ in range(500):
-        if lease_of(replicas.a).holding:
-            break
-        await asyncio.sleep(0.01)
+    await polled(lambda: lease_of(replicas.a).holding)
     assert lease_of(replicas.a).holding
     stop.set()
     await asyncio.wait_for(task, 10)
@@ -173,10 +170,7 @@ async def rounds_of(sweeper: Sweeper, n: int) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(sweeper.run(stop, interval=0.01))
     try:
-        for _ in range(500):
-            if checks.count >= n:
-                break
-            await asyncio.sleep(0.01)
+        await polled(lambda: checks.count >= n)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -252,10 +246,11 @@ async def test_the_keeper_keeps_the_sweep_lease_through_a_slow_plan(db: Any) -> 
             await renewed(db, SWEEP_LEASE, replicas.lease_clock, "a")
             assert await replicas.b.sweep_once() == 0  # stands by
         gate.go.set()
-        for _ in range(500):
-            if not await replicas.still_due(tids):
-                break
-            await asyncio.sleep(0.01)
+
+        async def swept() -> bool:
+            return not await replicas.still_due(tids)
+
+        await polled(swept)
     finally:
         gate.go.set()
         stop.set()
