@@ -16,11 +16,12 @@ from pymongo import AsyncMongoClient
 from services.common.clock import ManualClock
 from services.common.lease import DEFAULT_TTL, Lease, instance_id
 from services.common.outbox import RELAY_LEASE, OutboxRelay
-from services.common.settings import CommonSettings, Env, SettingsError
+from services.common.settings import SettingsError
 from services.routing.retention import TRIM_LEASE, ClosedCaseTrim
 from services.sla.relay import SlaRelay
 from services.sla.sweep import SWEEP_LEASE, Sweeper
 from services.stack.devsecrets import generate, service_env
+from tests.unit.test_dead_letter_settings import settings
 
 BASE = {
     "LAPOR_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
@@ -28,10 +29,6 @@ BASE = {
     "LAPOR_GRPC_PORT": "0",
     "LAPOR_METRICS_PORT": "0",
 }
-
-
-def settings(**changes: str) -> CommonSettings:
-    return CommonSettings.from_env("notify", Env({**BASE, **changes}))
 
 
 def test_defaults_poll_twice_a_second_and_fail_over_in_ten_seconds() -> None:

@@ -11,6 +11,7 @@ from services.common.settings import Env, SettingsError
 from services.routing.bootstrap import bootstrap
 from services.routing.retention import closed_trim_days
 from services.stack.devsecrets import generate, service_env
+from tests.unit.test_lease import BASE
 
 SETTING = "LAPOR_ROUTING_CLOSED_TRIM_DAYS"
 RULE = r"is outside 60\.\.36500 \(0 keeps them\): a closed case's events can be needed"
@@ -40,10 +41,7 @@ def test_a_trim_that_is_not_a_whole_number_is_refused() -> None:
 def test_routing_does_not_start_with_a_short_trim() -> None:
     env = {
         **service_env("routing", generate()),
-        "LAPOR_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
-        "LAPOR_MONGODB_URI": "mongodb://127.0.0.1:1",
-        "LAPOR_GRPC_PORT": "0",
-        "LAPOR_METRICS_PORT": "0",
+        **BASE,
         SETTING: "30",
     }
     with pytest.raises(SettingsError, match=f"^{SETTING}=30 {RULE}"):
