@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from lapor.v1 import common_pb2, events_pb2
 from prometheus_client import REGISTRY
 
@@ -87,11 +88,17 @@ class Routing:
         return await self.cases.find_one({"_id": tid})
 
 
-async def test_a_case_closed_longer_ago_than_the_trim_keeps_no_events_or_fingerprint(
-    db: Any,
-) -> None:
+@pytest.fixture
+async def routing(db: Any) -> Routing:
+    """Routing's handlers on the test database, its indexes made, the clock at T0."""
     routing = Routing(db, ManualClock(T0))
     await routing.handlers.ensure_indexes()
+    return routing
+
+
+async def test_a_case_closed_longer_ago_than_the_trim_keeps_no_events_or_fingerprint(
+    routing: Routing,
+) -> None:
     closed, recent = await routing.resolved(), await routing.resolved()
     archived, officer = await routing.case()
     still_open = await routing.resolved()
@@ -147,9 +154,7 @@ async def test_a_case_closed_longer_ago_than_the_trim_keeps_no_events_or_fingerp
     assert {m.key for m in routing.publisher.sent} == {recent, still_open}
 
 
-async def test_an_event_published_after_the_trim_is_trimmed_in_its_turn(db: Any) -> None:
-    routing = Routing(db, ManualClock(T0))
-    await routing.handlers.ensure_indexes()
+async def test_an_event_published_after_the_trim_is_trimmed_in_its_turn(routing: Routing) -> None:
     tid = await routing.resolved()
     await routing.act(None, tid, Command("confirmed", Role.REPORTER, rating=5))
     await routing.relay.relay_once()
@@ -170,10 +175,8 @@ async def test_an_event_published_after_the_trim_is_trimmed_in_its_turn(db: Any)
 
 
 async def test_an_event_published_after_the_closure_is_kept_as_long_as_from_the_closure(
-    db: Any,
+    routing: Routing,
 ) -> None:
-    routing = Routing(db, ManualClock(T0))
-    await routing.handlers.ensure_indexes()
     tid = await routing.resolved()
     await routing.act(None, tid, Command("confirmed", Role.REPORTER, rating=5))  # day 0
     closed = routing.clock.now()
@@ -199,9 +202,7 @@ async def test_an_event_published_after_the_closure_is_kept_as_long_as_from_the_
     assert PUBLISHED not in doc and "fingerprint" not in doc and "closed_at" not in doc
 
 
-async def test_a_trim_of_0_days_keeps_everything(db: Any) -> None:
-    routing = Routing(db, ManualClock(T0))
-    await routing.handlers.ensure_indexes()
+async def test_a_trim_of_0_days_keeps_everything(routing: Routing) -> None:
     tid = await routing.resolved()
     await routing.act(None, tid, Command("confirmed", Role.REPORTER, rating=5))
     await routing.relay.relay_once()
@@ -212,10 +213,8 @@ async def test_a_trim_of_0_days_keeps_everything(db: Any) -> None:
 
 
 async def test_cases_closed_before_the_upgrade_are_dated_from_their_last_change(
-    db: Any,
+    routing: Routing,
 ) -> None:
-    routing = Routing(db, ManualClock(T0))
-    await routing.handlers.ensure_indexes()
     old, trimmed = await routing.resolved(), await routing.resolved()
     still_open = await routing.resolved()
     routing.clock.advance(timedelta(days=2))
@@ -238,12 +237,12 @@ async def test_cases_closed_before_the_upgrade_are_dated_from_their_last_change(
     assert PUBLISHED not in await routing.doc(old)
 
 
-async def test_one_replica_trims_and_another_takes_over_when_it_stops(db: Any) -> None:
+async def test_one_replica_trims_and_another_takes_over_when_it_stops(
+    routing: Routing, db: Any
+) -> None:
     """Each routing replica runs the trim loop; only the holder of the ``routing-trim`` lease
     trims (every replica scanning the same cases each hour would only repeat its work). The
     holder releases the lease as it stops, and another replica trims at once."""
-    routing = Routing(db, ManualClock(T0))
-    await routing.handlers.ensure_indexes()
     first = await routing.resolved()
     await routing.act(None, first, Command("confirmed", Role.REPORTER, rating=5))
     await routing.relay.relay_once()
